@@ -1,0 +1,47 @@
+# Everything a fresh Debian machine needs, in two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+DEMO_DATA := data/scenes
+DEMO_RUN := runs/multilabel
+
+.PHONY: install system demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[train,dev]'
+	touch $@
+
+install: $(STAMP)
+
+# Debian's dataset-fashion-mnist holds the real images the demo scenes are made of.
+system:
+	@if [ -d $(FASHION_MNIST) ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "No apt-get: put Fashion-MNIST's four *-ubyte.gz files in a folder and pass --source DIR"; fi
+
+demo: install system
+	test -f $(DEMO_DATA)/labels.csv || $(BIN)/train-kit data multilabel --out $(DEMO_DATA)
+	$(BIN)/train-kit train multilabel --data $(DEMO_DATA) --arch resnet18 --size 64 --bs 64 \
+	  --epochs 5 --lr 1e-2 --out $(DEMO_RUN) --stage stage-1
+	@echo "metrics: $(DEMO_RUN)/stage-1.metrics.json"
+
+test: install system
+	$(PY) -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install system
+	$(PY) bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

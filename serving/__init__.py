@@ -1,0 +1,1 @@
+"""The serving microservice. Imports nothing from `training` (the one rule of DESIGN.md)."""

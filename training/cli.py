@@ -1,0 +1,170 @@
+"""`train-kit`: build demo data, find a learning rate, train stages.
+
+    train-kit data multilabel --out data/scenes
+    train-kit lr-find multilabel --data data/scenes --arch resnet18
+    train-kit train multilabel --data data/scenes --arch resnet18 --size 64 --epochs 5 --lr 1e-2
+    train-kit train multilabel --data data/scenes --unfreeze --lr 1e-5:2e-3 --from-stage stage-1 --stage stage-2
+    train-kit train multilabel --config run.toml --resume
+
+Errors in the user's data or options print as one red line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from training.errors import TrainingError
+
+app = typer.Typer(help="Train multi-label image models the fastai way.", no_args_is_help=True)
+data_app = typer.Typer(help="Build demo data sets from data that ships in packages.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Task(enum.StrEnum):
+    multilabel = "multilabel"
+
+
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """A `TrainingError` is the user's to fix: print it plainly, exit 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except TrainingError as err:
+            console.print(f"[red]error:[/red] {err}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@data_app.command("multilabel")
+@user_errors
+def data_multilabel(
+    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/scenes"),
+    n_train: Annotated[int, typer.Option(help="training scenes")] = 4000,
+    n_valid: Annotated[int, typer.Option(help="validation scenes")] = 1000,
+    size: Annotated[int, typer.Option(help="canvas size in pixels")] = 96,
+    seed: Annotated[int, typer.Option()] = 0,
+    source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+) -> None:
+    """Planet-like scenes of real Fashion-MNIST items: labels.csv + train/*.jpg + valid.txt."""
+    from training.demo.fashion_mnist import FASHION_MNIST_DIR
+    from training.demo.scenes import build_multilabel_scenes
+
+    summary = build_multilabel_scenes(
+        out, n_train, n_valid, size, seed, source or FASHION_MNIST_DIR, overwrite=overwrite
+    )
+    console.print(f"wrote {summary.n_train} training and {summary.n_valid} validation scenes to {out}")
+    common = sorted(summary.train_tag_counts.items(), key=lambda kv: -kv[1])
+    console.print("tags (training count): " + ", ".join(f"{t} {n}" for t, n in common))
+
+
+# Options shared by lr-find and train. None means "not given": the config file or default decides.
+DataOpt = Annotated[Path | None, typer.Option(help="data folder (labels.csv, train/)")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of options; flags override it")]
+ArchOpt = Annotated[str | None, typer.Option(help="resnet18 | resnet34 | resnet50")]
+WeightsOpt = Annotated[Path | None, typer.Option(help="local torchvision state dict for the body")]
+SizeOpt = Annotated[int | None, typer.Option(help="image size in pixels")]
+BsOpt = Annotated[int | None, typer.Option(help="batch size")]
+OutOpt = Annotated[Path | None, typer.Option(help="run folder for stages, metrics and plots")]
+StageOpt = Annotated[str | None, typer.Option("--from-stage", help="start from this saved stage's weights")]
+Fp16Opt = Annotated[bool | None, typer.Option("--fp16/--fp32", help="mixed precision")]
+UnfreezeOpt = Annotated[bool | None, typer.Option("--unfreeze/--freeze", help="train the body too")]
+
+
+def _config(config: Path | None, **overrides: Any) -> Any:
+    from training.config import load_config
+
+    overrides["task"] = overrides["task"].value
+    return load_config(config, overrides)
+
+
+@app.command("lr-find")
+@user_errors
+def lr_find(
+    task: Task,
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    arch: ArchOpt = None,
+    weights: WeightsOpt = None,
+    size: SizeOpt = None,
+    bs: BsOpt = None,
+    out: OutOpt = None,
+    from_stage: StageOpt = None,
+    fp16: Fp16Opt = None,
+    unfreeze: UnfreezeOpt = None,
+    start_lr: Annotated[float, typer.Option()] = 1e-7,
+    end_lr: Annotated[float, typer.Option()] = 10.0,
+    num_it: Annotated[int, typer.Option()] = 100,
+) -> None:
+    """Sweep learning rates; print the suggestion and write the plot."""
+    from training.run import run_lr_find
+
+    cfg = _config(config, task=task, data=data, arch=arch, weights=weights, size=size, bs=bs, out=out,
+                  from_stage=from_stage, fp16=fp16, unfreeze=unfreeze)  # fmt: skip
+    found, plot = run_lr_find(cfg, start_lr, end_lr, num_it)
+    console.print(f"suggested learning rate: {found.suggestion:.2e}  (plot: {plot})")
+
+
+@app.command("train")
+@user_errors
+def train(
+    task: Task,
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    csv: Annotated[str | None, typer.Option(help="labels CSV inside the data folder")] = None,
+    folder: Annotated[str | None, typer.Option(help="image folder inside the data folder")] = None,
+    valid_pct: Annotated[float | None, typer.Option(help="random validation share (no valid list)")] = None,
+    valid_col: Annotated[str | None, typer.Option(help="boolean CSV column marking validation rows")] = None,
+    arch: ArchOpt = None,
+    weights: WeightsOpt = None,
+    size: SizeOpt = None,
+    bs: BsOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs of this stage")] = None,
+    lr: Annotated[str | None, typer.Option(help="max learning rate, or low:high over layer groups")] = None,
+    wd: Annotated[float | None, typer.Option(help="weight decay")] = None,
+    thresh: Annotated[float | None, typer.Option(help="score above which a tag is predicted")] = None,
+    flip_vert: Annotated[bool | None, typer.Option("--flip-vert/--no-flip-vert")] = None,
+    max_rotate: Annotated[float | None, typer.Option()] = None,
+    max_zoom: Annotated[float | None, typer.Option()] = None,
+    max_lighting: Annotated[float | None, typer.Option()] = None,
+    max_warp: Annotated[float | None, typer.Option()] = None,
+    fp16: Fp16Opt = None,
+    unfreeze: UnfreezeOpt = None,
+    stage: Annotated[str | None, typer.Option(help="name to save this stage under")] = None,
+    from_stage: StageOpt = None,
+    resume: Annotated[bool | None, typer.Option("--resume", help="continue this stage's killed run")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="data loader worker processes")] = None,
+    out: OutOpt = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Train one stage with fit_one_cycle; one table row per epoch, metrics JSON at the end."""
+    from training.progress import RichReporter
+    from training.run import run_training
+
+    cfg = _config(config, task=task, data=data, csv=csv, folder=folder, valid_pct=valid_pct,
+                  valid_col=valid_col, arch=arch, weights=weights, size=size, bs=bs, epochs=epochs, lr=lr,
+                  wd=wd, thresh=thresh, flip_vert=flip_vert, max_rotate=max_rotate, max_zoom=max_zoom,
+                  max_lighting=max_lighting, max_warp=max_warp, fp16=fp16, unfreeze=unfreeze, stage=stage,
+                  from_stage=from_stage, resume=resume, num_workers=num_workers, out=out, seed=seed)  # fmt: skip
+    result = run_training(cfg, RichReporter(console))
+    summary = {"metrics": result["metrics"], "baseline": result["baseline"], "checkpoint": result["checkpoint"]}
+    console.print_json(json.dumps(summary))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,45 @@
+"""The data block API: six small answers that make a DataBunch.
+
+1. where the inputs are  — `ItemList.from_folder / from_csv / from_rows / from_list`
+2. how to split          — `RandomSplitter`, `ColumnSplitter`, `FolderSplitter`, `FileListSplitter`
+3. how to label          — `TagsFromColumn`, `FromColumn`, `FromFolderName`, `FromPathFunction`
+4. which transforms      — `get_transforms(...)`, applied with `.transform(tfms, size=...)`
+5. a test set            — `.add_test(items)`
+6. the loaders           — `.databunch(bs=..., num_workers=...)`, then `.normalize(stats)`
+"""
+
+from training.data.block import ImageDataset, LabelledData, SplitItems
+from training.data.bunch import DataBunch, DeviceLoader, Stats, imagenet_stats
+from training.data.labellers import (
+    CategoryEncoder,
+    FromColumn,
+    FromFolderName,
+    FromPathFunction,
+    MultiCategoryEncoder,
+    TagsFromColumn,
+)
+from training.data.sources import ItemList
+from training.data.splitters import ColumnSplitter, FileListSplitter, FolderSplitter, RandomSplitter
+from training.data.transforms import get_transforms
+
+__all__ = [
+    "CategoryEncoder",
+    "ColumnSplitter",
+    "DataBunch",
+    "DeviceLoader",
+    "FileListSplitter",
+    "FolderSplitter",
+    "FromColumn",
+    "FromFolderName",
+    "FromPathFunction",
+    "ImageDataset",
+    "ItemList",
+    "LabelledData",
+    "MultiCategoryEncoder",
+    "RandomSplitter",
+    "SplitItems",
+    "Stats",
+    "TagsFromColumn",
+    "get_transforms",
+    "imagenet_stats",
+]

@@ -1,0 +1,134 @@
+"""Where the inputs are: an `ItemList` of image paths or texts, and where each was named.
+
+An item list keeps, beside each item, the CSV row it came from (so a labeller can read a column)
+and its origin ("labels.csv line 17"), so every later error can point at the line to fix.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from training.errors import DataError
+
+if TYPE_CHECKING:
+    from training.data.block import SplitItems
+    from training.data.splitters import Splitter
+
+__all__ = ["IMAGE_EXTENSIONS", "ItemList", "read_csv"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+
+
+@dataclass(frozen=True)
+class ItemList:
+    """Items (image paths or texts), their source rows and origins, index-aligned."""
+
+    items: list[Path] | list[str]
+    rows: list[dict[str, str]] | None = None
+    origins: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def origin(self, i: int) -> str:
+        """Where item `i` was named, for error messages."""
+        return self.origins[i] if self.origins is not None else str(self.items[i])
+
+    def subset(self, indices: Sequence[int]) -> ItemList:
+        items = [self.items[i] for i in indices]
+        return ItemList(
+            items=items,  # type: ignore[arg-type]  # same element type as self.items
+            rows=None if self.rows is None else [self.rows[i] for i in indices],
+            origins=None if self.origins is None else [self.origins[i] for i in indices],
+        )
+
+    def split(self, splitter: Splitter) -> SplitItems:
+        """Answer "how to split" with a splitter; see `training.data.splitters`."""
+        from training.data.block import SplitItems
+
+        train_idx, valid_idx = splitter(self)
+        if not train_idx:
+            raise DataError(f"{type(splitter).__name__} left no items for training")
+        if not valid_idx:
+            raise DataError(f"{type(splitter).__name__} left no items for validation")
+        return SplitItems(self.subset(train_idx), self.subset(valid_idx))
+
+    @classmethod
+    def from_folder(
+        cls, path: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, recurse: bool = True
+    ) -> ItemList:
+        """Every file under `path` with one of `extensions`, sorted for reproducibility."""
+        if not path.is_dir():
+            raise DataError(f"{path}: no such folder")
+        wanted = {e.lower() for e in extensions}
+        pattern = "**/*" if recurse else "*"
+        files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in wanted)
+        if not files:
+            raise DataError(f"{path}: no files with extensions {sorted(wanted)}")
+        return cls(items=files)
+
+    @classmethod
+    def from_csv(
+        cls, path: Path, csv_name: str, column: str = "image_name", folder: str = "", suffix: str = ""
+    ) -> ItemList:
+        """Images named in `column` of `path/csv_name`, found at `path/folder/<name><suffix>`."""
+        rows, origins = read_csv(path / csv_name, required=(column,))
+        return cls.from_rows(rows, path / folder, column, suffix, origins)
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Sequence[Mapping[str, str]],
+        folder: Path,
+        column: str,
+        suffix: str = "",
+        origins: list[str] | None = None,
+    ) -> ItemList:
+        """Images named in `column` of in-memory rows (e.g. `DataFrame.to_dict("records")`)."""
+        origins = origins or [f"row {i}" for i in range(len(rows))]
+        items: list[Path] = []
+        for row, origin in zip(rows, origins, strict=True):
+            name = str(row.get(column, "")).strip()
+            if not name:
+                raise DataError(f"{origin}: column {column!r} is empty")
+            file = folder / f"{name}{suffix}"
+            if not file.is_file():
+                raise DataError(f"{origin}: image {file} does not exist")
+            items.append(file)
+        return cls(items=items, rows=[dict(r) for r in rows], origins=origins)
+
+    @classmethod
+    def from_list(cls, items: Sequence[Path | str]) -> ItemList:
+        """Paths (checked to exist) or texts given directly."""
+        if items and all(isinstance(i, Path) for i in items):
+            paths = [Path(i) for i in items]
+            for p in paths:
+                if not p.is_file():
+                    raise DataError(f"{p}: no such file")
+            return cls(items=paths)
+        return cls(items=[str(i) for i in items])
+
+
+def read_csv(path: Path, required: Sequence[str]) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows of a CSV with a header, and each row's origin ("labels.csv line 2" is the first)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such CSV file")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise DataError(
+                f"{path.name}: no column {', '.join(map(repr, missing))} (columns are: {', '.join(columns)})"
+            )
+        rows, origins = [], []
+        for row in reader:
+            rows.append({k: (v or "") for k, v in row.items() if k is not None})
+            origins.append(f"{path.name} line {reader.line_num}")
+    if not rows:
+        raise DataError(f"{path.name}: has a header but no rows")
+    return rows, origins

@@ -1,0 +1,1 @@
+"""Demo data sets composed from real data that ships inside packages (no network)."""

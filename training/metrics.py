@@ -1,0 +1,66 @@
+"""Metrics: plain functions of (predictions, targets) over the whole validation set.
+
+Fix their arguments with `functools.partial(fbeta, beta=2, thresh=0.2)`; `metric_name` gives the
+column name a table shows for either form.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["Metric", "accuracy", "accuracy_thresh", "constant_baseline", "fbeta", "metric_name"]
+
+Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def accuracy_thresh(
+    preds: torch.Tensor, targets: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True
+) -> torch.Tensor:
+    """Share of (item, label) decisions right when a label is on above `thresh` (multi-label)."""
+    scores = preds.sigmoid() if sigmoid else preds
+    return ((scores > thresh) == targets.bool()).float().mean()
+
+
+def fbeta(
+    preds: torch.Tensor,
+    targets: torch.Tensor,
+    beta: float = 2.0,
+    thresh: float = 0.2,
+    sigmoid: bool = True,
+    eps: float = 1e-9,
+) -> torch.Tensor:
+    """F-beta per item, averaged over items (Planet's score: beta=2 weighs recall over precision)."""
+    scores = preds.sigmoid() if sigmoid else preds
+    predicted = (scores > thresh).float()
+    actual = targets.float()
+    true_pos = (predicted * actual).sum(1)
+    precision = true_pos / (predicted.sum(1) + eps)
+    recall = true_pos / (actual.sum(1) + eps)
+    b2 = beta * beta
+    return ((1 + b2) * precision * recall / (b2 * precision + recall + eps)).mean()
+
+
+def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Share of items whose highest-scoring class is the target (single-label)."""
+    return (preds.argmax(dim=-1) == targets).float().mean()
+
+
+def metric_name(metric: Callable[..., torch.Tensor]) -> str:
+    """`fbeta` for both `fbeta` and `partial(fbeta, beta=2)`."""
+    while isinstance(metric, functools.partial):
+        metric = metric.func
+    return getattr(metric, "__name__", type(metric).__name__)
+
+
+def constant_baseline(train_targets: torch.Tensor, valid_targets: torch.Tensor, metric: Metric) -> float:
+    """`metric` for a model that ignores the image and scores every label by its training frequency.
+
+    For multi-label data thresholded metrics then predict "the frequent tags" for every item:
+    the trivial baseline a trained model must clearly beat.
+    """
+    freq = train_targets.float().mean(0).clamp(1e-6, 1 - 1e-6)
+    logits = torch.logit(freq).expand_as(valid_targets)
+    return float(metric(logits, valid_targets))

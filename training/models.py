@@ -1,0 +1,53 @@
+"""Build a CNN for training: body from torchvision (random or a local weights file) + a fresh head.
+
+Nothing is downloaded: pretrained weights come from a state-dict file the user names,
+saved from torchvision's own model (`torch.save(resnet34(weights=...).state_dict(), path)`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from serving.networks import CnnSpec, build_cnn, cnn_body, resnet
+from training.errors import ConfigError
+
+__all__ = ["cnn_layer_groups", "create_cnn"]
+
+
+def create_cnn(spec: CnnSpec, weights: Path | None = None) -> nn.Sequential:
+    """The network of `spec`; with `weights`, its body starts from that torchvision state dict."""
+    net = resnet(spec.arch)
+    if weights is not None:
+        _load_body_weights(net, weights, spec.arch)
+    return build_cnn(spec, body=cnn_body(net))
+
+
+def cnn_layer_groups(model: nn.Sequential) -> list[nn.Module]:
+    """Three groups for freezing and discriminative rates: early body, late body, head.
+
+    Early stages learn generic edges and textures and need the smallest rates; the head is new.
+    """
+    body, head = model[0], model[1]
+    return [body[:6], body[6:], head]
+
+
+def _load_body_weights(net: nn.Module, path: Path, arch: str) -> None:
+    if not path.is_file():
+        raise ConfigError(f"--weights {path}: no such file (expected a torchvision {arch} state dict)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file; all mean "not a state dict"
+        raise ConfigError(f"--weights {path}: not a readable PyTorch state dict ({err})") from err
+    if not isinstance(state, dict):
+        raise ConfigError(f"--weights {path}: holds a {type(state).__name__}, expected a state dict")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    result = net.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("fc.")]
+    if missing or result.unexpected_keys:
+        raise ConfigError(
+            f"--weights {path}: does not match torchvision's {arch} "
+            f"(missing {missing[:3]}..., unexpected {result.unexpected_keys[:3]}...)"
+        )

@@ -1,0 +1,143 @@
+"""A whole run from a `TrainConfig`: data, network, stage handling, fit, metrics file.
+
+The CLI is a thin shell over these functions, so tests and notebooks can call them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.config import TrainConfig
+from training.data import get_transforms, imagenet_stats
+from training.data.bunch import Stats
+from training.data.show import show_batch
+from training.errors import ConfigError
+from training.learner import Learner, Reporter
+from training.lr_finder import LRFind
+from training.metrics import constant_baseline, metric_name
+from training.models import cnn_layer_groups, create_cnn
+from training.tasks import setup_task
+
+__all__ = ["build_learner", "run_lr_find", "run_training"]
+
+
+def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner:
+    """Data and network as `cfg` says, weights from `from_stage` if named, frozen if pretrained."""
+    torch.manual_seed(cfg.seed)  # the network's initial weights, reproducibly
+    task = setup_task(cfg)
+    train_tfms = get_transforms(
+        do_flip=cfg.do_flip,
+        flip_vert=cfg.flip_vert,
+        max_rotate=cfg.max_rotate,
+        max_zoom=cfg.max_zoom,
+        max_lighting=cfg.max_lighting,
+        max_warp=cfg.max_warp,
+        p_affine=cfg.p_affine,
+        p_lighting=cfg.p_lighting,
+    )
+    data = task.src.transform(train_tfms, size=cfg.size).databunch(
+        bs=cfg.bs, num_workers=cfg.num_workers, seed=cfg.seed
+    )
+    previous = _previous_stage(cfg)
+    stats: Stats | None = None
+    if previous is not None:
+        stats = (tuple(previous["stats"][0]), tuple(previous["stats"][1]))
+    elif cfg.weights is not None:
+        stats = imagenet_stats
+    data.normalize(stats)
+    if previous is not None and previous["classes"] != data.classes:
+        raise ConfigError(
+            f"--from-stage {cfg.from_stage}: trained on classes {previous['classes']}, "
+            f"but this data has {data.classes}"
+        )
+    model = create_cnn(task.spec, cfg.weights)
+    meta = {
+        "task": cfg.task,
+        "spec": dataclasses.asdict(task.spec),
+        "classes": data.classes,
+        "size": cfg.size,
+        "stats": [list(s) for s in data.stats or imagenet_stats],
+        "thresh": cfg.thresh,
+        "config": cfg.model_dump(mode="json"),
+    }
+    learn = Learner(
+        data,
+        model,
+        task.loss_func,
+        task.metrics,
+        cnn_layer_groups(model),
+        wd=cfg.wd,
+        path=cfg.out,
+        reporter=reporter,
+        meta=meta,
+    )
+    if cfg.from_stage:
+        learn.load(cfg.from_stage)
+    if (cfg.weights or cfg.from_stage) and not cfg.unfreeze:
+        learn.freeze()
+    if cfg.fp16:
+        learn.to_fp16()
+    return learn
+
+
+def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
+    if not cfg.from_stage:
+        return None
+    from training.checkpoint import load_checkpoint
+
+    path = cfg.out / f"{cfg.from_stage}.pt"
+    if not path.is_file():
+        raise ConfigError(f"--from-stage {cfg.from_stage}: no checkpoint {path}")
+    state = load_checkpoint(path)
+    if not state.get("complete"):
+        raise ConfigError(f"--from-stage {cfg.from_stage}: {path} is unfinished; finish it with --resume first")
+    meta: dict[str, Any] = state["meta"]
+    return meta
+
+
+def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Train one stage; write `<out>/<stage>.pt` and `<out>/<stage>.metrics.json`; return the metrics."""
+    learn = build_learner(cfg, reporter)
+    if not cfg.resume:
+        show_batch(learn.data, cfg.out / f"{cfg.stage}.batch.png")
+    learn.fit_one_cycle(cfg.epochs, cfg.learning_rate, stage=cfg.stage, resume=cfg.resume, pct_start=cfg.pct_start)
+    last = learn.history[-1]
+    baseline = {
+        metric_name(m): constant_baseline(learn.data.src.y_train, learn.data.src.y_valid, m) for m in learn.metrics
+    }
+    result = {
+        "stage": cfg.stage,
+        "checkpoint": str(learn.stage_path(cfg.stage)),
+        "epochs": len(learn.history),
+        "train_loss": last.train_loss,
+        "valid_loss": last.valid_loss,
+        "metrics": last.metrics,
+        "baseline": baseline,
+        "history": [dataclasses.asdict(r) for r in learn.history],
+        "config": cfg.model_dump(mode="json"),
+    }
+    write_json_atomic(cfg.out / f"{cfg.stage}.metrics.json", result)
+    return result
+
+
+def run_lr_find(cfg: TrainConfig, start_lr: float, end_lr: float, num_it: int) -> tuple[LRFind, Path]:
+    """Sweep rates on the configured learner; the plot goes to `<out>/lr_find.png`."""
+    learn = build_learner(cfg)
+    found = learn.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it)
+    return found, found.plot(cfg.out / "lr_find.png")
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+    Path(tmp).replace(path)

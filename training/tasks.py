@@ -1,0 +1,58 @@
+"""Each task's answers to the data block questions, its network, loss and metrics, from a config.
+
+Only multi-label image classification so far; segmentation, pose and sentiment join here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from torch import nn
+
+from serving.networks import CnnSpec
+from training.config import TrainConfig
+from training.data import (
+    ColumnSplitter,
+    FileListSplitter,
+    ItemList,
+    LabelledData,
+    RandomSplitter,
+    TagsFromColumn,
+)
+from training.data.splitters import Splitter
+from training.learner import LossFunc
+from training.metrics import Metric, accuracy_thresh, fbeta
+
+__all__ = ["TaskSetup", "choose_splitter", "setup_task"]
+
+
+@dataclass
+class TaskSetup:
+    src: LabelledData
+    spec: CnnSpec
+    loss_func: LossFunc
+    metrics: list[Metric]
+    splitter: Splitter
+
+
+def choose_splitter(cfg: TrainConfig) -> Splitter:
+    """A `valid_col` wins; else the valid list if the file exists; else a seeded random split."""
+    if cfg.valid_col:
+        return ColumnSplitter(cfg.valid_col)
+    if cfg.valid_list and (cfg.data / cfg.valid_list).is_file():
+        return FileListSplitter.from_file(cfg.data / cfg.valid_list)
+    return RandomSplitter(cfg.valid_pct, cfg.split_seed)
+
+
+def setup_task(cfg: TrainConfig) -> TaskSetup:
+    items = ItemList.from_csv(cfg.data, cfg.csv, column=cfg.image_col, folder=cfg.folder, suffix=cfg.suffix)
+    splitter = choose_splitter(cfg)
+    src = items.split(splitter).label(TagsFromColumn(cfg.label_col, cfg.label_delim))
+    return TaskSetup(
+        src=src,
+        spec=CnnSpec(cfg.arch, n_out=len(src.classes)),
+        loss_func=nn.BCEWithLogitsLoss(),
+        metrics=[partial(accuracy_thresh, thresh=cfg.thresh), partial(fbeta, beta=2.0, thresh=cfg.thresh)],
+        splitter=splitter,
+    )
