@@ -82,7 +82,6 @@ def cnn_body(net: models.ResNet) -> nn.Sequential:
 
 
 def _body_features(body: nn.Sequential) -> int:
-    last_stage = body[-1]
-    last_block = last_stage[-1]
-    bn = last_block.bn3 if hasattr(last_block, "bn3") else last_block.bn2
-    return int(bn.num_features)
+    """Channels out of the body: those of its last normalization layer."""
+    norms = [m for m in body.modules() if isinstance(m, nn.BatchNorm2d)]
+    return int(norms[-1].num_features)

@@ -3,7 +3,7 @@
     train-kit data multilabel --out data/scenes
     train-kit lr-find multilabel --data data/scenes --arch resnet18
     train-kit train multilabel --data data/scenes --arch resnet18 --size 64 --epochs 5 --lr 1e-2
-    train-kit train multilabel --data data/scenes --unfreeze --lr 1e-5:2e-3 --from-stage stage-1 --stage stage-2
+    train-kit train multilabel --data data/scenes --unfreeze --lr 1e-5:2e-3 --from-stage stage-1 --stage s2
     train-kit train multilabel --config run.toml --resume
 
 Errors in the user's data or options print as one red line and exit with status 2.
@@ -20,6 +20,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from training.errors import TrainingError
 
@@ -27,6 +28,7 @@ app = typer.Typer(help="Train multi-label image models the fastai way.", no_args
 data_app = typer.Typer(help="Build demo data sets from data that ships in packages.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,7 +46,7 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except TrainingError as err:
-            console.print(f"[red]error:[/red] {err}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(str(err))}")
             raise typer.Exit(2) from None
 
     return wrapper
@@ -86,11 +88,16 @@ Fp16Opt = Annotated[bool | None, typer.Option("--fp16/--fp32", help="mixed preci
 UnfreezeOpt = Annotated[bool | None, typer.Option("--unfreeze/--freeze", help="train the body too")]
 
 
-def _config(config: Path | None, **overrides: Any) -> Any:
+def _config(options: dict[str, Any]) -> Any:
+    """A `TrainConfig` from a command's parameters: `--config`'s file, overridden by every flag given."""
     from training.config import load_config
 
+    overrides = {k: v for k, v in options.items() if k not in _NOT_CONFIG}
     overrides["task"] = overrides["task"].value
-    return load_config(config, overrides)
+    return load_config(options["config"], overrides)
+
+
+_NOT_CONFIG = {"config", "start_lr", "end_lr", "num_it"}
 
 
 @app.command("lr-find")
@@ -112,10 +119,9 @@ def lr_find(
     num_it: Annotated[int, typer.Option()] = 100,
 ) -> None:
     """Sweep learning rates; print the suggestion and write the plot."""
+    cfg = _config(locals())  # first: every parameter, nothing else
     from training.run import run_lr_find
 
-    cfg = _config(config, task=task, data=data, arch=arch, weights=weights, size=size, bs=bs, out=out,
-                  from_stage=from_stage, fp16=fp16, unfreeze=unfreeze)  # fmt: skip
     found, plot = run_lr_find(cfg, start_lr, end_lr, num_it)
     console.print(f"suggested learning rate: {found.suggestion:.2e}  (plot: {plot})")
 
@@ -153,16 +159,16 @@ def train(
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Train one stage with fit_one_cycle; one table row per epoch, metrics JSON at the end."""
+    cfg = _config(locals())  # first: every parameter, nothing else
     from training.progress import RichReporter
     from training.run import run_training
 
-    cfg = _config(config, task=task, data=data, csv=csv, folder=folder, valid_pct=valid_pct,
-                  valid_col=valid_col, arch=arch, weights=weights, size=size, bs=bs, epochs=epochs, lr=lr,
-                  wd=wd, thresh=thresh, flip_vert=flip_vert, max_rotate=max_rotate, max_zoom=max_zoom,
-                  max_lighting=max_lighting, max_warp=max_warp, fp16=fp16, unfreeze=unfreeze, stage=stage,
-                  from_stage=from_stage, resume=resume, num_workers=num_workers, out=out, seed=seed)  # fmt: skip
     result = run_training(cfg, RichReporter(console))
-    summary = {"metrics": result["metrics"], "baseline": result["baseline"], "checkpoint": result["checkpoint"]}
+    summary = {
+        "metrics": result["metrics"],
+        "baseline": result["baseline"],
+        "checkpoint": result["checkpoint"],
+    }
     console.print_json(json.dumps(summary))
 
 

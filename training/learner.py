@@ -142,7 +142,9 @@ class Learner:
 
     # ---- fitting ---------------------------------------------------------------------------
 
-    def fit(self, epochs: int, lr: float | slice = 1e-3, stage: str | None = None, resume: bool = False) -> None:
+    def fit(
+        self, epochs: int, lr: float | slice = 1e-3, stage: str | None = None, resume: bool = False
+    ) -> None:
         """Train `epochs` epochs at constant rates."""
         plan = _Plan("constant", epochs, tuple(self.lr_range(lr)))
         self._fit(plan, lambda opt, steps: None, stage, resume)
@@ -178,7 +180,9 @@ class Learner:
 
     def make_optimizer(self, lrs: Sequence[float]) -> Optimizer:
         """One parameter group per layer group; frozen parameters get no gradient and so no step."""
-        groups = [{"params": list(g.parameters()), "lr": lr} for g, lr in zip(self.layer_groups, lrs, strict=True)]
+        groups = [
+            {"params": list(g.parameters()), "lr": lr} for g, lr in zip(self.layer_groups, lrs, strict=True)
+        ]
         return self.opt_func(groups, lr=lrs[-1], weight_decay=self.wd, betas=(0.9, 0.99))
 
     def _fit(
@@ -220,19 +224,21 @@ class Learner:
         total, count = torch.zeros((), device=self.device), 0
         for x, y in self.data.train_dl:
             loss = self.train_step(x, y, opt, scaler)
-            if sched is not None:
-                sched.step()
-            total += loss.detach() * len(x)
+            total += loss * len(x)
             count += len(x)
             if self.reporter:
-                self.reporter.batch_end()
+                self.reporter.batch_end()  # before the scheduler moves on: it sees this batch's rates
+            if sched is not None:
+                sched.step()
         return float(total) / max(count, 1)
 
     def train_step(
         self, x: torch.Tensor, y: torch.Tensor, opt: Optimizer, scaler: torch.amp.GradScaler
     ) -> torch.Tensor:
         """Forward, backward and one optimizer step on a batch; returns the batch loss."""
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             loss = self.loss_func(self.model(x), y)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -247,8 +253,11 @@ class Learner:
         loader = loader or self.data.valid_dl
         self.model.eval()
         preds, targets = [], []
-        with torch.inference_mode(), torch.autocast(
-            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ),
         ):
             for x, y in loader:
                 preds.append(self.model(x).float().cpu())
@@ -350,4 +359,3 @@ class Learner:
         from training.lr_finder import lr_find
 
         return lr_find(self, start_lr, end_lr, num_it, stop_div)
-

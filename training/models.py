@@ -7,6 +7,7 @@ saved from torchvision's own model (`torch.save(resnet34(weights=...).state_dict
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -30,8 +31,8 @@ def cnn_layer_groups(model: nn.Sequential) -> list[nn.Module]:
 
     Early stages learn generic edges and textures and need the smallest rates; the head is new.
     """
-    body, head = model[0], model[1]
-    return [body[:6], body[6:], head]
+    body = cast(nn.Sequential, model[0])
+    return [body[:6], body[6:], model[1]]
 
 
 def _load_body_weights(net: nn.Module, path: Path, arch: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from training.learner import EpochRecord
 
@@ -16,7 +16,7 @@ class RichReporter:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.header_printed = False
         self.batches = 0
         self.epochs = 0
@@ -45,7 +45,9 @@ class RichReporter:
         names = ["epoch", "train_loss", "valid_loss", *record.metrics, "time"]
         widths = [max(len(n), 10) for n in names]
         if not self.header_printed:
-            self.console.print("  ".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True)), style="bold")
+            self.console.print(
+                "  ".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True)), style="bold"
+            )
             self.header_printed = True
         minutes, seconds = divmod(int(record.seconds), 60)
         values = [

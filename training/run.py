@@ -97,7 +97,9 @@ def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
         raise ConfigError(f"--from-stage {cfg.from_stage}: no checkpoint {path}")
     state = load_checkpoint(path)
     if not state.get("complete"):
-        raise ConfigError(f"--from-stage {cfg.from_stage}: {path} is unfinished; finish it with --resume first")
+        raise ConfigError(
+            f"--from-stage {cfg.from_stage}: {path} is unfinished; finish it with --resume first"
+        )
     meta: dict[str, Any] = state["meta"]
     return meta
 
@@ -107,10 +109,13 @@ def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str
     learn = build_learner(cfg, reporter)
     if not cfg.resume:
         show_batch(learn.data, cfg.out / f"{cfg.stage}.batch.png")
-    learn.fit_one_cycle(cfg.epochs, cfg.learning_rate, stage=cfg.stage, resume=cfg.resume, pct_start=cfg.pct_start)
+    learn.fit_one_cycle(
+        cfg.epochs, cfg.learning_rate, stage=cfg.stage, resume=cfg.resume, pct_start=cfg.pct_start
+    )
     last = learn.history[-1]
     baseline = {
-        metric_name(m): constant_baseline(learn.data.src.y_train, learn.data.src.y_valid, m) for m in learn.metrics
+        metric_name(m): constant_baseline(learn.data.src.y_train, learn.data.src.y_valid, m)
+        for m in learn.metrics
     }
     result = {
         "stage": cfg.stage,

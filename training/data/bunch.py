@@ -6,6 +6,7 @@ normalization run on whole batches on the device, where they cost almost nothing
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -69,8 +70,24 @@ class DeviceLoader:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __iter__(self) -> Iterator[Batch]:
-        for x, y in self.dl:
+        for x, y in self._batches():
             yield self.prepare(x), y.to(self.device, non_blocking=True)
+
+    def _batches(self) -> Iterator[Batch]:
+        """Workers seed augmentation from the loader's generator; in-process loading would draw
+        from the global RNG instead, so each batch is made under a forked RNG seeded from ours."""
+        batches = iter(self.dl)
+        if self.dl.num_workers > 0 or self.dl.generator is None:
+            yield from batches
+            return
+        base = int(torch.randint(2**62, (), generator=self.dl.generator))
+        for i in itertools.count():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(base + i)
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
 
     def raw(self) -> Iterator[Batch]:
         """Batches as the workers made them: uint8 images, targets on the CPU."""
@@ -107,7 +124,9 @@ class DataBunch:
 
         self.train_dl = DeviceLoader(loader(train_ds, True, bs), self.device, seed)
         self.valid_dl = DeviceLoader(loader(valid_ds, False, bs * 2), self.device, None)
-        self.test_dl = None if test_ds is None else DeviceLoader(loader(test_ds, False, bs * 2), self.device, None)
+        self.test_dl = (
+            None if test_ds is None else DeviceLoader(loader(test_ds, False, bs * 2), self.device, None)
+        )
 
     @property
     def classes(self) -> list[str]:

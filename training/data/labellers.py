@@ -167,7 +167,8 @@ class FromPathFunction:
 
     def __call__(self, items: ItemList) -> list[Any]:
         labels = []
-        for i, item in enumerate(items.items):
+        entries: Sequence[Path | str] = items.items
+        for i, item in enumerate(entries):
             try:
                 labels.append(self.fn(Path(item)))
             except Exception as err:  # a user's function: report which item it failed on

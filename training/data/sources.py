@@ -90,16 +90,18 @@ class ItemList:
     ) -> ItemList:
         """Images named in `column` of in-memory rows (e.g. `DataFrame.to_dict("records")`)."""
         origins = origins or [f"row {i}" for i in range(len(rows))]
+        # Records from a DataFrame hold bools, numbers and NaN; later steps read cells as text.
+        text_rows = [{str(k): _cell(v) for k, v in r.items()} for r in rows]
         items: list[Path] = []
-        for row, origin in zip(rows, origins, strict=True):
-            name = str(row.get(column, "")).strip()
+        for row, origin in zip(text_rows, origins, strict=True):
+            name = row.get(column, "").strip()
             if not name:
                 raise DataError(f"{origin}: column {column!r} is empty")
             file = folder / f"{name}{suffix}"
             if not file.is_file():
                 raise DataError(f"{origin}: image {file} does not exist")
             items.append(file)
-        return cls(items=items, rows=[dict(r) for r in rows], origins=origins)
+        return cls(items=items, rows=text_rows, origins=origins)
 
     @classmethod
     def from_list(cls, items: Sequence[Path | str]) -> ItemList:
@@ -117,7 +119,7 @@ def read_csv(path: Path, required: Sequence[str]) -> tuple[list[dict[str, str]],
     """Rows of a CSV with a header, and each row's origin ("labels.csv line 2" is the first)."""
     if not path.is_file():
         raise DataError(f"{path}: no such CSV file")
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         missing = [c for c in required if c not in columns]
@@ -132,3 +134,10 @@ def read_csv(path: Path, required: Sequence[str]) -> tuple[list[dict[str, str]],
     if not rows:
         raise DataError(f"{path.name}: has a header but no rows")
     return rows, origins
+
+
+def _cell(value: object) -> str:
+    """A record's value as CSV text: None and NaN (a DataFrame's empty cell) read as ""."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)

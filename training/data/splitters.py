@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -71,12 +71,16 @@ class FolderSplitter:
 
     def __call__(self, items: ItemList) -> Indices:
         train, valid = [], []
-        for i, item in enumerate(items.items):
-            parts = Path(item).parts
-            if self.valid in parts:
-                valid.append(i)
-            elif self.train in parts:
-                train.append(i)
+        entries: Sequence[Path | str] = items.items
+        for i, item in enumerate(entries):
+            # The nearest such folder decides: the dataset may itself live under a "valid/" folder.
+            for folder in reversed(Path(item).parent.parts):
+                if folder == self.valid:
+                    valid.append(i)
+                    break
+                if folder == self.train:
+                    train.append(i)
+                    break
         return train, valid
 
 
@@ -99,8 +103,11 @@ class FileListSplitter:
         return cls(frozenset(names))
 
     def __call__(self, items: ItemList) -> Indices:
-        train, valid, seen = [], [], set()
-        for i, item in enumerate(items.items):
+        train: list[int] = []
+        valid: list[int] = []
+        seen: set[str] = set()
+        entries: Sequence[Path | str] = items.items
+        for i, item in enumerate(entries):
             path = Path(item)
             hit = {path.name, path.stem} & self.names
             (valid if hit else train).append(i)

@@ -20,19 +20,7 @@ from training.demo.fashion_mnist import (
 )
 from training.errors import DataError
 
-
-def write_fake_fashion_mnist(root: Path, n_train: int = 40, n_test: int = 20) -> dict[str, np.ndarray]:
-    """Write a tiny Fashion-MNIST look-alike (random pixels, labels cycling 0..9) into `root`."""
-    rng = np.random.default_rng(123)
-    root.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
-    for split, stem, n in (("train", "train", n_train), ("test", "t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        write_idx(root / f"{stem}-images-idx3-ubyte.gz", images)
-        write_idx(root / f"{stem}-labels-idx1-ubyte.gz", labels)
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
-    return arrays
+from .fakes import write_fake_fashion_mnist
 
 
 def test_load_returns_the_images_and_labels_that_were_written(tmp_path: Path) -> None:

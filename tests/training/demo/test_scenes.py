@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.demo.fashion_mnist import CLASS_NAMES, write_idx
+from training.demo.fashion_mnist import CLASS_NAMES
 from training.demo.scenes import (
     ALL_TAGS,
     BACKGROUNDS,
@@ -22,28 +22,15 @@ from training.demo.scenes import (
 )
 from training.errors import ConfigError, DataError
 
+from .fakes import write_fake_fashion_mnist
+
 SIZE = 48
-
-
-def write_fake_fashion_mnist(
-    root: Path,
-    train_labels: np.ndarray | None = None,
-    test_labels: np.ndarray | None = None,
-) -> Path:
-    """Write 40 train + 20 test random 28x28 items into `root`; labels cycle 0..9 unless given."""
-    rng = np.random.default_rng(7)
-    root.mkdir(parents=True, exist_ok=True)
-    for stem, n, labels in (("train", 40, train_labels), ("t10k", 20, test_labels)):
-        if labels is None:
-            labels = np.arange(n) % 10
-        write_idx(root / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(root / f"{stem}-labels-idx1-ubyte.gz", np.asarray(labels, dtype=np.uint8))
-    return root
 
 
 @pytest.fixture
 def fake_root(tmp_path: Path) -> Path:
-    return write_fake_fashion_mnist(tmp_path / "fashion-mnist")
+    write_fake_fashion_mnist(tmp_path / "fashion-mnist")
+    return tmp_path / "fashion-mnist"
 
 
 def build(out: Path, root: Path, **options: Any) -> SceneSetSummary:
@@ -196,9 +183,8 @@ def test_more_training_scenes_leave_the_validation_scenes_unchanged(tmp_path: Pa
 
 def test_train_scenes_use_only_train_items_and_valid_scenes_only_test_items(tmp_path: Path) -> None:
     # Give the splits disjoint classes, so the tags reveal which split each item came from.
-    root = write_fake_fashion_mnist(
-        tmp_path / "fashion-mnist", train_labels=np.arange(40) % 5, test_labels=5 + np.arange(20) % 5
-    )
+    root = tmp_path / "fashion-mnist"
+    write_fake_fashion_mnist(root, train_labels=np.arange(40) % 5, test_labels=5 + np.arange(20) % 5)
     out = tmp_path / "scenes"
     build(out, root, n_train=30, n_valid=20)
     train_classes, valid_classes = set(CLASS_NAMES[:5]), set(CLASS_NAMES[5:])
@@ -249,7 +235,8 @@ def test_no_temporary_folders_are_left_behind(tmp_path: Path, fake_root: Path) -
 
 def test_a_failure_midway_leaves_no_output(tmp_path: Path) -> None:
     # The test split is missing: train scenes could be written before the failure is noticed.
-    root = write_fake_fashion_mnist(tmp_path / "fashion-mnist")
+    root = tmp_path / "fashion-mnist"
+    write_fake_fashion_mnist(root)
     (root / "t10k-images-idx3-ubyte.gz").unlink()
     parent = tmp_path / "sets"
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz"):

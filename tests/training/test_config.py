@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import load_config, parse_lr
+from training.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1e-3", 1e-3), ("1e-5:2e-3", (1e-5, 2e-3)), (0.01, 0.01)],
+)
+def test_learning_rates_parse_as_one_rate_or_a_range(text: str | float, expected: object) -> None:
+    assert parse_lr(text) == expected
+
+
+@pytest.mark.parametrize("text", ["fast", "1e-3:1e-5", "-1", "1:2:3", "0"])
+def test_bad_learning_rates_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="learning rate"):
+        parse_lr(text)
+
+
+def test_a_toml_file_is_read_and_flags_override_it(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('data = "data/scenes"\narch = "resnet18"\nepochs = 3\nlr = "1e-5:1e-3"\n')
+    cfg = load_config(path, {"epochs": 7, "size": None})
+    assert (cfg.arch, cfg.epochs, cfg.size) == ("resnet18", 7, 64)
+    assert cfg.learning_rate == slice(1e-5, 1e-3)
+
+
+def test_an_unknown_key_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('data = "d"\nepoch = 3\n')
+    with pytest.raises(ConfigError, match=r"run.toml: unknown key 'epoch' \(known keys: .*epochs"):
+        load_config(path, {})
+
+
+def test_a_wrong_type_names_the_key_and_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"bs: .*'many'"):
+        load_config(None, {"data": "d", "bs": "many"})
+    with pytest.raises(ConfigError, match="arch"):
+        load_config(None, {"data": "d", "arch": "vgg16"})
+    with pytest.raises(ConfigError, match="'data' is required"):
+        load_config(None, {})
+
+
+def test_broken_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("data = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad, {})
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml", {})
+
+
+def test_stage_names_must_be_plain_file_names() -> None:
+    with pytest.raises(ConfigError, match="stage"):
+        load_config(None, {"data": "d", "stage": "../escape"})

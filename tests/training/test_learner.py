@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from serving.networks import CnnSpec
+from training.errors import ConfigError
+from training.learner import EpochRecord, Learner
+from training.models import cnn_layer_groups, create_cnn
+
+from .learners import tiny_learner
+
+
+class ScheduleRecorder:
+    """A reporter that reads the optimizer's live rate and beta1 after every batch."""
+
+    def __init__(self) -> None:
+        self.learn: Learner | None = None
+        self.lrs: list[float] = []
+        self.moms: list[float] = []
+        self.records: list[EpochRecord] = []
+
+    def fit_begin(self, epochs: int, start_epoch: int, batches: int) -> None:
+        pass
+
+    def batch_end(self) -> None:
+        assert self.learn is not None and self.learn.opt is not None
+        group = self.learn.opt.param_groups[-1]
+        self.lrs.append(group["lr"])
+        self.moms.append(group["betas"][0])
+
+    def epoch_end(self, record: EpochRecord) -> None:
+        self.records.append(record)
+
+    def fit_end(self) -> None:
+        pass
+
+
+def test_one_cycle_warms_up_then_anneals_with_momentum_mirrored(tag_images: Path, tmp_path: Path) -> None:
+    recorder = ScheduleRecorder()
+    learn = tiny_learner(tag_images, tmp_path, reporter=recorder)
+    recorder.learn = learn
+    learn.fit_one_cycle(3, max_lr=1e-2, pct_start=0.3)
+    lrs, moms = recorder.lrs, recorder.moms
+    peak = lrs.index(max(lrs))
+    assert 0 < peak < len(lrs) - 1
+    assert max(lrs) == pytest.approx(1e-2, rel=0.05)
+    assert lrs[0] < 1e-2 / 10 and lrs[-1] < 1e-2 / 1000
+    assert all(a <= b for a, b in itertools.pairwise(lrs[: peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[peak:]))
+    assert moms[peak] == pytest.approx(0.85, abs=0.01)
+    assert moms[0] > 0.93 and moms[-1] > 0.93
+    assert [r.epoch for r in recorder.records] == [1, 2, 3]
+
+
+def test_fit_lowers_the_loss_and_reports_every_metric(tag_images: Path, tmp_path: Path) -> None:
+    learn = tiny_learner(tag_images, tmp_path)
+    before, _ = learn.validate()
+    learn.fit_one_cycle(4, max_lr=3e-2)
+    after, metrics = learn.validate()
+    assert after < before
+    assert set(metrics) == {"accuracy_thresh", "fbeta"}
+    assert learn.history[-1].train_loss < learn.history[0].train_loss
+
+
+def test_freeze_leaves_only_the_head_and_normalization_trainable() -> None:
+    model = create_cnn(CnnSpec("resnet18", 5))
+    groups = cnn_layer_groups(model)
+    learn = _bare_learner(model, groups)
+    learn.freeze()
+    for name, module in model[0].named_modules():
+        for p in module.parameters(recurse=False):
+            assert p.requires_grad == isinstance(module, nn.BatchNorm2d), name
+    assert all(p.requires_grad for p in model[1].parameters())
+    learn.unfreeze()
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_freeze_to_counts_groups_from_the_end_too() -> None:
+    model = create_cnn(CnnSpec("resnet18", 5))
+    learn = _bare_learner(model, cnn_layer_groups(model))
+    learn.freeze_to(-2)
+    conv1, layer3_conv = model[0][0], model[0][6][0].conv1
+    assert not conv1.weight.requires_grad and layer3_conv.weight.requires_grad
+    assert learn.n_frozen == 1
+
+
+def test_discriminative_rates_are_geometric_across_groups() -> None:
+    model = create_cnn(CnnSpec("resnet18", 5))
+    learn = _bare_learner(model, cnn_layer_groups(model))
+    low, mid, high = learn.lr_range(slice(1e-5, 1e-3))
+    assert (low, high) == pytest.approx((1e-5, 1e-3))
+    assert mid == pytest.approx(math.sqrt(1e-5 * 1e-3))
+    assert learn.lr_range(slice(None, 1e-3)) == pytest.approx([1e-4, 1e-4, 1e-3])
+    assert learn.lr_range(3e-3) == [3e-3] * 3
+    opt = learn.make_optimizer(learn.lr_range(slice(1e-5, 1e-3)))
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([low, mid, high])
+
+
+def test_progressive_resizing_keeps_the_weights(tag_images: Path, tmp_path: Path) -> None:
+    learn = tiny_learner(tag_images, tmp_path, size=24)
+    learn.fit_one_cycle(1, max_lr=1e-2)
+    weights = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    bigger = learn.data.src.transform(size=40).databunch(bs=16, num_workers=0).normalize(learn.data.stats)
+    learn.data = bigger
+    x, _ = next(iter(bigger.train_dl))
+    assert x.shape[-2:] == (40, 40)
+    assert all(torch.equal(weights[k], v) for k, v in learn.model.state_dict().items())
+    learn.fit_one_cycle(1, max_lr=1e-3)
+    assert learn.history[-1].epoch == 1 and len(learn.history) == 2
+
+
+def test_save_and_load_round_trip_a_stage(tag_images: Path, tmp_path: Path) -> None:
+    learn = tiny_learner(tag_images, tmp_path)
+    learn.fit_one_cycle(1, max_lr=1e-2, stage="stage-1")
+    saved = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    fresh = tiny_learner(tag_images, tmp_path)
+    state = fresh.load("stage-1", with_opt=True)
+    assert state["complete"] and state["epoch"] == 1
+    assert all(torch.equal(saved[k], v) for k, v in fresh.model.state_dict().items())
+    assert fresh.opt is not None and fresh.opt.state
+
+
+def test_resume_continues_from_the_last_epoch_with_history(tag_images: Path, tmp_path: Path) -> None:
+    learn = tiny_learner(tag_images, tmp_path)
+    learn.fit_one_cycle(2, max_lr=1e-2, stage="s")
+    resumed = tiny_learner(tag_images, tmp_path)
+    resumed.fit_one_cycle(2, max_lr=1e-2, stage="s", resume=True)  # already complete: nothing to do
+    assert [r.epoch for r in resumed.history] == [1, 2]
+    assert resumed.history[0] == learn.history[0]
+    with pytest.raises(ConfigError, match="different fit"):
+        tiny_learner(tag_images, tmp_path).fit_one_cycle(3, max_lr=1e-2, stage="s", resume=True)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        tiny_learner(tag_images, tmp_path).fit_one_cycle(2, max_lr=1e-2, stage="other", resume=True)
+
+
+def test_mixed_precision_on_cpu_trains_in_bfloat16(tag_images: Path, tmp_path: Path) -> None:
+    learn = tiny_learner(tag_images, tmp_path).to_fp16()
+    assert learn.amp_dtype == torch.bfloat16
+    learn.fit(1, lr=1e-2)
+    assert math.isfinite(learn.history[-1].train_loss)
+
+
+def _bare_learner(model: nn.Module, groups: list[nn.Module]) -> Learner:
+    """A learner whose data is never touched: enough for freezing and rate arithmetic."""
+
+    class NoData:
+        device = torch.device("cpu")
+
+    return Learner(NoData(), model, nn.BCEWithLogitsLoss(), layer_groups=groups)  # type: ignore[arg-type]

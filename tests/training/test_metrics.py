@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+
+from training.metrics import accuracy, accuracy_thresh, constant_baseline, fbeta, metric_name
+
+LOGIT = 10.0  # sigmoid(10) ≈ 1, sigmoid(-10) ≈ 0
+
+
+def test_accuracy_thresh_counts_every_label_decision() -> None:
+    preds = torch.tensor([[LOGIT, -LOGIT, LOGIT], [-LOGIT, -LOGIT, LOGIT]])
+    targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert float(accuracy_thresh(preds, targets)) == pytest.approx(5 / 6)
+
+
+def test_fbeta_weighs_recall_more_than_precision() -> None:
+    targets = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    over = torch.tensor([[LOGIT, LOGIT, LOGIT, LOGIT]])  # recall 1, precision 1/2
+    under = torch.tensor([[LOGIT, -LOGIT, -LOGIT, -LOGIT]])  # recall 1/2, precision 1
+    assert float(fbeta(over, targets, beta=2)) == pytest.approx(5 * 0.5 / (4 * 0.5 + 1), rel=1e-4)
+    assert float(fbeta(over, targets, beta=2)) > float(fbeta(under, targets, beta=2))
+    assert float(fbeta(targets * 2 * LOGIT - LOGIT, targets)) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_fbeta_threshold_is_bound_with_partial() -> None:
+    preds = torch.logit(torch.tensor([[0.3, 0.1]]))
+    targets = torch.tensor([[1.0, 0.0]])
+    assert float(partial(fbeta, thresh=0.2)(preds, targets)) == pytest.approx(1.0, rel=1e-4)
+    assert float(partial(fbeta, thresh=0.5)(preds, targets)) == 0.0
+
+
+def test_metric_names_see_through_partial() -> None:
+    assert metric_name(partial(partial(fbeta, beta=2), thresh=0.2)) == "fbeta"
+    assert metric_name(accuracy) == "accuracy"
+
+
+def test_constant_baseline_predicts_the_frequent_tags_for_everyone() -> None:
+    train = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0]])  # tag 0 always, tag 1 a quarter
+    valid = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    # At thresh 0.2 both tags (freq 1.0 and 0.25) are predicted for every item.
+    expected = float(fbeta(torch.full((2, 2), LOGIT), valid))
+    assert constant_baseline(train, valid, partial(fbeta, thresh=0.2)) == pytest.approx(expected, rel=1e-4)
+    assert constant_baseline(train, valid, partial(fbeta, thresh=0.5)) == pytest.approx(
+        float(fbeta(torch.tensor([[LOGIT, -LOGIT]] * 2), valid)), rel=1e-4
+    )

@@ -1,0 +1,5 @@
+"""`python -m training` is `train-kit`."""
+
+from training.cli import main
+
+main()
