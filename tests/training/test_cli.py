@@ -142,7 +142,7 @@ def test_lr_find_prints_a_suggestion_and_writes_the_plot(tag_images: Path, tmp_p
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_epoch_count(tmp_path: Path) -> None:
-    data = write_tag_images(tmp_path / "d", n=192, n_valid=32)
+    data = write_tag_images(tmp_path / "d", n=120, n_valid=24)
     out = tmp_path / "run"
     command = [
         sys.executable,

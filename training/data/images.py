@@ -22,9 +22,17 @@ def read_image(path: Path, origin: str | None = None) -> torch.Tensor:
     where = f"{origin}: " if origin and origin != str(path) else ""
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+            rgb = np.asarray(_to_8_bits(image).convert("RGB"))
     except FileNotFoundError as err:
         raise DataError(f"{where}image {path} does not exist") from err
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{where}cannot read image {path}: {err}") from err
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
+
+
+def _to_8_bits(image: Image.Image) -> Image.Image:
+    """Pillow clips 16-bit grayscale at 255 when converting; scale it down instead."""
+    if image.mode not in ("I;16", "I;16L", "I;16B", "I"):
+        return image
+    pixels = np.asarray(image).astype(np.uint32)
+    return Image.fromarray((np.clip(pixels, 0, 65535) >> 8).astype(np.uint8), mode="L")

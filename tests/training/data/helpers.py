@@ -40,7 +40,7 @@ def write_image(path: Path, size: tuple[int, int] = (16, 16), seed: int = 0, mod
     """A random-noise image of `size` (width, height) in PIL `mode` ("RGB", "RGBA", "L", "P")."""
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
-    image = Image.fromarray(pixels).convert(mode)  # RGBA in, then any mode PIL can convert to
+    image = Image.fromarray(pixels if mode == "RGBA" else pixels[..., :3]).convert(mode)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path

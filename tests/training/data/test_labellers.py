@@ -135,7 +135,9 @@ def test_category_encoder_round_trips_labels_as_indices_into_sorted_classes() ->
 
 def test_category_encoder_names_the_first_unknown_label_and_counts_them_all() -> None:
     encoder = CategoryEncoder(["cat", "dog"])
-    with pytest.raises(LabelError, match=r"^t\.csv line 3: label 'emu' does not occur in the training split \(2 items"):
+    with pytest.raises(
+        LabelError, match=r"^t\.csv line 3: label 'emu' does not occur in the training split \(2 items"
+    ):
         encoder.encode(["cat", "emu", "dog", "yak"], rows("label", ["", "", "", ""]))
 
 
@@ -159,7 +161,9 @@ def test_a_valid_label_missing_from_training_names_its_csv_line(small_tags: Path
         [[f"img_{i:03d}", "emu" if i == 10 else "cat"] for i in range(12)],
     )
     items = ItemList.from_csv(small_tags, "pets.csv", folder="train", suffix=".jpg")
-    with pytest.raises(LabelError, match=r"^pets\.csv line 12: label 'emu' does not occur in the training split"):
+    with pytest.raises(
+        LabelError, match=r"^pets\.csv line 12: label 'emu' does not occur in the training split"
+    ):
         items.split(FileListSplitter.from_file(small_tags / "valid.txt")).label(FromColumn("label"))
 
 
@@ -198,7 +202,9 @@ def test_from_path_function_can_make_another_encoder(small_tags: Path) -> None:
 def test_a_failing_path_function_names_the_item_and_keeps_the_cause(tag_images: Path) -> None:
     items = ItemList.from_csv(tag_images, "labels.csv", folder="train", suffix=".jpg")
     known = {"img_000": "a", "img_001": "b"}
-    with pytest.raises(LabelError, match=r"^labels\.csv line 4: labelling function failed: 'img_002'$") as err:
+    with pytest.raises(
+        LabelError, match=r"^labels\.csv line 4: labelling function failed: 'img_002'$"
+    ) as err:
         FromPathFunction(lambda p: known[p.stem])(items)
     assert isinstance(err.value.__cause__, KeyError)
 

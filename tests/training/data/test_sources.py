@@ -30,7 +30,9 @@ def test_from_csv_keeps_each_row_and_its_line_in_the_file(tag_images: Path) -> N
 def test_from_csv_reads_names_from_the_named_column(small_tags: Path) -> None:
     rows = read_rows(small_tags / "labels.csv")
     write_csv(
-        small_tags / "files.csv", ["id", "file"], [[str(i), r["image_name"] + ".jpg"] for i, r in enumerate(rows)]
+        small_tags / "files.csv",
+        ["id", "file"],
+        [[str(i), r["image_name"] + ".jpg"] for i, r in enumerate(rows)],
     )
     items = ItemList.from_csv(small_tags, "files.csv", column="file", folder="train")
     assert items.items[3] == small_tags / "train" / "img_003.jpg"
@@ -52,7 +54,9 @@ def test_a_csv_saved_with_a_byte_order_mark_still_has_its_first_column(small_tag
 
 
 def test_a_missing_column_is_named_beside_the_columns_that_are_there(tag_images: Path) -> None:
-    with pytest.raises(DataError, match=r"^labels\.csv: no column 'filename' \(columns are: image_name, tags\)$"):
+    with pytest.raises(
+        DataError, match=r"^labels\.csv: no column 'filename' \(columns are: image_name, tags\)$"
+    ):
         ItemList.from_csv(tag_images, "labels.csv", column="filename", folder="train", suffix=".jpg")
 
 
@@ -142,7 +146,9 @@ def test_from_rows_reports_a_missing_image_by_its_row_or_given_origin(small_tags
     with pytest.raises(DataError, match=r"^row 1: image .*ghost\.jpg does not exist$"):
         ItemList.from_rows(records, small_tags / "train", "image_name", suffix=".jpg")
     with pytest.raises(DataError, match=r"^sheet B3: image"):
-        ItemList.from_rows(records, small_tags / "train", "image_name", ".jpg", origins=["sheet B2", "sheet B3"])
+        ItemList.from_rows(
+            records, small_tags / "train", "image_name", ".jpg", origins=["sheet B2", "sheet B3"]
+        )
 
 
 def test_from_rows_reads_dataframe_values_as_text_so_splitters_understand_them(small_tags: Path) -> None:

@@ -33,7 +33,9 @@ def test_random_splitter_gives_another_split_for_another_seed() -> None:
 
 
 @pytest.mark.parametrize(("n", "pct", "n_valid"), [(50, 0.2, 10), (96, 0.25, 24), (10, 0.01, 1), (7, 0.5, 4)])
-def test_random_splitter_validates_the_asked_fraction_and_at_least_one(n: int, pct: float, n_valid: int) -> None:
+def test_random_splitter_validates_the_asked_fraction_and_at_least_one(
+    n: int, pct: float, n_valid: int
+) -> None:
     train, valid = RandomSplitter(pct)(texts(n))
     assert len(valid) == n_valid
     assert len(train) == n - n_valid
@@ -63,7 +65,11 @@ def test_random_splitter_rejects_a_fraction_outside_zero_and_one(pct: float) -> 
 def flagged(small_tags: Path) -> Path:
     """small_tags/flagged.csv: image_name, is_valid (one spelling per row, rows 0–7)."""
     values = ["true", "false", "1", "0", "yes", "no", " Yes ", "FALSE"]
-    write_csv(small_tags / "flagged.csv", ["image_name", "is_valid"], [[f"img_{i:03d}", v] for i, v in enumerate(values)])
+    write_csv(
+        small_tags / "flagged.csv",
+        ["image_name", "is_valid"],
+        [[f"img_{i:03d}", v] for i, v in enumerate(values)],
+    )
     return small_tags
 
 
@@ -80,7 +86,9 @@ def test_column_splitter_treats_an_empty_cell_as_training(small_tags: Path) -> N
 
 def test_column_splitter_names_the_line_and_value_it_cannot_read(small_tags: Path) -> None:
     write_csv(
-        small_tags / "f.csv", ["image_name", "valid"], [["img_000", "no"], ["img_001", "yes"], ["img_002", "maybe"]]
+        small_tags / "f.csv",
+        ["image_name", "valid"],
+        [["img_000", "no"], ["img_001", "yes"], ["img_002", "maybe"]],
     )
     items = ItemList.from_csv(small_tags, "f.csv", folder="train", suffix=".jpg")
     with pytest.raises(DataError, match=r"^f\.csv line 4: valid='maybe' is not true/false$"):
@@ -134,7 +142,10 @@ def test_file_list_splitter_from_valid_txt_validates_exactly_the_listed_images(t
 
 def test_file_list_splitter_matches_names_with_or_without_their_extension(small_tags: Path) -> None:
     items = ItemList.from_csv(small_tags, "labels.csv", folder="train", suffix=".jpg")
-    assert FileListSplitter.from_names(["img_001.jpg", "img_004"])(items) == ([0, 2, 3, *range(5, 12)], [1, 4])
+    assert FileListSplitter.from_names(["img_001.jpg", "img_004"])(items) == (
+        [0, 2, 3, *range(5, 12)],
+        [1, 4],
+    )
 
 
 def test_file_list_splitter_ignores_blank_lines_and_surrounding_spaces(small_tags: Path) -> None:
@@ -146,7 +157,9 @@ def test_file_list_splitter_ignores_blank_lines_and_surrounding_spaces(small_tag
 def test_file_list_splitter_names_the_list_and_the_names_that_match_no_item(small_tags: Path) -> None:
     (small_tags / "v.txt").write_text("img_001\nimg_999\nimg_001.png\n", encoding="utf-8")
     items = ItemList.from_csv(small_tags, "labels.csv", folder="train", suffix=".jpg")
-    with pytest.raises(DataError, match=r"^v\.txt: 2 names match no item, e\.g\. \['img_001\.png', 'img_999'\]$"):
+    with pytest.raises(
+        DataError, match=r"^v\.txt: 2 names match no item, e\.g\. \['img_001\.png', 'img_999'\]$"
+    ):
         FileListSplitter.from_file(small_tags / "v.txt")(items)
     with pytest.raises(DataError, match=r"^the valid list: 1 names match no item, e\.g\. \['cat'\]$"):
         FileListSplitter.from_names(["cat"])(items)

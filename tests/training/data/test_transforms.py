@@ -17,7 +17,13 @@ from torchvision.transforms import v2
 from training.data import get_transforms
 from training.data.transforms import sized
 
-GEOMETRY_OFF: dict[str, Any] = {"do_flip": False, "max_rotate": 0.0, "max_zoom": 1.0, "max_warp": 0.0, "max_lighting": 0.0}
+GEOMETRY_OFF: dict[str, Any] = {
+    "do_flip": False,
+    "max_rotate": 0.0,
+    "max_zoom": 1.0,
+    "max_warp": 0.0,
+    "max_lighting": 0.0,
+}
 
 
 def leaves(tfms: Sequence[v2.Transform]) -> Iterator[v2.Transform]:
@@ -89,7 +95,9 @@ def test_each_flag_turns_its_own_augmentation_off() -> None:
 
 
 def test_amounts_and_probabilities_reach_the_transforms() -> None:
-    train, _ = get_transforms(max_rotate=30, max_zoom=1.3, max_lighting=0.3, max_warp=0.4, p_affine=0.6, p_lighting=0.4)
+    train, _ = get_transforms(
+        max_rotate=30, max_zoom=1.3, max_lighting=0.3, max_warp=0.4, p_affine=0.6, p_lighting=0.4
+    )
     affine = wrapper_of(train, v2.RandomAffine)
     assert affine.p == 0.6
     assert list(affine.transforms[0].degrees) == [-30, 30]
