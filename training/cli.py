@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from training.errors import TrainingError
+from training.errors import ConfigError, TrainingError
 
 app = typer.Typer(help="Train multi-label image models the fastai way.", no_args_is_help=True)
 data_app = typer.Typer(help="Build demo data sets from data that ships in packages.", no_args_is_help=True)
@@ -174,3 +174,47 @@ def train(
 
 def main() -> None:
     app()
+
+
+@app.command("export")
+@user_errors
+def export(
+    stage: Annotated[str, typer.Option(help="the trained stage to export")] = "stage-1",
+    name: Annotated[str, typer.Option(help="model name in the repository")] = "planet",
+    out: Annotated[Path, typer.Option(help="run folder holding the stage")] = Path("runs/multilabel"),
+    models: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
+    parity_items: Annotated[int, typer.Option(help="validation images for the parity check")] = 64,
+    tolerance: Annotated[float, typer.Option(help="largest score difference ONNX fp16 may show")] = 1e-2,
+) -> None:
+    """Write a bundle (pipeline.pkl + fp16 model.onnx + manifest) as the next version, if it checks out."""
+    from serving.bundle import read_manifest
+    from training.export import export_stage
+
+    folder = export_stage(out, stage, name, models, parity_items, tolerance)
+    parity = read_manifest(folder).parity
+    console.print(
+        f"published {folder}: parity on {parity.items} images, max score difference "
+        f"{parity.max_abs_diff:.2e}, same labels {parity.agreement:.1%}"
+    )
+
+
+@app.command("predict")
+@user_errors
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="models/<name> (newest version) or models/<name>/<version>")],
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    runtime: Annotated[str, typer.Option(help="onnx | torch")] = "onnx",
+) -> None:
+    """Answer with the bundle alone: one JSON line per image."""
+    from serving.bundle import BundleError, load_bundle
+    from serving.images import ImageDecodeError
+
+    if runtime not in ("onnx", "torch"):
+        raise ConfigError(f"--runtime {runtime!r}: choose onnx or torch")
+    try:
+        loaded = load_bundle(bundle)
+        answers = loaded.predict(images, runtime=runtime)  # type: ignore[arg-type]  # checked above
+    except (BundleError, ImageDecodeError, OSError) as err:
+        raise ConfigError(str(err)) from err
+    for path, answer in zip(images, answers, strict=True):
+        typer.echo(json.dumps({"image": str(path), **answer}))

@@ -23,7 +23,10 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
 
 from training.checkpoint import atomic_save, load_checkpoint
+from training.data.block import ImageDataset
 from training.data.bunch import DataBunch, DeviceLoader
+from training.data.sources import ItemList
+from training.data.transforms import sized
 from training.errors import ConfigError
 from training.metrics import Metric, metric_name
 
@@ -263,6 +266,15 @@ class Learner:
                 preds.append(self.model(x).float().cpu())
                 targets.append(y.cpu())
         return torch.cat(preds), torch.cat(targets)
+
+    def predict(self, paths: Sequence[Path]) -> torch.Tensor:
+        """Raw outputs for images on disk, prepared exactly as validation images are."""
+        src = self.data.src
+        dataset = ImageDataset(ItemList.from_list(list(paths)), None, sized(src.tfms[1], src.size))
+        batch = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        self.model.eval()
+        with torch.inference_mode():
+            return self.model(self.data.valid_dl.prepare(batch)).float().cpu()
 
     def validate(self) -> tuple[float, dict[str, float]]:
         """Validation loss and every metric, each computed over the whole validation set."""

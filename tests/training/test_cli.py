@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import write_tag_images
 from training.cli import app
 
-from .conftest import write_tag_images
 from .demo.fakes import write_fake_fashion_mnist
 
 runner = CliRunner()

@@ -153,3 +153,11 @@ def _bare_learner(model: nn.Module, groups: list[nn.Module]) -> Learner:
         device = torch.device("cpu")
 
     return Learner(NoData(), model, nn.BCEWithLogitsLoss(), layer_groups=groups)  # type: ignore[arg-type]
+
+
+def test_predict_prepares_images_as_validation_does(tag_images: Path, tmp_path: Path) -> None:
+    learn = tiny_learner(tag_images, tmp_path)
+    learn.fit(1, lr=1e-2)
+    valid_paths = [Path(p) for p in learn.data.src.valid.items[:5]]
+    preds, _ = learn.get_preds()
+    assert torch.allclose(learn.predict(valid_paths), preds[:5], atol=1e-5)

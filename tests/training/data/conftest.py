@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.conftest import write_tag_images
+from tests.conftest import write_tag_images
 
 
 @pytest.fixture

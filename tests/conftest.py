@@ -43,3 +43,25 @@ def write_tag_images(root: Path, n: int = 96, n_valid: int = 24, size: int = 32,
 def tag_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only shared set; tests that modify data make their own with `write_tag_images`."""
     return write_tag_images(tmp_path_factory.mktemp("tags"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tag_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding a finished `stage-1` (resnet18, 32 px, 2 epochs) on the tag images."""
+    from training.config import TrainConfig
+    from training.run import run_training
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(
+        data=tag_images, arch="resnet18", size=32, bs=16, epochs=2, lr=1e-3, num_workers=0, out=out
+    )
+    run_training(cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_path(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`models/tags/1` exported from `trained_run`; read-only: tests that alter it copy it first."""
+    from training.export import export_stage
+
+    return export_stage(trained_run, "stage-1", "tags", tmp_path_factory.mktemp("models"), parity_items=24)

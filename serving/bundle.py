@@ -1,0 +1,275 @@
+"""The bundle: what an export is, and how it is read back safely.
+
+    models/<name>/<version>/      integer versions, higher is newer
+      manifest.json               `Manifest`: task, labels, input, tensors, parity, sha256 of every file
+      pipeline.pkl                `Pipeline` (pre/postprocessing + fp16 network), torch-pickled
+      model.onnx                  fp16 weights, fp32 inputs/outputs, dynamic batch axis
+
+Reading is safe: every file's sha256 is checked before anything is parsed, and `pipeline.pkl`
+goes through torch's weights-only unpickler with exactly `PIPELINE_CLASSES` allowed, so a pickle
+naming any other global (os.system, builtins.eval, ...) is refused before anything in it runs.
+Writing is atomic: a bundle is assembled in a hidden folder and renamed into the next free version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from serving.pipeline import PIPELINE_CLASSES, Pipeline, Task
+from serving.runtimes import OnnxRuntime, Runtime, RuntimeName, TorchRuntime
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Bundle",
+    "BundleError",
+    "ImageInput",
+    "Manifest",
+    "Parity",
+    "TensorSpec",
+    "load_bundle",
+    "publish",
+    "read_pipeline",
+    "resolve_version",
+    "sha256_file",
+    "write_pipeline",
+]
+
+FORMAT_VERSION = 1
+MANIFEST, PIPELINE, ONNX_MODEL = "manifest.json", "pipeline.pkl", "model.onnx"
+
+
+class BundleError(Exception):
+    """A bundle is missing, tampered with, unsafe, or of a format this code cannot read."""
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    shape: list[int]  # -1 for a dynamic axis
+    dtype: Literal["FP32", "FP16", "UINT8", "INT64", "BYTES"]
+
+
+class ImageInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: list[int]  # [height, width]
+    resize: Literal["squish"] = "squish"
+    mean: list[float]
+    std: list[float]
+
+
+class Parity(BaseModel):
+    """ONNX fp16 against PyTorch fp32 on a real validation batch, measured at export."""
+
+    model_config = ConfigDict(extra="forbid")
+    tolerance: float
+    max_abs_diff: float
+    agreement: float  # share of items whose answer (thresholded labels, argmax) is identical
+    items: int
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format_version: Literal[1] = 1  # FORMAT_VERSION
+    name: str
+    version: int
+    task: Task
+    created: datetime
+    labels: list[str]
+    thresholds: list[float] | None = None
+    input: ImageInput
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    parity: Parity
+    libraries: dict[str, str]
+    files: dict[str, str]  # file name -> sha256
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_pipeline(pipeline: Pipeline, path: Path) -> None:
+    torch.save(pipeline, path)
+
+
+def read_pipeline(path: Path) -> Pipeline:
+    """Unpickle with only the pipeline classes allowed: any other global is refused, unrun."""
+    try:
+        with torch.serialization.safe_globals(list(PIPELINE_CLASSES)):
+            pipeline = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise BundleError(
+            f"{path}: refused, the pickle names something outside the pipeline classes ({err})"
+        ) from None
+    except Exception as err:  # a damaged file raises many types; all mean "not a pipeline"
+        raise BundleError(f"{path}: not a readable pipeline ({type(err).__name__}: {err})") from err
+    if not isinstance(pipeline, Pipeline):
+        raise BundleError(f"{path}: holds a {type(pipeline).__name__}, not a Pipeline")
+    return pipeline
+
+
+def resolve_version(path: Path) -> Path:
+    """`models/<name>/<version>` as given, or the highest version under `models/<name>`."""
+    if (path / MANIFEST).is_file():
+        return path
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such bundle or model folder")
+    versions = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
+    if not versions:
+        raise BundleError(f"{path}: holds no bundle (expected {MANIFEST} or numbered version folders)")
+    return versions[-1][1]
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{folder}: no {MANIFEST}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{path}: not valid JSON ({err})") from None
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: format version {version} is newer than this code reads ({FORMAT_VERSION}); "
+            "upgrade serving"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise BundleError(f"{path}: not a valid manifest ({problems})") from None
+
+
+def verify_files(folder: Path, manifest: Manifest) -> None:
+    """Every file the manifest lists must exist with its recorded sha256, before any is parsed."""
+    for name, expected in manifest.files.items():
+        path = folder / name
+        if Path(name).name != name:
+            raise BundleError(f"{folder / MANIFEST}: file name {name!r} must not contain a path")
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing")
+        if sha256_file(path) != expected:
+            raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or damaged")
+    for required in (PIPELINE, ONNX_MODEL):
+        if required not in manifest.files:
+            raise BundleError(f"{folder / MANIFEST}: does not list {required}")
+
+
+def publish(staging: Path, models: Path, manifest: Manifest) -> Path:
+    """Hash the staged files, write the manifest, then rename the folder into the next free version.
+
+    A rename never replaces an existing version: if another export took the number first, the next
+    one is tried. A crash before the rename leaves only a hidden `.staging-*` folder.
+    """
+    files = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file() and p.name != MANIFEST}
+    target_dir = models / manifest.name
+    target_dir.mkdir(parents=True, exist_ok=True)
+    version = next_version(target_dir)
+    while True:
+        final = manifest.model_copy(update={"version": version, "files": files})
+        _write_text_durably(staging / MANIFEST, final.model_dump_json(indent=2) + "\n")
+        try:
+            staging.rename(target_dir / str(version))
+        except OSError:
+            if (target_dir / str(version)).exists():
+                version += 1
+                continue
+            raise
+        _fsync_dir(target_dir)
+        return target_dir / str(version)
+
+
+def next_version(model_dir: Path) -> int:
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def staging_folder(models: Path, name: str) -> Path:
+    """A hidden folder beside the versions (same file system, so the final rename is atomic)."""
+    folder = models / name / f".staging-{uuid.uuid4().hex}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def discard(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_text_durably(path: Path, text: str) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Bundle:
+    """A verified bundle: its manifest, its pipeline, and runtimes made on first use."""
+
+    path: Path
+    manifest: Manifest
+    pipeline: Pipeline
+    threads: int | None = None
+    _runtimes: dict[str, Runtime] = field(default_factory=dict, repr=False)
+
+    def runtime(self, name: RuntimeName = "onnx") -> Runtime:
+        if name not in self._runtimes:
+            if name == "onnx":
+                self._runtimes[name] = OnnxRuntime(self.path / ONNX_MODEL, self.threads)
+            elif name == "torch":
+                self._runtimes[name] = TorchRuntime(self.pipeline.network)
+            else:
+                raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")
+        return self._runtimes[name]
+
+    def prepare(self, images: Sequence[bytes | Path]) -> np.ndarray:
+        """Encoded images (bytes or files) → the float32 batch the network takes."""
+        preprocess = self.pipeline.preprocess
+        decoded = [preprocess.decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]
+        return preprocess(decoded).numpy()
+
+    def predict(self, images: Sequence[bytes | Path], runtime: RuntimeName = "onnx") -> list[dict[str, Any]]:
+        """One answer per image, in order: labels over their thresholds, with every label's score."""
+        return self.pipeline.postprocess(self.runtime(runtime).run(self.prepare(images)))
+
+
+def load_bundle(path: Path | str, threads: int | None = None) -> Bundle:
+    """Load `models/<name>/<version>` (or the newest version under `models/<name>`), verified."""
+    folder = resolve_version(Path(path))
+    manifest = read_manifest(folder)
+    verify_files(folder, manifest)
+    pipeline = read_pipeline(folder / PIPELINE)
+    if pipeline.task != manifest.task:
+        raise BundleError(f"{folder}: manifest says task {manifest.task!r}, pipeline says {pipeline.task!r}")
+    return Bundle(folder, manifest, pipeline, threads)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,130 @@
+"""Loading bundles: verified, safely unpickled, and answering like the model that was trained."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from serving.bundle import BundleError, load_bundle, sha256_file
+
+
+def copy_bundle(bundle_path: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "models" / "tags" / "1"
+    shutil.copytree(bundle_path, target)
+    return target
+
+
+def rewrite_manifest(folder: Path, **changes: object) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_bundle_answers_with_labels_and_every_score(bundle_path: Path, tag_images: Path) -> None:
+    bundle = load_bundle(bundle_path)
+    answers = bundle.predict([tag_images / "train" / "img_000.jpg", tag_images / "train" / "img_001.jpg"])
+    assert len(answers) == 2
+    for answer in answers:
+        assert set(answer["scores"]) == {"blue", "green", "red", "square"}
+        assert all(0.0 <= s <= 1.0 for s in answer["scores"].values())
+        assert answer["labels"] == [k for k, s in answer["scores"].items() if s > 0.2]
+
+
+def test_the_onnx_and_torch_runtimes_agree(bundle_path: Path, tag_images: Path) -> None:
+    bundle = load_bundle(bundle_path)
+    images = sorted((tag_images / "train").glob("*.jpg"))[:16]
+    batch = bundle.prepare(images)
+    onnx_scores = bundle.pipeline.postprocess(bundle.runtime("onnx").run(batch))
+    torch_scores = bundle.pipeline.postprocess(bundle.runtime("torch").run(batch))
+    for a, b in zip(onnx_scores, torch_scores, strict=True):
+        assert max(abs(a["scores"][k] - b["scores"][k]) for k in a["scores"]) < 1e-2
+    assert [a["labels"] for a in bundle.predict(images, "onnx")] == [
+        a["labels"] for a in bundle.predict(images, "torch")
+    ]
+
+
+def test_the_newest_version_is_loaded_from_the_model_folder(bundle_path: Path, tmp_path: Path) -> None:
+    first = copy_bundle(bundle_path, tmp_path)
+    shutil.copytree(first, first.parent / "2")
+    assert load_bundle(first.parent).path.name == "2"
+    assert load_bundle(first).path.name == "1"
+
+
+@pytest.mark.parametrize("batch", [1, 7, 32])
+def test_the_onnx_model_takes_any_batch_size(bundle_path: Path, batch: int) -> None:
+    bundle = load_bundle(bundle_path)
+    size = bundle.manifest.input.size
+    out = bundle.runtime("onnx").run(
+        np.random.default_rng(0).normal(size=(batch, 3, *size)).astype(np.float32)
+    )
+    assert out.shape == (batch, len(bundle.manifest.labels))
+
+
+def test_the_onnx_file_passes_the_checker_and_holds_fp16_weights(bundle_path: Path) -> None:
+    model = onnx.load(str(bundle_path / "model.onnx"))
+    onnx.checker.check_model(model)
+    dtypes = {init.data_type for init in model.graph.initializer if len(init.dims) > 1}
+    assert dtypes == {onnx.TensorProto.FLOAT16}
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_a_tampered_file_is_refused_by_name(bundle_path: Path, tmp_path: Path) -> None:
+    folder = copy_bundle(bundle_path, tmp_path)
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model\.onnx: sha256 does not match"):
+        load_bundle(folder)
+
+
+class _TouchFile:
+    """A pickle payload that would run `touch <path>` when unpickled by a plain pickle.load."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.path}",)
+
+
+def test_a_malicious_pickle_is_refused_and_runs_nothing(bundle_path: Path, tmp_path: Path) -> None:
+    folder = copy_bundle(bundle_path, tmp_path)
+    victim = tmp_path / "pwned"
+    (folder / "pipeline.pkl").write_bytes(pickle.dumps(_TouchFile(victim)))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["pipeline.pkl"] = sha256_file(folder / "pipeline.pkl")  # hashes cannot save us here
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="refused"):
+        load_bundle(folder)
+    assert not victim.exists()
+
+
+def test_a_newer_format_version_is_a_clear_error(bundle_path: Path, tmp_path: Path) -> None:
+    folder = copy_bundle(bundle_path, tmp_path)
+    rewrite_manifest(folder, format_version=2)
+    with pytest.raises(BundleError, match="format version 2 is newer"):
+        load_bundle(folder)
+
+
+def test_an_unknown_task_is_a_clear_error(bundle_path: Path, tmp_path: Path) -> None:
+    folder = copy_bundle(bundle_path, tmp_path)
+    rewrite_manifest(folder, task="detection")
+    with pytest.raises(BundleError, match=r"not a valid manifest.*task"):
+        load_bundle(folder)
+
+
+def test_missing_files_and_folders_are_named(bundle_path: Path, tmp_path: Path) -> None:
+    folder = copy_bundle(bundle_path, tmp_path)
+    (folder / "model.onnx").unlink()
+    with pytest.raises(BundleError, match=r"model\.onnx: listed in the manifest but missing"):
+        load_bundle(folder)
+    with pytest.raises(BundleError, match="no such bundle"):
+        load_bundle(tmp_path / "nothing")
