@@ -90,7 +90,7 @@ class Manifest(BaseModel):
     created: datetime
     labels: list[str]
     thresholds: list[float] | None = None
-    input: ImageInput
+    input: ImageInput | None = None  # None for text tasks (their tokenizer travels in the pipeline)
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     parity: Parity

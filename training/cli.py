@@ -36,6 +36,7 @@ R = TypeVar("R")
 
 class Task(enum.StrEnum):
     multilabel = "multilabel"
+    classify = "classify"
 
 
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -73,6 +74,37 @@ def data_multilabel(
     console.print(f"wrote {summary.n_train} training and {summary.n_valid} validation scenes to {out}")
     common = sorted(summary.train_tag_counts.items(), key=lambda kv: -kv[1])
     console.print("tags (training count): " + ", ".join(f"{t} {n}" for t, n in common))
+
+
+@data_app.command("items")
+@user_errors
+def data_items(
+    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/items"),
+    n_train: Annotated[int, typer.Option(help="items from Fashion-MNIST's train split")] = 20000,
+    n_valid: Annotated[int, typer.Option(help="items from its test split")] = 2000,
+    seed: Annotated[int, typer.Option()] = 0,
+    source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
+) -> None:
+    """Single Fashion-MNIST items as train/<class>/*.png + valid/<class>/*.png, for pretraining."""
+    from training.demo.fashion_mnist import FASHION_MNIST_DIR
+    from training.demo.items import build_item_folders
+
+    build_item_folders(out, n_train, n_valid, seed, source or FASHION_MNIST_DIR)
+    console.print(f"wrote {n_train} training and {n_valid} validation items to {out}")
+
+
+@app.command("save-body")
+@user_errors
+def save_body(
+    to: Annotated[Path, typer.Argument(help="weights file to write (torchvision state dict)")],
+    stage: Annotated[str, typer.Option(help="trained stage whose body to save")] = "stage-1",
+    out: Annotated[Path, typer.Option(help="run folder holding the stage")] = Path("runs/classify"),
+) -> None:
+    """Save a trained stage's body as a torchvision state dict, for `--weights` in another task."""
+    from training.models import save_body_weights
+
+    save_body_weights(out / f"{stage}.pt", to)
+    console.print(f"wrote {to}; use it with --weights {to}")
 
 
 # Options shared by lr-find and train. None means "not given": the config file or default decides.
@@ -138,6 +170,9 @@ def train(
     valid_col: Annotated[str | None, typer.Option(help="boolean CSV column marking validation rows")] = None,
     arch: ArchOpt = None,
     weights: WeightsOpt = None,
+    normalize: Annotated[
+        str | None, typer.Option(help="data | imagenet (default: imagenet with --weights)")
+    ] = None,
     size: SizeOpt = None,
     bs: BsOpt = None,
     epochs: Annotated[int | None, typer.Option(help="epochs of this stage")] = None,

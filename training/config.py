@@ -42,7 +42,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: Literal["multilabel"] = "multilabel"
+    task: Literal["multilabel", "classify"] = "multilabel"
     data: Path
     csv: str = "labels.csv"
     folder: str = "train"
@@ -57,6 +57,9 @@ class TrainConfig(BaseModel):
 
     arch: Arch = "resnet34"
     weights: Path | None = None
+    normalize: Literal["data", "imagenet"] | None = Field(
+        None, description="stats to normalize with; default: imagenet with --weights, else the data's"
+    )
     size: int = Field(64, ge=8)
     bs: int = Field(64, ge=1)
     num_workers: int | None = Field(None, ge=0)

@@ -49,6 +49,8 @@ def export_stage(
     if not state.get("complete"):
         raise ConfigError(f"{run / f'{stage}.pt'} is unfinished; finish it with --resume before exporting")
     meta: dict[str, Any] = state["meta"]
+    if meta["task"] != "multilabel":
+        raise ConfigError(f"{run / f'{stage}.pt'}: exporting {meta['task']!r} models is not supported yet")
     spec = CnnSpec(**meta["spec"])
     model = build_cnn(spec)
     model.load_state_dict(state["model"])

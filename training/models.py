@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from serving.networks import CnnSpec, build_cnn, cnn_body, resnet
+from training.checkpoint import atomic_save, load_checkpoint
 from training.errors import ConfigError
 
-__all__ = ["cnn_layer_groups", "create_cnn"]
+__all__ = ["cnn_layer_groups", "create_cnn", "save_body_weights"]
 
 
 def create_cnn(spec: CnnSpec, weights: Path | None = None) -> nn.Sequential:
@@ -24,6 +25,23 @@ def create_cnn(spec: CnnSpec, weights: Path | None = None) -> nn.Sequential:
     if weights is not None:
         _load_body_weights(net, weights, spec.arch)
     return build_cnn(spec, body=cnn_body(net))
+
+
+def save_body_weights(checkpoint: Path, to: Path) -> None:
+    """A stage's body as torchvision names (`conv1.weight`, `layer4.1.bn2.bias`, ...), so that
+    `--weights` can start another task from it: offline transfer learning."""
+    state = load_checkpoint(checkpoint)
+    spec = CnnSpec(**state["meta"]["spec"])
+    model = build_cnn(spec)
+    model.load_state_dict(state["model"])
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    body = {
+        f"{names[int(index)]}.{rest}": tensor
+        for key, tensor in cast(nn.Sequential, model[0]).state_dict().items()
+        for index, rest in [key.split(".", 1)]
+    }
+    to.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(body, to)
 
 
 def cnn_layer_groups(model: nn.Sequential) -> list[nn.Module]:

@@ -49,7 +49,7 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
     stats: Stats | None = None
     if previous is not None:
         stats = (tuple(previous["stats"][0]), tuple(previous["stats"][1]))
-    elif cfg.weights is not None:
+    elif cfg.normalize == "imagenet" or (cfg.normalize is None and cfg.weights is not None):
         stats = imagenet_stats
     data.normalize(stats)
     if previous is not None and previous["classes"] != data.classes:

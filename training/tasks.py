@@ -1,6 +1,7 @@
 """Each task's answers to the data block questions, its network, loss and metrics, from a config.
 
-Only multi-label image classification so far; segmentation, pose and sentiment join here.
+Multi-label (planet-style tags) and single-label classification (ImageNet folders, used to
+pretrain a body offline); segmentation, pose and sentiment join here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from training.config import TrainConfig
 from training.data import (
     ColumnSplitter,
     FileListSplitter,
+    FolderSplitter,
+    FromFolderName,
     ItemList,
     LabelledData,
     RandomSplitter,
@@ -22,7 +25,7 @@ from training.data import (
 )
 from training.data.splitters import Splitter
 from training.learner import LossFunc
-from training.metrics import Metric, accuracy_thresh, fbeta
+from training.metrics import Metric, accuracy, accuracy_thresh, fbeta
 
 __all__ = ["TaskSetup", "choose_splitter", "setup_task"]
 
@@ -46,6 +49,8 @@ def choose_splitter(cfg: TrainConfig) -> Splitter:
 
 
 def setup_task(cfg: TrainConfig) -> TaskSetup:
+    if cfg.task == "classify":
+        return _classify(cfg)
     items = ItemList.from_csv(cfg.data, cfg.csv, column=cfg.image_col, folder=cfg.folder, suffix=cfg.suffix)
     splitter = choose_splitter(cfg)
     src = items.split(splitter).label(TagsFromColumn(cfg.label_col, cfg.label_delim))
@@ -54,5 +59,18 @@ def setup_task(cfg: TrainConfig) -> TaskSetup:
         spec=CnnSpec(cfg.arch, n_out=len(src.classes)),
         loss_func=nn.BCEWithLogitsLoss(),
         metrics=[partial(accuracy_thresh, thresh=cfg.thresh), partial(fbeta, beta=2.0, thresh=cfg.thresh)],
+        splitter=splitter,
+    )
+
+
+def _classify(cfg: TrainConfig) -> TaskSetup:
+    """Single-label classification, ImageNet layout: `train/<class>/*`, `valid/<class>/*`."""
+    splitter = FolderSplitter()
+    src = ItemList.from_folder(cfg.data).split(splitter).label(FromFolderName())
+    return TaskSetup(
+        src=src,
+        spec=CnnSpec(cfg.arch, n_out=len(src.classes)),
+        loss_func=nn.CrossEntropyLoss(),
+        metrics=[accuracy],
         splitter=splitter,
     )

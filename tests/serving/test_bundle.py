@@ -61,6 +61,7 @@ def test_the_newest_version_is_loaded_from_the_model_folder(bundle_path: Path, t
 @pytest.mark.parametrize("batch", [1, 7, 32])
 def test_the_onnx_model_takes_any_batch_size(bundle_path: Path, batch: int) -> None:
     bundle = load_bundle(bundle_path)
+    assert bundle.manifest.input is not None
     size = bundle.manifest.input.size
     out = bundle.runtime("onnx").run(
         np.random.default_rng(0).normal(size=(batch, 3, *size)).astype(np.float32)

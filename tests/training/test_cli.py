@@ -186,3 +186,69 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_epoch_count(tmp_path: Path) 
     assert metrics["epochs"] == 4
     assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4]
     assert metrics["history"][0] == killed["history"][0]
+
+
+def test_a_body_pretrained_on_items_starts_a_multilabel_run(tag_images: Path, tmp_path: Path) -> None:
+    write_fake_fashion_mnist(tmp_path / "fm", n_train=60, n_test=20)
+    items = tmp_path / "items"
+    made = runner.invoke(
+        app,
+        [
+            "data",
+            "items",
+            "--out",
+            str(items),
+            "--n-train",
+            "60",
+            "--n-valid",
+            "20",
+            "--source",
+            str(tmp_path / "fm"),
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    pretrain = runner.invoke(
+        app,
+        [
+            "train",
+            "classify",
+            "--data",
+            str(items),
+            *FAST,
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "items-run"),
+        ],
+    )
+    assert pretrain.exit_code == 0, pretrain.output
+    assert "accuracy" in pretrain.output
+    weights = tmp_path / "body.pth"
+    saved = runner.invoke(app, ["save-body", str(weights), "--out", str(tmp_path / "items-run")])
+    assert saved.exit_code == 0, saved.output
+    body = torch.load(weights, weights_only=True)
+    stage = torch.load(tmp_path / "items-run" / "stage-1.pt", weights_only=True)
+    assert torch.equal(body["layer4.1.conv2.weight"], stage["model"]["0.7.1.conv2.weight"])
+
+    tuned = runner.invoke(
+        app,
+        [
+            "train",
+            "multilabel",
+            "--data",
+            str(tag_images),
+            *FAST,
+            "--epochs",
+            "1",
+            "--weights",
+            str(weights),
+            "--normalize",
+            "data",
+            "--out",
+            str(tmp_path / "ml"),
+        ],
+    )
+    assert tuned.exit_code == 0, tuned.output
+    state = torch.load(tmp_path / "ml" / "stage-1.pt", weights_only=True)
+    assert state["n_frozen"] == 2  # a pretrained body starts frozen: only the head (and BatchNorm) trains
+    assert torch.equal(state["model"]["0.0.weight"], body["conv1.weight"])
