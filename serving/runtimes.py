@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from serving.pipeline import Network
@@ -31,6 +30,8 @@ class OnnxRuntime:
     name = "onnx"
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort  # here, not at import: a torch-only host need not install it
+
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -27,14 +27,18 @@ def tiny_cnn(n_out: int) -> nn.Sequential:
     return nn.Sequential(body, head)
 
 
-def tiny_learner(data_dir: Path, run_dir: Path, size: int = 24, reporter: Reporter | None = None) -> Learner:
+def tiny_learner(
+    data_dir: Path, run_dir: Path, size: int = 24, reporter: Reporter | None = None, device: str | None = None
+) -> Learner:
     torch.manual_seed(0)
     src = (
         ItemList.from_csv(data_dir, "labels.csv", folder="train", suffix=".jpg")
         .split(FileListSplitter.from_file(data_dir / "valid.txt"))
         .label(TagsFromColumn("tags"))
     )
-    data = src.transform(get_transforms(), size=size).databunch(bs=16, num_workers=0).normalize()
+    data = (
+        src.transform(get_transforms(), size=size).databunch(bs=16, num_workers=0, device=device).normalize()
+    )
     model = tiny_cnn(len(src.classes))
     groups = [model[0][:3], model[0][3:], model[1]]
     metrics = [partial(accuracy_thresh, thresh=0.5), partial(fbeta, beta=2.0, thresh=0.5)]

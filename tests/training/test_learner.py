@@ -140,7 +140,7 @@ def test_resume_continues_from_the_last_epoch_with_history(tag_images: Path, tmp
 
 
 def test_mixed_precision_on_cpu_trains_in_bfloat16(tag_images: Path, tmp_path: Path) -> None:
-    learn = tiny_learner(tag_images, tmp_path).to_fp16()
+    learn = tiny_learner(tag_images, tmp_path, device="cpu").to_fp16()
     assert learn.amp_dtype == torch.bfloat16
     learn.fit(1, lr=1e-2)
     assert math.isfinite(learn.history[-1].train_loss)
@@ -161,3 +161,15 @@ def test_predict_prepares_images_as_validation_does(tag_images: Path, tmp_path: 
     valid_paths = [Path(p) for p in learn.data.src.valid.items[:5]]
     preds, _ = learn.get_preds()
     assert torch.allclose(learn.predict(valid_paths), preds[:5], atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mixed_precision_on_cuda_trains_in_float16_with_loss_scaling(
+    tag_images: Path, tmp_path: Path
+) -> None:
+    learn = tiny_learner(tag_images, tmp_path).to_fp16()
+    assert learn.device.type == "cuda" and learn.amp_dtype == torch.float16
+    learn.fit_one_cycle(2, max_lr=1e-2, stage="amp")
+    assert all(math.isfinite(r.train_loss) for r in learn.history)
+    state = torch.load(tmp_path / "amp.pt", weights_only=True)
+    assert state["scaler"] and state["scaler"]["scale"] > 0
