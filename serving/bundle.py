@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import shutil
 import uuid
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from serving.durable import fsync_dir, write_atomically
 from serving.pipeline import PIPELINE_CLASSES, Pipeline, Task
 from serving.runtimes import OnnxRuntime, Runtime, RuntimeName, TorchRuntime
 
@@ -186,7 +186,7 @@ def publish(staging: Path, models: Path, manifest: Manifest) -> Path:
     version = next_version(target_dir)
     while True:
         final = manifest.model_copy(update={"version": version, "files": files})
-        _write_text_durably(staging / MANIFEST, final.model_dump_json(indent=2) + "\n")
+        write_atomically(staging / MANIFEST, (final.model_dump_json(indent=2) + "\n").encode("utf-8"))
         try:
             staging.rename(target_dir / str(version))
         except OSError:
@@ -194,7 +194,7 @@ def publish(staging: Path, models: Path, manifest: Manifest) -> Path:
                 version += 1
                 continue
             raise
-        _fsync_dir(target_dir)
+        fsync_dir(target_dir)
         return target_dir / str(version)
 
 
@@ -212,21 +212,6 @@ def staging_folder(models: Path, name: str) -> Path:
 
 def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
-
-
-def _write_text_durably(path: Path, text: str) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass

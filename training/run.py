@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from serving.durable import write_atomically
 from training.config import TrainConfig
 from training.data import get_transforms, imagenet_stats
 from training.data.bunch import Stats
@@ -140,9 +139,4 @@ def run_lr_find(cfg: TrainConfig, start_lr: float, end_lr: float, num_it: int) -
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-    Path(tmp).replace(path)
+    write_atomically(path, (json.dumps(value, indent=2) + "\n").encode("utf-8"))
