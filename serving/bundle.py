@@ -14,7 +14,9 @@ Writing is atomic: a bundle is assembled in a hidden folder and renamed into the
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import pickle
 import shutil
 import uuid
@@ -29,7 +31,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from serving.durable import fsync_dir, write_atomically
-from serving.pipeline import PIPELINE_CLASSES, Pipeline, Task
+from serving.networks import CNN_ARCHS, CnnSpec
+from serving.pipeline import PIPELINE_CLASSES, ImagePreprocess, MultiLabelPostprocess, Network, Pipeline, Task
 from serving.runtimes import OnnxRuntime, Runtime, RuntimeName, TorchRuntime
 
 __all__ = [
@@ -43,12 +46,14 @@ __all__ = [
     "load_bundle",
     "publish",
     "read_pipeline",
+    "read_verified",
     "resolve_version",
     "sha256_file",
     "write_pipeline",
 ]
 
 FORMAT_VERSION = 1
+MAX_INPUT_SIZE = 4096  # pixels a side; a bundle asking for more is damaged or hostile
 MANIFEST, PIPELINE, ONNX_MODEL = "manifest.json", "pipeline.pkl", "model.onnx"
 
 
@@ -110,11 +115,15 @@ def write_pipeline(pipeline: Pipeline, path: Path) -> None:
     torch.save(pipeline, path)
 
 
-def read_pipeline(path: Path) -> Pipeline:
-    """Unpickle with only the pipeline classes allowed: any other global is refused, unrun."""
+def read_pipeline(path: Path, data: bytes | None = None) -> Pipeline:
+    """Unpickle with only the pipeline classes allowed: any other global is refused, unrun.
+
+    Pass `data` (the bytes whose hash was checked) so that what is parsed is what was verified.
+    """
     try:
         with torch.serialization.safe_globals(list(PIPELINE_CLASSES)):
-            pipeline = torch.load(path, map_location="cpu", weights_only=True)
+            source = io.BytesIO(data) if data is not None else path
+            pipeline = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise BundleError(
             f"{path}: refused, the pickle names something outside the pipeline classes ({err})"
@@ -132,7 +141,7 @@ def resolve_version(path: Path) -> Path:
         return path
     if not path.is_dir():
         raise BundleError(f"{path}: no such bundle or model folder")
-    versions = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
+    versions = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and _is_version(p.name))
     if not versions:
         raise BundleError(f"{path}: holds no bundle (expected {MANIFEST} or numbered version folders)")
     return versions[-1][1]
@@ -159,28 +168,64 @@ def read_manifest(folder: Path) -> Manifest:
         raise BundleError(f"{path}: not a valid manifest ({problems})") from None
 
 
-def verify_files(folder: Path, manifest: Manifest) -> None:
-    """Every file the manifest lists must exist with its recorded sha256, before any is parsed."""
-    for name, expected in manifest.files.items():
-        path = folder / name
-        if Path(name).name != name:
-            raise BundleError(f"{folder / MANIFEST}: file name {name!r} must not contain a path")
-        if not path.is_file():
-            raise BundleError(f"{path}: listed in the manifest but missing")
-        if sha256_file(path) != expected:
-            raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or damaged")
+def read_verified(folder: Path, manifest: Manifest) -> dict[str, bytes]:
+    """Every file the manifest lists, read once and checked against its sha256 before any is parsed."""
     for required in (PIPELINE, ONNX_MODEL):
         if required not in manifest.files:
             raise BundleError(f"{folder / MANIFEST}: does not list {required}")
+    blobs = {}
+    for name, expected in manifest.files.items():
+        path = folder / name
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise BundleError(f"{folder / MANIFEST}: file name {name!r} must be a plain name")
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or damaged")
+        blobs[name] = data
+    return blobs
+
+
+def check_consistency(folder: Path, manifest: Manifest, pipeline: Pipeline) -> None:
+    """The unpickled pipeline must be the one the manifest describes, with sane parts: the
+    weights-only unpickler restores allowed classes with whatever field values the file holds."""
+    pre, post, spec = pipeline.preprocess, pipeline.postprocess, getattr(pipeline.network, "spec", None)
+    problems: list[str] = []
+    if not (isinstance(pre, ImagePreprocess) and isinstance(post, MultiLabelPostprocess)):
+        problems.append("pre/postprocessing of unexpected types")
+    elif not isinstance(pipeline.network, Network) or not isinstance(spec, CnnSpec):
+        problems.append("a network of an unexpected type")
+    else:
+        if pipeline.task != manifest.task:
+            problems.append(f"task {pipeline.task!r} (manifest: {manifest.task!r})")
+        if list(post.labels) != manifest.labels or len(post.thresholds) != len(post.labels):
+            problems.append("labels or thresholds that differ from the manifest's")
+        if manifest.thresholds is not None and list(post.thresholds) != manifest.thresholds:
+            problems.append("thresholds that differ from the manifest's")
+        image = manifest.input
+        described = None if image is None else (image.size, image.mean, image.std)
+        if described != ([pre.size, pre.size], list(pre.mean), list(pre.std)):
+            problems.append("an input size or normalization that differs from the manifest's")
+        if not isinstance(pre.size, int) or not 8 <= pre.size <= MAX_INPUT_SIZE:
+            problems.append(f"an input size of {pre.size} (allowed 8..{MAX_INPUT_SIZE})")
+        if spec.arch not in CNN_ARCHS or spec.n_out != len(post.labels) or not 1 <= spec.hidden <= 65536:
+            problems.append(f"a network spec that cannot be right ({spec})")
+    if problems:
+        raise BundleError(f"{folder / PIPELINE}: the pipeline has {'; '.join(problems)}")
 
 
 def publish(staging: Path, models: Path, manifest: Manifest) -> Path:
     """Hash the staged files, write the manifest, then rename the folder into the next free version.
 
     A rename never replaces an existing version: if another export took the number first, the next
-    one is tried. A crash before the rename leaves only a hidden `.staging-*` folder.
+    one is tried (an *empty* folder of that number would be replaced: nothing is lost with it).
+    A crash before the rename leaves only a hidden `.staging-*` folder.
     """
     files = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file() and p.name != MANIFEST}
+    for name in files:  # on disk for good before the rename makes them visible
+        with (staging / name).open("rb+") as f:
+            os.fsync(f.fileno())
     target_dir = models / manifest.name
     target_dir.mkdir(parents=True, exist_ok=True)
     version = next_version(target_dir)
@@ -198,8 +243,12 @@ def publish(staging: Path, models: Path, manifest: Manifest) -> Path:
         return target_dir / str(version)
 
 
+def _is_version(name: str) -> bool:
+    return name.isascii() and name.isdigit()
+
+
 def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and _is_version(p.name)]
     return max(versions, default=0) + 1
 
 
@@ -221,13 +270,14 @@ class Bundle:
     path: Path
     manifest: Manifest
     pipeline: Pipeline
+    onnx_model: bytes = field(repr=False)
     threads: int | None = None
     _runtimes: dict[str, Runtime] = field(default_factory=dict, repr=False)
 
     def runtime(self, name: RuntimeName = "onnx") -> Runtime:
         if name not in self._runtimes:
             if name == "onnx":
-                self._runtimes[name] = OnnxRuntime(self.path / ONNX_MODEL, self.threads)
+                self._runtimes[name] = OnnxRuntime(self.onnx_model, self.threads)
             elif name == "torch":
                 self._runtimes[name] = TorchRuntime(self.pipeline.network)
             else:
@@ -249,11 +299,10 @@ def load_bundle(path: Path | str, threads: int | None = None) -> Bundle:
     """Load `models/<name>/<version>` (or the newest version under `models/<name>`), verified."""
     folder = resolve_version(Path(path))
     manifest = read_manifest(folder)
-    verify_files(folder, manifest)
-    pipeline = read_pipeline(folder / PIPELINE)
-    if pipeline.task != manifest.task:
-        raise BundleError(f"{folder}: manifest says task {manifest.task!r}, pipeline says {pipeline.task!r}")
-    return Bundle(folder, manifest, pipeline, threads)
+    blobs = read_verified(folder, manifest)
+    pipeline = read_pipeline(folder / PIPELINE, blobs[PIPELINE])
+    check_consistency(folder, manifest, pipeline)
+    return Bundle(folder, manifest, pipeline, blobs[ONNX_MODEL], threads)
 
 
 def now() -> datetime:

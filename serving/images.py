@@ -52,5 +52,5 @@ def _to_8_bits(image: Image.Image) -> Image.Image:
     """Pillow clips 16-bit grayscale at 255 when converting; scale it down instead."""
     if image.mode not in ("I;16", "I;16L", "I;16B", "I"):
         return image
-    pixels = np.asarray(image).astype(np.uint32)
-    return Image.fromarray((np.clip(pixels, 0, 65535) >> 8).astype(np.uint8), mode="L")
+    pixels = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+    return Image.fromarray((pixels >> 8).astype(np.uint8), mode="L")

@@ -31,10 +31,10 @@ class ImagePreprocess:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resize: Literal["squish"] = "squish"
-    max_pixels: int = MAX_PIXELS
 
-    def decode(self, data: bytes | bytearray | memoryview) -> torch.Tensor:
-        return decode_image(data, self.max_pixels)
+    def decode(self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+        """The pixel limit is the caller's (the server's), never the bundle's."""
+        return decode_image(data, max_pixels)
 
     def resized(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (3, H, W) → uint8 (3, size, size), the same kernel training's `Resize` runs."""

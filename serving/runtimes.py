@@ -29,13 +29,14 @@ class OnnxRuntime:
 
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, model: Path | bytes, threads: int | None = None) -> None:
         import onnxruntime as ort  # here, not at import: a torch-only host need not install it
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        source = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training.errors import ConfigError
 
@@ -99,6 +99,15 @@ class TrainConfig(BaseModel):
         if value is not None and (not value or "/" in value or value.startswith(".")):
             raise ValueError(f"stage name {value!r} must be a plain file name like 'stage-1'")
         return value
+
+    @model_validator(mode="after")
+    def _stage_is_new(self) -> TrainConfig:
+        if self.from_stage is not None and self.from_stage == self.stage:
+            raise ValueError(
+                f"--stage {self.stage} would overwrite the --from-stage it starts from; "
+                "give the new stage its own name"
+            )
+        return self
 
     @property
     def learning_rate(self) -> float | slice:

@@ -27,7 +27,7 @@ from serving.pipeline import ImagePreprocess, MultiLabelPostprocess, Network, Pi
 from serving.runtimes import OnnxRuntime
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
-from training.errors import ConfigError, TrainingError
+from training.errors import ConfigError, DataError, TrainingError
 from training.tasks import setup_task
 
 __all__ = ["ExportError", "export_stage", "to_onnx_fp16"]
@@ -43,6 +43,8 @@ def export_stage(
     run: Path, stage: str, name: str, models: Path, parity_items: int = 64, tolerance: float = 1e-2
 ) -> Path:
     """Publish `run/<stage>.pt` as the next version of `models/<name>`; returns its folder."""
+    if parity_items < 2:
+        raise ConfigError(f"--parity-items must be at least 2, got {parity_items}")
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"--name {name!r} must be a plain folder name like 'planet'")
     state = load_checkpoint(run / f"{stage}.pt")
@@ -92,7 +94,13 @@ def export_stage(
 
 def parity_batch(cfg: TrainConfig, preprocess: ImagePreprocess, n: int) -> np.ndarray:
     """Up to `n` validation images of the run's own data, prepared by the bundle's preprocessing."""
-    valid = setup_task(cfg).src.valid
+    try:
+        valid = setup_task(cfg).src.valid
+    except DataError as err:
+        raise DataError(
+            f"the parity check reads validation images from the run's data at {cfg.data}, "
+            f"and could not: {err}. Export from the folder the run was started in."
+        ) from err
     paths = [Path(p) for p in valid.items[:n]]
     return preprocess([preprocess.decode(p.read_bytes()) for p in paths]).numpy()
 

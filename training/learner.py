@@ -33,6 +33,7 @@ from training.metrics import Metric, metric_name
 __all__ = ["EpochRecord", "Learner", "LossFunc", "Reporter"]
 
 LossFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_RESUME_MUST_MATCH = ("task", "spec", "classes", "size", "stats")  # what makes it the same model and data
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
@@ -66,6 +67,7 @@ class _Plan:
     kind: str
     epochs: int
     lrs: tuple[float, ...]
+    steps_per_epoch: int  # the schedule's length depends on it: a changed batch size is another fit
 
 
 class Learner:
@@ -149,7 +151,7 @@ class Learner:
         self, epochs: int, lr: float | slice = 1e-3, stage: str | None = None, resume: bool = False
     ) -> None:
         """Train `epochs` epochs at constant rates."""
-        plan = _Plan("constant", epochs, tuple(self.lr_range(lr)))
+        plan = _Plan("constant", epochs, tuple(self.lr_range(lr)), len(self.data.train_dl))
         self._fit(plan, lambda opt, steps: None, stage, resume)
 
     def fit_one_cycle(
@@ -165,7 +167,7 @@ class Learner:
     ) -> None:
         """Leslie Smith's one cycle: rates warm up to `max_lr` then anneal far below it, while
         momentum (Adam's beta1) moves the opposite way."""
-        plan = _Plan("one_cycle", epochs, tuple(self.lr_range(max_lr)))
+        plan = _Plan("one_cycle", epochs, tuple(self.lr_range(max_lr)), len(self.data.train_dl))
 
         def schedule(opt: Optimizer, total_steps: int) -> LRScheduler:
             return OneCycleLR(
@@ -253,7 +255,7 @@ class Learner:
 
     def get_preds(self, loader: DeviceLoader | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw model outputs (fp32, CPU) and targets over a whole loader (validation by default)."""
-        loader = loader or self.data.valid_dl
+        loader = self.data.valid_dl if loader is None else loader
         self.model.eval()
         preds, targets = [], []
         with (
@@ -305,7 +307,7 @@ class Learner:
                 "opt": None if self.opt is None else self.opt.state_dict(),
                 "sched": None if sched is None else sched.state_dict(),
                 "scaler": None if scaler is None else scaler.state_dict(),
-                "plan": None if plan is None else dataclasses.asdict(plan),
+                "plan": None if plan is None else dataclasses.asdict(plan) | {"lrs": list(plan.lrs)},
                 "epoch": epoch,
                 "complete": complete,
                 "n_frozen": self.n_frozen,
@@ -320,14 +322,17 @@ class Learner:
     def load(self, stage: str, with_opt: bool = False) -> dict[str, Any]:
         """Load a stage's weights (and optimizer state if asked); returns the checkpoint."""
         state = load_checkpoint(self.stage_path(stage))
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise ConfigError(f"{self.stage_path(stage)}: weights do not fit this model ({err})") from err
+        self._load_weights(state, self.stage_path(stage))
         if with_opt and state.get("opt") is not None:
             self.opt = self.opt or self.make_optimizer(self.lr_range(1e-3))
             self.opt.load_state_dict(state["opt"])
         return state
+
+    def _load_weights(self, state: dict[str, Any], path: Path) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise ConfigError(f"{path}: weights do not fit this model ({err})") from err
 
     def _restore(
         self,
@@ -344,13 +349,17 @@ class Learner:
         if not path.is_file():
             raise ConfigError(f"--resume: no checkpoint {path} to continue from; start without --resume")
         state = load_checkpoint(path)
-        saved = state.get("plan")
-        if saved is None or _Plan(saved["kind"], saved["epochs"], tuple(saved["lrs"])) != plan:
+        saved = state.get("plan") or {}
+        if saved != dataclasses.asdict(plan) | {"lrs": list(plan.lrs)}:
             raise ConfigError(
                 f"--resume: {path} was written by a different fit ({saved}); "
                 f"asked for {dataclasses.asdict(plan)}. Repeat the original options."
             )
-        self.model.load_state_dict(state["model"])
+        for key in _RESUME_MUST_MATCH:
+            before, now = state.get("meta", {}).get(key), self.meta.get(key)
+            if before != now:
+                raise ConfigError(f"--resume: {path} was trained with {key}={before!r}, this run has {now!r}")
+        self._load_weights(state, path)
         self.freeze_to(int(state["n_frozen"]))
         opt.load_state_dict(state["opt"])
         if sched is not None and state.get("sched") is not None:

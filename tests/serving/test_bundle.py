@@ -129,3 +129,12 @@ def test_missing_files_and_folders_are_named(bundle_path: Path, tmp_path: Path) 
         load_bundle(folder)
     with pytest.raises(BundleError, match="no such bundle"):
         load_bundle(tmp_path / "nothing")
+
+
+def test_a_pipeline_that_disagrees_with_its_manifest_is_refused(bundle_path: Path, tmp_path: Path) -> None:
+    folder = copy_bundle(bundle_path, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["labels"] = list(reversed(manifest["labels"]))  # what clients would be told is not what runs
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="labels or thresholds that differ"):
+        load_bundle(folder)

@@ -58,3 +58,8 @@ def test_broken_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
 def test_stage_names_must_be_plain_file_names() -> None:
     with pytest.raises(ConfigError, match="stage"):
         load_config(None, {"data": "d", "stage": "../escape"})
+
+
+def test_a_stage_may_not_overwrite_the_stage_it_starts_from() -> None:
+    with pytest.raises(ConfigError, match="would overwrite the --from-stage"):
+        load_config(None, {"data": "d", "stage": "stage-1", "from_stage": "stage-1"})

@@ -27,7 +27,9 @@ def versions(models: Path) -> list[str]:
 
 def test_a_round_trip_predicts_what_the_learner_predicts(trained_run: Path, bundle_path: Path) -> None:
     state = torch.load(trained_run / "stage-1.pt", weights_only=True)
-    cfg = TrainConfig.model_validate({**state["meta"]["config"], "from_stage": "stage-1", "unfreeze": True})
+    cfg = TrainConfig.model_validate(
+        {**state["meta"]["config"], "from_stage": "stage-1", "stage": "check", "unfreeze": True}
+    )
     learn = build_learner(cfg)
     paths = [Path(p) for p in learn.data.src.valid.items]
     expected = torch.sigmoid(learn.predict(paths)).numpy()

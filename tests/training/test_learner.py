@@ -173,3 +173,19 @@ def test_mixed_precision_on_cuda_trains_in_float16_with_loss_scaling(
     assert all(math.isfinite(r.train_loss) for r in learn.history)
     state = torch.load(tmp_path / "amp.pt", weights_only=True)
     assert state["scaler"] and state["scaler"]["scale"] > 0
+
+
+def test_resume_refuses_a_run_with_another_batch_size_or_other_classes(
+    tag_images: Path, tmp_path: Path
+) -> None:
+    learn = tiny_learner(tag_images, tmp_path)
+    learn.meta = {"classes": learn.data.classes}
+    learn.fit_one_cycle(1, max_lr=1e-2, stage="s")
+    other = tiny_learner(tag_images, tmp_path)
+    other.data = other.data.src.databunch(bs=8, num_workers=0).normalize()
+    with pytest.raises(ConfigError, match="different fit"):
+        other.fit_one_cycle(1, max_lr=1e-2, stage="s", resume=True)
+    renamed = tiny_learner(tag_images, tmp_path)
+    renamed.meta = {"classes": ["a", "b", "c", "d"]}
+    with pytest.raises(ConfigError, match="trained with classes="):
+        renamed.fit_one_cycle(1, max_lr=1e-2, stage="s", resume=True)
