@@ -29,7 +29,7 @@ system:
 demo: install system
 	test -f $(DEMO_DATA)/labels.csv || $(BIN)/train-kit data multilabel --out $(DEMO_DATA)
 	$(BIN)/train-kit train multilabel --data $(DEMO_DATA) --arch resnet18 --size 64 --bs 64 \
-	  --epochs 5 --lr 1e-2 --out $(DEMO_RUN) --stage stage-1
+	  --epochs 5 --lr 1e-3 --out $(DEMO_RUN) --stage stage-1
 	@echo "metrics: $(DEMO_RUN)/stage-1.metrics.json"
 	$(BIN)/train-kit export --out $(DEMO_RUN) --stage stage-1 --name planet --models models
 	$(BIN)/train-kit predict models/planet $(DEMO_DATA)/train/valid_00000.jpg $(DEMO_DATA)/train/valid_00001.jpg
