@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -29,6 +29,9 @@ from training.data.sources import ItemList
 from training.data.transforms import sized
 from training.errors import ConfigError
 from training.metrics import Metric, metric_name
+
+if TYPE_CHECKING:
+    from training.lr_finder import LRFind
 
 __all__ = ["EpochRecord", "Learner", "LossFunc", "Reporter"]
 
@@ -139,10 +142,6 @@ class Learner:
     def to_fp16(self) -> Learner:
         """Mixed precision: fp16 autocast + loss scaling on CUDA, bf16 autocast on the CPU."""
         self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return self
-
-    def to_fp32(self) -> Learner:
-        self.amp_dtype = None
         return self
 
     # ---- fitting ---------------------------------------------------------------------------
@@ -322,13 +321,14 @@ class Learner:
     def load(self, stage: str, with_opt: bool = False) -> dict[str, Any]:
         """Load a stage's weights (and optimizer state if asked); returns the checkpoint."""
         state = load_checkpoint(self.stage_path(stage))
-        self._load_weights(state, self.stage_path(stage))
+        self.load_weights(state, self.stage_path(stage))
         if with_opt and state.get("opt") is not None:
             self.opt = self.opt or self.make_optimizer(self.lr_range(1e-3))
             self.opt.load_state_dict(state["opt"])
         return state
 
-    def _load_weights(self, state: dict[str, Any], path: Path) -> None:
+    def load_weights(self, state: dict[str, Any], path: Path) -> None:
+        """Weights from a checkpoint already read (`path` names it in errors)."""
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:
@@ -359,7 +359,7 @@ class Learner:
             before, now = state.get("meta", {}).get(key), self.meta.get(key)
             if before != now:
                 raise ConfigError(f"--resume: {path} was trained with {key}={before!r}, this run has {now!r}")
-        self._load_weights(state, path)
+        self.load_weights(state, path)
         self.freeze_to(int(state["n_frozen"]))
         opt.load_state_dict(state["opt"])
         if sched is not None and state.get("sched") is not None:
@@ -374,9 +374,9 @@ class Learner:
 
     def lr_find(
         self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True
-    ) -> Any:
+    ) -> LRFind:
         """Sweep the rate exponentially; returns an `LRFind` (curve, suggestion, `plot(path)`).
         The model and optimizer are restored afterwards."""
-        from training.lr_finder import lr_find
+        from training.lr_finder import lr_find  # it imports this module: a cycle at import time
 
         return lr_find(self, start_lr, end_lr, num_it, stop_div)

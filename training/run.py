@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from serving.durable import write_atomically
+from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import get_transforms, imagenet_stats
 from training.data.bunch import Stats
@@ -47,13 +48,13 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
     previous = _previous_stage(cfg)
     stats: Stats | None = None
     if previous is not None:
-        stats = (tuple(previous["stats"][0]), tuple(previous["stats"][1]))
+        stats = (tuple(previous["meta"]["stats"][0]), tuple(previous["meta"]["stats"][1]))
     elif cfg.normalize == "imagenet" or (cfg.normalize is None and cfg.weights is not None):
         stats = imagenet_stats
     data.normalize(stats)
-    if previous is not None and previous["classes"] != data.classes:
+    if previous is not None and previous["meta"]["classes"] != data.classes:
         raise ConfigError(
-            f"--from-stage {cfg.from_stage}: trained on classes {previous['classes']}, "
+            f"--from-stage {cfg.from_stage}: trained on classes {previous['meta']['classes']}, "
             f"but this data has {data.classes}"
         )
     model = create_cnn(task.spec, cfg.weights)
@@ -77,8 +78,8 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
         reporter=reporter,
         meta=meta,
     )
-    if cfg.from_stage:
-        learn.load(cfg.from_stage)
+    if previous is not None:
+        learn.load_weights(previous, cfg.out / f"{cfg.from_stage}.pt")
     if (cfg.weights or cfg.from_stage) and not cfg.unfreeze:
         learn.freeze()
     if cfg.fp16:
@@ -89,8 +90,6 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
 def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
     if not cfg.from_stage:
         return None
-    from training.checkpoint import load_checkpoint
-
     path = cfg.out / f"{cfg.from_stage}.pt"
     if not path.is_file():
         raise ConfigError(f"--from-stage {cfg.from_stage}: no checkpoint {path}")
@@ -99,8 +98,7 @@ def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
         raise ConfigError(
             f"--from-stage {cfg.from_stage}: {path} is unfinished; finish it with --resume first"
         )
-    meta: dict[str, Any] = state["meta"]
-    return meta
+    return state
 
 
 def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:

@@ -36,7 +36,6 @@ class TaskSetup:
     spec: CnnSpec
     loss_func: LossFunc
     metrics: list[Metric]
-    splitter: Splitter
 
 
 def choose_splitter(cfg: TrainConfig) -> Splitter:
@@ -52,25 +51,21 @@ def setup_task(cfg: TrainConfig) -> TaskSetup:
     if cfg.task == "classify":
         return _classify(cfg)
     items = ItemList.from_csv(cfg.data, cfg.csv, column=cfg.image_col, folder=cfg.folder, suffix=cfg.suffix)
-    splitter = choose_splitter(cfg)
-    src = items.split(splitter).label(TagsFromColumn(cfg.label_col, cfg.label_delim))
+    src = items.split(choose_splitter(cfg)).label(TagsFromColumn(cfg.label_col, cfg.label_delim))
     return TaskSetup(
         src=src,
         spec=CnnSpec(cfg.arch, n_out=len(src.classes)),
         loss_func=nn.BCEWithLogitsLoss(),
         metrics=[partial(accuracy_thresh, thresh=cfg.thresh), partial(fbeta, beta=2.0, thresh=cfg.thresh)],
-        splitter=splitter,
     )
 
 
 def _classify(cfg: TrainConfig) -> TaskSetup:
     """Single-label classification, ImageNet layout: `train/<class>/*`, `valid/<class>/*`."""
-    splitter = FolderSplitter()
-    src = ItemList.from_folder(cfg.data).split(splitter).label(FromFolderName())
+    src = ItemList.from_folder(cfg.data).split(FolderSplitter()).label(FromFolderName())
     return TaskSetup(
         src=src,
         spec=CnnSpec(cfg.arch, n_out=len(src.classes)),
         loss_func=nn.CrossEntropyLoss(),
         metrics=[accuracy],
-        splitter=splitter,
     )

@@ -49,10 +49,6 @@ class DeviceLoader:
     def __len__(self) -> int:
         return len(self.dl)
 
-    @property
-    def dataset(self) -> Dataset[tuple[torch.Tensor, torch.Tensor]]:
-        return self.dl.dataset
-
     def set_epoch(self, epoch: int) -> None:
         if self.seed is not None and self.dl.generator is not None:
             self.dl.generator.manual_seed(self.seed * 100_003 + epoch)
