@@ -104,17 +104,31 @@ class DynamicBatcher(Generic[I, O]):
 
     async def submit(self, item: I, timeout: float | None = None) -> O:
         """The output for `item`; `timeout` (seconds) bounds how long it may wait to run."""
+        (output,) = await self.submit_many([item], timeout)
+        return output
+
+    async def submit_many(self, items: Sequence[I], timeout: float | None = None) -> list[O]:
+        """Outputs for `items`, in order. All are queued or none: a request never half-enters a full
+        queue. They may run in different batches. Cancelling the caller withdraws the unrun ones."""
         if self._closed or self._queue is None:
             raise BatcherClosedError("the model is shutting down or not started; retry on another instance")
-        future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            self._queue.put_nowait(_Pending(item, deadline, future))
-        except asyncio.QueueFull:
+        free = self.config.max_queue_size - self._queue.qsize()
+        if len(items) > free:
             raise QueueFullError(
-                f"queue is full ({self.config.max_queue_size} items waiting); retry later"
-            ) from None
-        return await future
+                f"queue is full ({self._queue.qsize()} of {self.config.max_queue_size} items waiting, "
+                f"{len(items)} more asked); retry later"
+            )
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        futures: list[asyncio.Future[O]] = [loop.create_future() for _ in items]
+        for item, future in zip(items, futures, strict=True):
+            self._queue.put_nowait(_Pending(item, deadline, future))
+        self._arrived.set()
+        try:
+            return list(await asyncio.gather(*futures))
+        finally:
+            for future in futures:
+                future.cancel()  # no-op for the finished ones; withdraws the rest after an error
 
     async def _loop(self) -> None:
         assert self._queue is not None

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from serving.durable import fsync_dir, write_atomically
 from serving.networks import CNN_ARCHS, CnnSpec
 from serving.pipeline import PIPELINE_CLASSES, ImagePreprocess, MultiLabelPostprocess, Network, Pipeline, Task
-from serving.runtimes import OnnxRuntime, Runtime, RuntimeName, TorchRuntime
+from serving.runtimes import Device, OnnxRuntime, Runtime, RuntimeName, TorchRuntime
 
 __all__ = [
     "FORMAT_VERSION",
@@ -274,15 +274,16 @@ class Bundle:
     threads: int | None = None
     _runtimes: dict[str, Runtime] = field(default_factory=dict, repr=False)
 
-    def runtime(self, name: RuntimeName = "onnx") -> Runtime:
-        if name not in self._runtimes:
+    def runtime(self, name: RuntimeName = "onnx", device: Device = "cpu") -> Runtime:
+        key = f"{name}:{device}"
+        if key not in self._runtimes:
             if name == "onnx":
-                self._runtimes[name] = OnnxRuntime(self.onnx_model, self.threads)
+                self._runtimes[key] = OnnxRuntime(self.onnx_model, self.threads, device)
             elif name == "torch":
-                self._runtimes[name] = TorchRuntime(self.pipeline.network)
+                self._runtimes[key] = TorchRuntime(self.pipeline.network, device)
             else:
                 raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")
-        return self._runtimes[name]
+        return self._runtimes[key]
 
     def prepare(self, images: Sequence[bytes | Path]) -> np.ndarray:
         """Encoded images (bytes or files) → the float32 batch the network takes."""

@@ -1,0 +1,79 @@
+"""`serve-kit`: serve the model repository over gRPC (KServe V2 + the typed task API)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from serving.settings import ServerSettings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def knobs(model: type[BaseModel] = ServerSettings, prefix: str = "SERVE_") -> list[str]:
+    """Every setting as `ENV_VAR (default) description`, nested ones with their `__` path."""
+    lines = []
+    for name, field in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines += knobs(annotation, f"{env}__")
+            continue
+        default: Any = field.get_default(call_default_factory=True)
+        lines.append(f"{env} (default {default!s}): {field.description or ''}".rstrip(": "))
+    return lines
+
+
+EPILOG = (
+    "Every knob, as an environment variable (the same names, lower-case, work as keys in the --config "
+    "file; per-model overrides go in its [models.<name>] tables):\n\n" + "\n\n".join(knobs())
+)
+
+
+@app.command(epilog=EPILOG)
+def serve(
+    models: Annotated[
+        Path | None, typer.Option(help="the model repository (models/<name>/<version>/)")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="gRPC port")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port")] = None,
+    runtime: Annotated[str | None, typer.Option(help="onnx or torch")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML or YAML settings file")] = None,
+) -> None:
+    """Load every bundle under the repository and answer gRPC clients until SIGTERM."""
+    from serving.logs import configure_logging
+    from serving.server import run_server
+
+    try:
+        settings = load_settings(
+            models_dir=models,
+            host=host,
+            port=port,
+            metrics_port=metrics_port,
+            runtime=runtime,
+            config_file=config,
+        )
+    except (ValidationError, ValueError) as err:
+        typer.echo(f"serve-kit: invalid settings: {err}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_format)
+    asyncio.run(run_server(settings))
+
+
+@app.command()
+def settings(config: Annotated[Path | None, typer.Option(help="TOML or YAML settings file")] = None) -> None:
+    """Print the settings the server would run with (file + environment), as JSON."""
+    try:
+        typer.echo(load_settings(config_file=config).model_dump_json(indent=2))
+    except (ValidationError, ValueError) as err:
+        typer.echo(f"serve-kit: invalid settings: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,142 @@
+"""One served model version: its bundle, its runtime, its batch queue, and who is using it.
+
+Images are decoded and prepared in a shared thread pool (several at once, off the event loop);
+prepared items go through the model's `DynamicBatcher`, whose batches run in the model's own
+inference thread. A `Lease` counts a request in flight, so a retired version is stopped only
+after the requests that chose it have their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving.batcher import BatchingConfig, DynamicBatcher
+from serving.bundle import Bundle
+from serving.images import ImageDecodeError
+from serving.metrics import ModelMetrics
+from serving.runtimes import Device, Runtime, RuntimeName
+
+__all__ = ["ItemError", "ServedModel"]
+
+log = logging.getLogger(__name__)
+
+
+class ItemError(ValueError):
+    """One item of a request is unusable (gRPC: INVALID_ARGUMENT); `index` says which."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"item {index}: {reason}")
+        self.index, self.reason = index, reason
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    channels: int
+    height: int
+    width: int
+
+
+class ServedModel:
+    def __init__(
+        self,
+        bundle: Bundle,
+        runtime: RuntimeName,
+        device: Device,
+        batching: BatchingConfig,
+        decode_pool: Executor,
+        metrics: ModelMetrics,
+        max_image_pixels: int,
+    ) -> None:
+        self.bundle, self.metrics = bundle, metrics
+        self.name, self.version = bundle.manifest.name, bundle.manifest.version
+        self.task = bundle.manifest.task
+        self.runtime: Runtime = bundle.runtime(runtime, device)
+        self.device = device
+        self.decode_pool, self.max_image_pixels = decode_pool, max_image_pixels
+        self.inference = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{self.name}-{self.version}")
+        self.batcher: DynamicBatcher[np.ndarray, np.ndarray] = DynamicBatcher(
+            self._run_batch, batching, self.inference
+        )
+        size = bundle.pipeline.preprocess.size
+        self.input_shape = ImageShape(3, size, size)
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def warm_up(self) -> None:
+        """Run one batch of each size a caller is likely to see first, so no request pays for it."""
+        for n in sorted({1, self.batcher.config.max_batch_size}):
+            shape = self.input_shape
+            self.runtime.run(np.zeros((n, shape.channels, shape.height, shape.width), np.float32))
+
+    def start(self) -> None:
+        self.batcher.start()
+        self.metrics.server.queue_depth.labels(**self.metrics.labels).set_function(lambda: self.batcher.depth)
+
+    async def stop(self) -> None:
+        """Wait for the requests holding a lease, finish the queue, release the runtime."""
+        await self._idle.wait()
+        await self.batcher.stop()
+        self.inference.shutdown(wait=True)
+        self.metrics.server.queue_depth.remove(*self.metrics.labels.values())
+        log.info("unloaded model", extra={"model": self.name, "version": self.version})
+
+    @contextmanager
+    def lease(self) -> Iterator[ServedModel]:
+        """Count a request in flight; taken synchronously, so a swap cannot slip in between."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield self
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def prepare_images(self, images: Sequence[bytes]) -> list[np.ndarray]:
+        """Encoded images → prepared float32 items (C, H, W), decoded in parallel in the pool."""
+        loop = asyncio.get_running_loop()
+        tasks = [loop.run_in_executor(self.decode_pool, self._prepare_one, data) for data in images]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        prepared = []
+        for index, result in enumerate(results):
+            if isinstance(result, ImageDecodeError):
+                raise ItemError(index, str(result)) from result
+            if isinstance(result, BaseException):
+                raise result
+            prepared.append(result)
+        return prepared
+
+    def _prepare_one(self, data: bytes) -> np.ndarray:
+        preprocess = self.bundle.pipeline.preprocess
+        return preprocess([preprocess.decode(data, self.max_image_pixels)])[0].numpy()
+
+    def check_prepared(self, batch: np.ndarray) -> None:
+        """An already-prepared tensor must be (N, C, H, W) at this model's size."""
+        shape = self.input_shape
+        expected = (shape.channels, shape.height, shape.width)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            raise ValueError(f"shape {list(batch.shape)} is not [N, {', '.join(map(str, expected))}]")
+
+    async def infer(self, items: Sequence[np.ndarray], timeout: float | None) -> np.ndarray:
+        """The network's raw outputs for prepared items, one row each, in order."""
+        rows = await self.batcher.submit_many(items, timeout)
+        return np.stack(rows)
+
+    def postprocess(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        return self.bundle.pipeline.postprocess(outputs)
+
+    def _run_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        started = time.perf_counter()
+        outputs = self.runtime.run(np.stack(items))
+        self.metrics.batch_ran(len(items), time.perf_counter() - started)
+        return list(outputs)

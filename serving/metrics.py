@@ -1,0 +1,88 @@
+"""Prometheus metrics, named after Triton's `nv_inference_*` family so its dashboards carry over.
+
+Each server owns its registry (two servers in one process, as in tests, do not mix counts).
+Durations are histograms in seconds, Prometheus' convention, where Triton keeps microsecond counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["ModelMetrics", "ServerMetrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        model = ["model", "version"]
+        self.success = Counter(
+            "nv_inference_request_success", "Requests answered OK", model, registry=self.registry
+        )
+        self.failure = Counter(
+            "nv_inference_request_failure",
+            "Requests that failed, by gRPC status code",
+            [*model, "reason"],
+            registry=self.registry,
+        )
+        self.items = Counter(
+            "nv_inference_count", "Items inferred (a request may hold many)", model, registry=self.registry
+        )
+        self.batches = Counter("nv_inference_exec_count", "Batches run", model, registry=self.registry)
+        self.request_duration = Histogram(
+            "nv_inference_request_duration_seconds",
+            "Time from a request's arrival to its answer",
+            model,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.compute_duration = Histogram(
+            "nv_inference_compute_infer_duration_seconds",
+            "Time one batch spends in the runtime",
+            model,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "nv_inference_batch_size",
+            "Items per batch run",
+            model,
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "nv_inference_pending_request_count",
+            "Items waiting in the batch queue",
+            model,
+            registry=self.registry,
+        )
+
+    def for_model(self, model: str, version: int | str) -> ModelMetrics:
+        labels = {"model": model, "version": str(version)}
+        return ModelMetrics(self, labels)
+
+
+@dataclass
+class ModelMetrics:
+    """The server's metrics bound to one model version."""
+
+    server: ServerMetrics
+    labels: dict[str, str]
+
+    def batch_ran(self, size: int, seconds: float) -> None:
+        self.server.batches.labels(**self.labels).inc()
+        self.server.items.labels(**self.labels).inc(size)
+        self.server.batch_size.labels(**self.labels).observe(size)
+        self.server.compute_duration.labels(**self.labels).observe(seconds)
+
+    def answered(self, seconds: float, code: str) -> None:
+        """`code` is the gRPC status name: OK counts a success, anything else a failure for that reason."""
+        if code == "OK":
+            self.server.success.labels(**self.labels).inc()
+        else:
+            self.server.failure.labels(**self.labels, reason=code).inc()
+        self.server.request_duration.labels(**self.labels).observe(seconds)

@@ -1,0 +1,209 @@
+"""The model repository: every bundle under `models/`, loaded, served, and swapped when a new one lands.
+
+Each model serves one version: the newest integer folder under `models/<name>/`, or the one its
+settings pin. A scan (at start, then every `poll_interval_s`) loads a new version beside the old,
+warms it up, swaps it in atomically and stops the old one once its in-flight requests are answered.
+A bundle that fails to load is reported and retried only when its folder changes; the version
+already serving (if any) goes on serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from serving.bundle import BundleError, load_bundle
+from serving.engine import ServedModel
+from serving.metrics import ServerMetrics
+from serving.runtimes import Device, cuda_available
+from serving.settings import ServerSettings
+
+__all__ = ["ModelLoadingError", "ModelNotFoundError", "ModelRepository", "ModelState"]
+
+log = logging.getLogger(__name__)
+
+Status = Literal["loading", "ready", "failed"]
+
+
+class ModelNotFoundError(LookupError):
+    """No such model or version in the repository (gRPC: NOT_FOUND)."""
+
+
+class ModelLoadingError(RuntimeError):
+    """The model exists but cannot answer yet, or failed to load (gRPC: UNAVAILABLE)."""
+
+
+@dataclass
+class ModelState:
+    name: str
+    status: Status = "loading"
+    served: ServedModel | None = None
+    error: str | None = None
+    failed_signature: tuple[object, ...] | None = field(default=None, repr=False)
+
+
+class ModelRepository:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        metrics: ServerMetrics,
+        decode_pool: Executor,
+        on_change: Callable[[ModelState], None] = lambda state: None,
+    ) -> None:
+        self.settings, self.metrics, self.decode_pool = settings, metrics, decode_pool
+        self.on_change = on_change
+        self.models: dict[str, ModelState] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._scan_lock = asyncio.Lock()
+
+    # -- lookups, answered from memory on the event loop ------------------------------------
+    @contextmanager
+    def lease(self, name: str, version: str = "") -> Iterator[ServedModel]:
+        """The served model for a request, held until the request's answer is sent."""
+        state = self.models.get(name)
+        if state is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ModelNotFoundError(f"model {name!r} is not in the repository (models: {known})")
+        served = state.served
+        if served is None:
+            reason = f"failed to load: {state.error}" if state.status == "failed" else "is loading"
+            raise ModelLoadingError(f"model {name!r} {reason}")
+        if version and version != str(served.version):
+            raise ModelNotFoundError(
+                f"model {name!r} version {version!r} is not served (serving {served.version})"
+            )
+        with served.lease():
+            yield served
+
+    def ready(self, name: str, version: str = "") -> bool:
+        state = self.models.get(name)
+        served = state.served if state else None
+        return served is not None and (not version or version == str(served.version))
+
+    # -- scanning -------------------------------------------------------------------------
+    async def scan(self) -> None:
+        """Bring the served versions in line with the folders on disk."""
+        async with self._scan_lock:
+            root = self.settings.models_dir
+            found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+            for name, folder in found.items():
+                await self._refresh(name, folder)
+            for name in set(self.models) - set(found):
+                state = self.models.pop(name)
+                if state.served is not None:
+                    self._retire(state.served)
+                log.info("model removed from the repository", extra={"model": name})
+
+    async def poll(self) -> None:
+        """Scan every `poll_interval_s` until cancelled; a failing scan is logged, never fatal."""
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                await self.scan()
+            except Exception:
+                log.exception("repository scan failed")
+
+    async def close(self) -> None:
+        for state in self.models.values():
+            if state.served is not None:
+                self._retire(state.served)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def _refresh(self, name: str, folder: Path) -> None:
+        version_dir = self._wanted_version(name, folder)
+        state = self.models.setdefault(name, ModelState(name))
+        if version_dir is None:
+            pinned = self.settings.pinned_version(name)
+            wanted = f"{folder}/{pinned}/ (pinned)" if pinned else f"{folder}/<integer>/"
+            error = f"no version folder: expected {wanted}"
+            if state.error != error:
+                self._fail(state, error, None)
+            return
+        served = state.served
+        if served is not None and served.version == int(version_dir.name):
+            return
+        signature = _signature(version_dir)
+        if state.failed_signature == signature:
+            return  # failed before, unchanged since: do not retry (or log) every poll
+        if served is None:
+            state.status = "loading"
+            self.on_change(state)
+        try:
+            model = await asyncio.get_running_loop().run_in_executor(None, self._load, name, version_dir)
+        except Exception as err:
+            self._fail(state, f"{version_dir}: {err}", signature)
+            return
+        model.start()
+        old, state.served, state.status, state.error, state.failed_signature = (
+            served,
+            model,
+            "ready",
+            None,
+            None,
+        )
+        self.on_change(state)
+        log.info("serving model", extra={"model": name, "version": model.version, "task": model.task})
+        if old is not None:
+            self._retire(old)
+
+    def _wanted_version(self, name: str, folder: Path) -> Path | None:
+        pinned = self.settings.pinned_version(name)
+        if pinned is not None:
+            path = folder / str(pinned)
+            return path if path.is_dir() else None
+        versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0]
+        return max(versions, key=lambda p: int(p.name), default=None)
+
+    def _load(self, name: str, version_dir: Path) -> ServedModel:
+        """Blocking: verify and unpickle the bundle, build the runtime, warm it up."""
+        bundle = load_bundle(version_dir, self.settings.inference_threads)
+        if bundle.manifest.name != name:
+            raise BundleError(f"manifest names model {bundle.manifest.name!r}, but it lies under {name!r}/")
+        runtime = self.settings.runtime_for(name)
+        model = ServedModel(
+            bundle,
+            runtime,
+            self._device(runtime),
+            self.settings.batching_for(name).config(),
+            self.decode_pool,
+            self.metrics.for_model(name, bundle.manifest.version),
+            self.settings.max_image_pixels,
+        )
+        model.warm_up()
+        return model
+
+    def _device(self, runtime: Literal["onnx", "torch"]) -> Device:
+        wanted = self.settings.device
+        if wanted == "cpu":
+            return "cpu"
+        if cuda_available(runtime):
+            return "cuda"
+        if wanted == "cuda":
+            raise RuntimeError(f"device=cuda, but the {runtime} runtime finds no usable GPU here")
+        return "cpu"
+
+    def _fail(self, state: ModelState, error: str, signature: tuple[object, ...] | None) -> None:
+        state.error, state.failed_signature = error, signature
+        if state.served is None:
+            state.status = "failed"
+        self.on_change(state)
+        log.error("model failed to load", extra={"model": state.name, "error": error})
+
+    def _retire(self, model: ServedModel) -> None:
+        task = asyncio.get_running_loop().create_task(model.stop())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+
+def _signature(folder: Path) -> tuple[object, ...]:
+    """Changes whenever a file in the folder is added, removed, or rewritten."""
+    try:
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()))
+    except OSError:
+        return ()

@@ -1,0 +1,136 @@
+"""The gRPC server: V2 inference, the typed task API, health, reflection, metrics, and a clean drain.
+
+`InferenceServer` is the whole service in one object; `serve-kit serve` runs it until SIGTERM or
+SIGINT, then stops accepting calls, lets in-flight ones finish, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from serving.metrics import ServerMetrics
+from serving.repository import ModelRepository, ModelState
+from serving.settings import ServerSettings
+from serving.tasks import TaskService
+from serving.v2 import InferenceService
+from serving.wire import inference_pb2, inference_pb2_grpc, tasks_pb2, tasks_pb2_grpc
+
+__all__ = ["InferenceServer", "run_server"]
+
+log = logging.getLogger(__name__)
+SERVICES = [
+    inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name,
+]
+
+
+class InferenceServer:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        self.health = health_aio.HealthServicer()
+        self.repository = ModelRepository(settings, self.metrics, self.decode_pool, self._model_changed)
+        self.inference = InferenceService(self.repository, self.metrics)
+        limit = settings.max_message_mb << 20
+        self.grpc = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        )
+        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.inference, self.grpc)
+        tasks_pb2_grpc.add_TasksServicer_to_server(TaskService(self.repository, self.metrics), self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            [*SERVICES, reflection.SERVICE_NAME, "grpc.health.v1.Health"], self.grpc
+        )
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._metrics_server: Any = None
+        self._poller: asyncio.Task[None] | None = None
+        self._health_updates: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Load every model (a failing one is reported, not fatal), then listen."""
+        await self.repository.scan()
+        await self._set_overall_health()
+        self.port = self.grpc.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+        await self.grpc.start()
+        if self.settings.metrics_port is not None:
+            self._metrics_server, _ = start_http_server(
+                self.settings.metrics_port, self.settings.host, registry=self.metrics.registry
+            )
+            self.metrics_port = self._metrics_server.server_port
+        if self.settings.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self.repository.poll())
+        log.info(
+            "serving",
+            extra={
+                "address": f"{self.settings.host}:{self.port}",
+                "metrics_port": self.metrics_port,
+                "models": sorted(self.repository.models),
+            },
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: refuse new calls, let in-flight ones finish (up to `grace` s), unload every model."""
+        self.inference.draining = True
+        await self.health.enter_graceful_shutdown()
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        await self.grpc.stop(self.settings.drain_timeout_s if grace is None else grace)
+        await self.repository.close()
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        log.info("stopped")
+
+    def _model_changed(self, state: ModelState) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if state.served
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        task = asyncio.get_running_loop().create_task(self._set_health(state.name, status))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
+
+    async def _set_health(self, service: str, status: int) -> None:
+        await self.health.set(service, status)
+        if service:
+            await self._set_overall_health()
+
+    async def _set_overall_health(self) -> None:
+        serving = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.inference.ready()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", serving)
+
+
+async def run_server(settings: ServerSettings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and return."""
+    server = InferenceServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    metrics = f", metrics on {settings.host}:{server.metrics_port}" if server.metrics_port else ""
+    print(f"serve-kit listening on {settings.host}:{server.port}{metrics}", flush=True)
+    await stop.wait()
+    log.info("draining", extra={"timeout_s": settings.drain_timeout_s})
+    await server.stop()

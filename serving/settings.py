@@ -1,0 +1,125 @@
+"""Server configuration: defaults < a TOML or YAML file < `SERVE_*` environment variables < flags.
+
+Nested knobs use `__` in environment variables (`SERVE_BATCHING__MAX_BATCH_SIZE=16`); per-model
+overrides live in the file (`[models.planet] max_batch_size = 8`). Everything is checked once at
+start-up; a wrong key or value stops the server with the field's name and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from serving.batcher import BatchingConfig
+
+__all__ = ["Batching", "ModelSettings", "ServerSettings", "load_settings"]
+
+MiB = 1 << 20
+
+
+class Batching(BaseModel):
+    """Triton's dynamic-batching knobs: a batch closes at `max_batch_size` items or once its first
+    item has waited `max_queue_delay_us`; past `max_queue_size` waiting items a request is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_batch_size: int = Field(32, ge=1, le=1024)
+    max_queue_delay_us: int = Field(2000, ge=0, le=10_000_000)
+    max_queue_size: int = Field(1024, ge=1)
+
+    def config(self) -> BatchingConfig:
+        return BatchingConfig(self.max_batch_size, self.max_queue_delay_us, self.max_queue_size)
+
+
+class ModelSettings(BaseModel):
+    """Overrides for one model: a pinned version, its own batching, its own runtime."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int | None = Field(None, ge=1, description="serve this version, not the newest")
+    batching: Batching | None = None
+    runtime: Literal["onnx", "torch"] | None = None
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SERVE_", env_nested_delimiter="__", extra="forbid")
+
+    models_dir: Path = Field(Path("models"), description="the model repository: <name>/<version>/")
+    host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 in a container")
+    port: int = Field(8001, ge=0, le=65535, description="gRPC port (0: any free port)")
+    metrics_port: int | None = Field(8002, ge=0, le=65535, description="Prometheus /metrics port; none: off")
+    runtime: Literal["onnx", "torch"] = Field("onnx", description="default runtime for every model")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA where present")
+    batching: Batching = Field(default_factory=Batching)
+    models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides")
+    inference_threads: int | None = Field(None, ge=1, description="intra-op threads per model (None: all)")
+    decode_threads: int = Field(4, ge=1, le=256, description="threads decoding and resizing images")
+    max_message_mb: int = Field(64, ge=1, le=2047, description="largest gRPC message in MiB, either way")
+    max_text_chars: int = Field(20_000, ge=1, description="longest text a request may send")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="largest declared image (pixels)")
+    poll_interval_s: float = Field(5.0, ge=0, description="repository scan period; 0: load once")
+    drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM: how long in-flight work may finish")
+    log_format: Literal["json", "text"] = "json"
+
+    config_file: Path | None = Field(None, description="TOML or YAML file with any of these settings")
+
+    @model_validator(mode="after")
+    def _models_dir_exists(self) -> ServerSettings:
+        if not self.models_dir.is_dir():
+            raise ValueError(
+                f"models_dir {self.models_dir} is not a folder; create it or point --models at one"
+            )
+        return self
+
+    def batching_for(self, model: str) -> Batching:
+        override = self.models.get(model)
+        return override.batching if override and override.batching else self.batching
+
+    def runtime_for(self, model: str) -> Literal["onnx", "torch"]:
+        override = self.models.get(model)
+        return override.runtime if override and override.runtime else self.runtime
+
+    def pinned_version(self, model: str) -> int | None:
+        override = self.models.get(model)
+        return override.version if override else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init arguments) win over the environment, which wins over the config file."""
+        named = getattr(init_settings, "init_kwargs", {}).get("config_file") or os.environ.get(
+            "SERVE_CONFIG_FILE"
+        )
+        if not named:
+            return init_settings, env_settings
+        return init_settings, env_settings, file_source(settings_cls, Path(named))
+
+
+def file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    if suffix in (".yaml", ".yml"):
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    raise ValueError(f"config file {path}: expected .toml, .yaml or .yml")
+
+
+def load_settings(**flags: Any) -> ServerSettings:
+    """Settings from the config file, the environment and `flags` (a None flag means not given)."""
+    return ServerSettings(**{k: v for k, v in flags.items() if v is not None})

@@ -1,0 +1,87 @@
+"""From what went wrong to the gRPC status a client sees, and one way to run every call.
+
+Each error type in `serving/` maps to exactly one status code; its message says what was wrong and
+with which input. Anything unexpected is INTERNAL, logged with its traceback, and never crashes
+the server or touches another request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from serving.batcher import BatcherClosedError, DeadlineExceededError, QueueFullError
+from serving.engine import ItemError, ServedModel
+from serving.metrics import ServerMetrics
+from serving.repository import ModelLoadingError, ModelNotFoundError, ModelRepository
+from serving.tensors import TensorError
+
+__all__ = ["RequestError", "TaskMismatchError", "answer", "status_for"]
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+class RequestError(ValueError):
+    """The request itself is malformed (gRPC: INVALID_ARGUMENT)."""
+
+
+class TaskMismatchError(RuntimeError):
+    """The model answers a different task than the call asks for (gRPC: FAILED_PRECONDITION)."""
+
+
+_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (ModelLoadingError, grpc.StatusCode.UNAVAILABLE),
+    (BatcherClosedError, grpc.StatusCode.UNAVAILABLE),
+    (QueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (TaskMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ItemError, grpc.StatusCode.INVALID_ARGUMENT),
+    (TensorError, grpc.StatusCode.INVALID_ARGUMENT),
+    (RequestError, grpc.StatusCode.INVALID_ARGUMENT),
+]
+
+
+def status_for(err: BaseException) -> tuple[grpc.StatusCode, str]:
+    for kind, code in _CODES:
+        if isinstance(err, kind):
+            return code, str(err)
+    log.error("internal error answering a request", exc_info=err)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(err).__name__}); the server logged it"
+
+
+async def answer(
+    repository: ModelRepository,
+    metrics: ServerMetrics,
+    context: grpc.aio.ServicerContext,
+    model: str,
+    version: str,
+    work: Callable[[ServedModel], Awaitable[R]],
+) -> R:
+    """Run `work` on the served model under a lease; failures become the matching gRPC status.
+
+    Every call is counted and timed under its model, whatever its outcome."""
+    started, code, served_version = time.perf_counter(), grpc.StatusCode.OK, version
+    try:
+        with repository.lease(model, version) as served:
+            served_version = str(served.version)
+            return await work(served)
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except Exception as err:
+        code, message = status_for(err)
+        await _abort(context, code, message)
+    finally:
+        metrics.for_model(model, served_version).answered(time.perf_counter() - started, code.name)
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("context.abort returned")  # it raises; this line is for the type checker

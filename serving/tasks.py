@@ -1,0 +1,109 @@
+"""The typed task API (`servekit.v1.Tasks`): each task in its own words, on the same engine as V2."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from serving.engine import ServedModel
+from serving.metrics import ServerMetrics
+from serving.pipeline import Task
+from serving.repository import ModelRepository
+from serving.status import RequestError, TaskMismatchError, answer
+from serving.wire import tasks_pb2 as pb
+from serving.wire.tasks_pb2_grpc import TasksServicer
+
+__all__ = ["TaskService"]
+
+Response = TypeVar("Response")
+
+_CALL_FOR_TASK = {
+    "multilabel": "Classify",
+    "segmentation": "Segment",
+    "pose": "Pose",
+    "sentiment": "Sentiment",
+}
+
+
+class TaskService(TasksServicer):
+    def __init__(self, repository: ModelRepository, metrics: ServerMetrics) -> None:
+        self.repository, self.metrics = repository, metrics
+
+    async def Classify(
+        self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClassifyResponse:
+        def respond(model: ServedModel, answers: list[dict[str, Any]]) -> pb.ClassifyResponse:
+            labels = model.bundle.manifest.labels
+            return pb.ClassifyResponse(
+                model=_ref(model),
+                results=[
+                    pb.Classification(
+                        labels=a["labels"],
+                        scores=[pb.LabelScore(label=label, score=a["scores"][label]) for label in labels],
+                    )
+                    for a in answers
+                ],
+            )
+
+        return await self._images(request.model, request.images, "multilabel", respond, context)
+
+    async def Segment(
+        self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SegmentResponse:
+        return await self._images(request.model, request.images, "segmentation", _not_built, context)
+
+    async def Pose(self, request: pb.PoseRequest, context: grpc.aio.ServicerContext) -> pb.PoseResponse:
+        return await self._images(request.model, request.images, "pose", _not_built, context)
+
+    async def Sentiment(
+        self, request: pb.SentimentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SentimentResponse:
+        async def refuse(model: ServedModel) -> pb.SentimentResponse:
+            raise _mismatch(model, "sentiment")
+
+        return await answer(
+            self.repository, self.metrics, context, request.model.name, request.model.version, refuse
+        )
+
+    async def Feedback(
+        self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FeedbackResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "Feedback is reserved for online feedback; not built yet"
+        )
+        raise AssertionError("context.abort returned")
+
+    async def _images(
+        self,
+        ref: pb.ModelRef,
+        images: Sequence[bytes],
+        task: Task,
+        respond: Callable[[ServedModel, list[dict[str, Any]]], Response],
+        context: grpc.aio.ServicerContext,
+    ) -> Response:
+        async def run(model: ServedModel) -> Response:
+            if model.task != task:
+                raise _mismatch(model, task)
+            if not images:
+                raise RequestError("no images: send at least one encoded image")
+            prepared = await model.prepare_images(images)
+            outputs = await model.infer(prepared, context.time_remaining())
+            return respond(model, model.postprocess(outputs))
+
+        return await answer(self.repository, self.metrics, context, ref.name, ref.version, run)
+
+
+def _ref(model: ServedModel) -> pb.ModelRef:
+    return pb.ModelRef(name=model.name, version=str(model.version))
+
+
+def _mismatch(model: ServedModel, task: str) -> TaskMismatchError:
+    return TaskMismatchError(
+        f"model {model.name!r} answers {model.task}, not {task}; call {_CALL_FOR_TASK[model.task]}"
+    )
+
+
+def _not_built(model: ServedModel, answers: list[dict[str, Any]]) -> Any:
+    raise NotImplementedError(f"the {model.task} task is not served yet")

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs (`python protos/generate.py`); never edit by hand, a test compares them."""
