@@ -77,6 +77,7 @@ class DynamicBatcher(Generic[I, O]):
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._arrived = asyncio.Event()
+        self._forming = 0
 
     async def __aenter__(self) -> DynamicBatcher[I, O]:
         self.start()
@@ -100,7 +101,8 @@ class DynamicBatcher(Generic[I, O]):
 
     @property
     def depth(self) -> int:
-        return 0 if self._queue is None else self._queue.qsize()
+        """Items waiting: queued, or gathered into the batch that has not started to run."""
+        return self._forming + (0 if self._queue is None else self._queue.qsize())
 
     async def submit(self, item: I, timeout: float | None = None) -> O:
         """The output for `item`; `timeout` (seconds) bounds how long it may wait to run."""
@@ -112,10 +114,9 @@ class DynamicBatcher(Generic[I, O]):
         queue. They may run in different batches. Cancelling the caller withdraws the unrun ones."""
         if self._closed or self._queue is None:
             raise BatcherClosedError("the model is shutting down or not started; retry on another instance")
-        free = self.config.max_queue_size - self._queue.qsize()
-        if len(items) > free:
+        if len(items) > self.config.max_queue_size - self.depth:
             raise QueueFullError(
-                f"queue is full ({self._queue.qsize()} of {self.config.max_queue_size} items waiting, "
+                f"queue is full ({self.depth} of {self.config.max_queue_size} items waiting, "
                 f"{len(items)} more asked); retry later"
             )
         loop = asyncio.get_running_loop()
@@ -135,10 +136,12 @@ class DynamicBatcher(Generic[I, O]):
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
+            self._forming = 1
             closes_at = time.monotonic() + self.config.max_queue_delay_us / 1e6
             while len(batch) < self.config.max_batch_size:
                 try:
                     batch.append(self._queue.get_nowait())
+                    self._forming = len(batch)
                     continue
                 except asyncio.QueueEmpty:
                     pass
@@ -152,6 +155,7 @@ class DynamicBatcher(Generic[I, O]):
                         await asyncio.wait_for(self._arrived.wait(), remaining)
                     except TimeoutError:
                         break
+            self._forming = 0
             try:
                 await self._run(loop, batch)
             finally:

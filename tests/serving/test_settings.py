@@ -1,0 +1,59 @@
+"""Server settings: file < environment < flags, every knob checked at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from serving.settings import load_settings
+
+
+def test_flags_beat_the_environment_which_beats_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        "port = 9000\nmetrics_port = 9002\n[batching]\nmax_batch_size = 8\n[models.planet]\nversion = 2\n"
+    )
+    monkeypatch.setenv("SERVE_METRICS_PORT", "9102")
+    monkeypatch.setenv("SERVE_BATCHING__MAX_QUEUE_DELAY_US", "500")
+    settings = load_settings(models_dir=tmp_path, config_file=config, port=9200)
+    assert (settings.port, settings.metrics_port) == (9200, 9102)
+    assert (settings.batching.max_batch_size, settings.batching.max_queue_delay_us) == (8, 500)
+    assert settings.pinned_version("planet") == 2 and settings.pinned_version("other") is None
+
+
+def test_a_yaml_file_works_too(tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text("models:\n  planet:\n    batching:\n      max_batch_size: 4\n    runtime: torch\n")
+    settings = load_settings(models_dir=tmp_path, config_file=config)
+    assert settings.batching_for("planet").max_batch_size == 4 and settings.runtime_for("planet") == "torch"
+    assert settings.batching_for("other").max_batch_size == 32
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("prot = 1\n", "prot\n  Extra inputs are not permitted"),
+        (
+            "[batching]\nmax_batch_size = 0\n",
+            "batching.max_batch_size\n  Input should be greater than or equal to 1",
+        ),
+        ("[models.planet]\nruntime = 'tf'\n", "models.planet.runtime\n  Input should be 'onnx' or 'torch'"),
+    ],
+)
+def test_a_wrong_key_or_value_names_the_field(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(content)
+    with pytest.raises(ValidationError) as info:
+        load_settings(models_dir=tmp_path, config_file=config)
+    assert message in str(info.value)
+
+
+def test_a_missing_models_folder_or_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="is not a folder"):
+        load_settings(models_dir=tmp_path / "nope")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_settings(models_dir=tmp_path, config_file=tmp_path / "nope.toml")
