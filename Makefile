@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 DEMO_DATA := data/scenes
 DEMO_RUN := runs/multilabel
 
-.PHONY: install system demo test lint bench clean
+.PHONY: install system demo test lint bench protos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,8 @@ demo: install system
 	@echo "metrics: $(DEMO_RUN)/stage-1.metrics.json"
 	$(BIN)/train-kit export --out $(DEMO_RUN) --stage stage-1 --name planet --models models
 	$(BIN)/train-kit predict models/planet $(DEMO_DATA)/train/valid_00000.jpg $(DEMO_DATA)/train/valid_00001.jpg
+	$(PY) examples/query_server.py --start-server models --model planet \
+	  $(DEMO_DATA)/train/valid_00000.jpg $(DEMO_DATA)/train/valid_00001.jpg
 
 test: install system
 	$(PY) -m pytest
@@ -44,6 +46,11 @@ lint: install
 
 bench: install system
 	$(PY) bench/train_throughput.py
+	$(PY) bench/serve_throughput.py
+
+# Regenerate serving/wire/ after editing protos/*.proto (a test fails while they disagree).
+protos: install
+	$(PY) protos/generate.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,9 +1,11 @@
 """Dynamic batching: many callers' items gathered into batches for one model.
 
 A batch closes when it holds `max_batch_size` items or when its first item has waited
-`max_queue_delay_us` microseconds (Triton's semantics), whichever comes first. The batch runs in
-an executor, never on the event loop. The queue is bounded: past it, `submit` fails at once with
-`QueueFullError`. An item whose deadline has passed is answered `DeadlineExceededError` and never run.
+`max_queue_delay_us` microseconds since it arrived (Triton's semantics), whichever comes first. The
+batch runs in an executor, never on the event loop. While one batch runs, the next one keeps
+gathering, and is handed over the moment the runtime is free: the model never waits on the queue
+when work is waiting, and a busy model gets fuller batches. The queue is bounded: past it,
+`submit` fails at once with `QueueFullError`. An item whose deadline has passed is answered `DeadlineExceededError` and never run.
 
 The batch function returns one output per input, in order; an output that is an `Exception`
 fails that item alone, so one bad input never fails its batch neighbours.
@@ -56,7 +58,8 @@ class BatchingConfig:
 @dataclass
 class _Pending(Generic[I, O]):
     item: I
-    deadline: float | None  # time.monotonic() seconds
+    arrived: float  # time.monotonic() seconds
+    deadline: float | None
     future: asyncio.Future[O]
 
 
@@ -120,10 +123,11 @@ class DynamicBatcher(Generic[I, O]):
                 f"{len(items)} more asked); retry later"
             )
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
         futures: list[asyncio.Future[O]] = [loop.create_future() for _ in items]
         for item, future in zip(items, futures, strict=True):
-            self._queue.put_nowait(_Pending(item, deadline, future))
+            self._queue.put_nowait(_Pending(item, now, deadline, future))
         self._arrived.set()
         try:
             return list(await asyncio.gather(*futures))
@@ -134,10 +138,11 @@ class DynamicBatcher(Generic[I, O]):
     async def _loop(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
+        running: asyncio.Task[None] | None = None
         while True:
             batch = [await self._queue.get()]
             self._forming = 1
-            closes_at = time.monotonic() + self.config.max_queue_delay_us / 1e6
+            closes_at = batch[0].arrived + self.config.max_queue_delay_us / 1e6
             while len(batch) < self.config.max_batch_size:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -145,22 +150,38 @@ class DynamicBatcher(Generic[I, O]):
                     continue
                 except asyncio.QueueEmpty:
                     pass
+                busy = running is not None and not running.done()
                 remaining = closes_at - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 and not busy:
                     break
-                # Wait on an event, not on queue.get(): a timed-out get could swallow an item.
+                # Wake on an arrival, on the delay, or when the running batch frees the runtime.
+                # (An event, not queue.get(): a timed-out get could swallow an item.)
                 self._arrived.clear()
                 if self._queue.empty():
-                    try:
-                        await asyncio.wait_for(self._arrived.wait(), remaining)
-                    except TimeoutError:
-                        break
+                    waiters: set[asyncio.Future[object]] = {loop.create_task(self._arrived.wait())}
+                    if busy:
+                        assert running is not None
+                        waiters.add(running)  # type: ignore[arg-type]
+                    await asyncio.wait(
+                        waiters,
+                        timeout=remaining if remaining > 0 else None,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    for waiter in waiters:
+                        if waiter is not running:
+                            waiter.cancel()
+            if running is not None:
+                await running  # a full batch waits for the runtime here
             self._forming = 0
-            try:
-                await self._run(loop, batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            running = loop.create_task(self._run_and_release(loop, batch))
+
+    async def _run_and_release(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[I, O]]) -> None:
+        assert self._queue is not None
+        try:
+            await self._run(loop, batch)
+        finally:
+            for _ in batch:
+                self._queue.task_done()
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[I, O]]) -> None:
         now = time.monotonic()

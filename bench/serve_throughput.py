@@ -1,0 +1,340 @@
+"""Items/s of a real `serve-kit` process under 32 concurrent clients against raw ONNX Runtime.
+
+Two comparisons, both at the server's `max_batch_size`, measured in the same run and alternated:
+prepared FP32 tensors sent to the server (`pixels`) against `InferenceSession.run` on a prepared
+batch; JPEG bytes sent to the server (`images`) against decode + preprocess + run in one process.
+Each client sends one item per request, back to back, through the unmodified tritonclient (aio).
+The baselines run in this process with the server's intra-op thread count. Several runs; medians.
+Prints one JSON line. Target: ratio >= 0.9 for both, with p50/p99 latency of the server's requests.
+
+    python bench/serve_throughput.py [--runs 3] [--bundle models/planet] [--clients 32] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+# tritonclient registers the `inference.*` protobuf messages process-wide, as serving.wire does:
+# this process must never import serving.wire / v2 / server / tasks (serving.bundle is fine).
+import tritonclient.grpc.aio as triton
+
+from serving.bundle import Bundle, load_bundle, resolve_version
+from serving.runtimes import OnnxRuntime
+
+DEFAULT_BUNDLE = Path("models/planet")
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?")
+
+
+@dataclass
+class Window:
+    """What one timed window measured: throughput, and per-request latencies (server only)."""
+
+    items_s: float
+    latencies_ms: list[float]
+    mean_batch: float | None = None
+
+
+# --- the bundle and the images ---------------------------------------------------------------
+
+
+def build_bundle(tmp: Path, size: int) -> Path:
+    """A resnet18 at `size` px trained for one epoch on the demo scenes, exported like `make demo`."""
+    from training.config import TrainConfig
+    from training.demo.scenes import build_multilabel_scenes
+    from training.export import export_stage
+    from training.run import run_training
+
+    if not FASHION_MNIST.is_dir():
+        sys.exit(f"no {DEFAULT_BUNDLE} and no {FASHION_MNIST} to build one: run `make demo` or pass --bundle")
+    data = tmp / "scenes"
+    build_multilabel_scenes(data, n_train=256, n_valid=64, seed=0)
+    run = tmp / "run"
+    cfg = TrainConfig(data=data, arch="resnet18", size=size, bs=64, epochs=1, lr=1e-3, num_workers=0, out=run)
+    run_training(cfg)
+    return export_stage(run, "stage-1", "planet", tmp / "exported", parity_items=32)
+
+
+def make_jpegs(tmp: Path, size: int, count: int) -> tuple[list[bytes], str]:
+    """Demo scenes at `size` px (real JPEGs, quality 90); smooth synthetic ones without Fashion-MNIST."""
+    if FASHION_MNIST.is_dir():
+        from training.demo.scenes import build_multilabel_scenes
+
+        root = tmp / "jpegs"
+        build_multilabel_scenes(root, n_train=count, n_valid=0, size=size, seed=1)
+        return [p.read_bytes() for p in sorted((root / "train").glob("*.jpg"))][:count], "demo scenes"
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    ys, xs = (np.mgrid[0:size, 0:size, 0:1] / size)[:2]
+    jpegs = []
+    for _ in range(count):
+        across, down = rng.integers(0, 128, (2, 3))
+        noise = rng.normal(0, 12, (size, size, 3))
+        pixels = np.clip(across * xs + down * ys + noise, 0, 255).astype(np.uint8)
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+        jpegs.append(out.getvalue())
+    return jpegs, "synthetic gradients"
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+class Server:
+    """`serve-kit serve` in its own process on a free port; stopped with SIGTERM (a clean drain)."""
+
+    def __init__(self, models: Path, env: dict[str, str], log: IO[str], timeout: float = 120) -> None:
+        command = [sys.executable, "-m", "serving.cli", "serve", "--models", str(models), "--port", "0"]
+        self.log = log
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            match = _LISTENING.search(line)
+            if match:
+                self.address = f"127.0.0.1:{match[1]}"
+                self.metrics_url = f"http://127.0.0.1:{match[2]}/metrics" if match[2] else None
+                return
+            if not line:
+                break
+        self.stop()
+        sys.exit(f"serve-kit did not start:\n{self.stderr()[-3000:]}")
+
+    def stderr(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
+    def counts(self) -> tuple[float, float]:
+        """(items inferred, batches run) so far, from /metrics; zeros without metrics."""
+        if self.metrics_url is None:
+            return 0.0, 0.0
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        totals = {"nv_inference_count_total": 0.0, "nv_inference_exec_count_total": 0.0}
+        for line in text.splitlines():
+            key, _, value = line.rpartition(" ")
+            name = key.partition("{")[0]
+            if name in totals:
+                totals[name] += float(value)
+        return totals["nv_inference_count_total"], totals["nv_inference_exec_count_total"]
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def repository(bundle: Bundle, root: Path) -> Path:
+    """A model repository holding only this bundle, at its own name and version."""
+    target = root / bundle.manifest.name / str(bundle.manifest.version)
+    shutil.copytree(bundle.path, target)
+    return root
+
+
+# --- the measurements ------------------------------------------------------------------------
+
+
+async def drive(
+    address: str, model: str, inputs: Sequence[triton.InferInput], clients: int, warmup: float, seconds: float
+) -> Window:
+    """`clients` clients, each on its own channel sending its own one-item request back to back;
+    items/s and latencies of the requests answered within the timed window after the warm-up."""
+    channels = [triton.InferenceServerClient(address) for _ in range(clients)]
+    start = time.perf_counter() + warmup
+    end = start + seconds
+    latencies: list[float] = []
+
+    async def one_client(client: triton.InferenceServerClient, request: list[triton.InferInput]) -> None:
+        while (began := time.perf_counter()) < end:
+            await client.infer(model, request)
+            answered = time.perf_counter()
+            if start <= answered < end:
+                latencies.append((answered - began) * 1e3)
+
+    try:
+        await asyncio.gather(
+            *(one_client(channel, [inputs[i % len(inputs)]]) for i, channel in enumerate(channels))
+        )
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+    return Window(len(latencies) / seconds, latencies)
+
+
+def timed_server(
+    server: Server,
+    model: str,
+    inputs: Sequence[triton.InferInput],
+    clients: int,
+    warmup: float,
+    seconds: float,
+) -> Window:
+    items_before, batches_before = server.counts()
+    window = asyncio.run(drive(server.address, model, inputs, clients, warmup, seconds))
+    items_after, batches_after = server.counts()
+    if batches_after > batches_before:
+        window.mean_batch = (items_after - items_before) / (batches_after - batches_before)
+    return window
+
+
+def timed_local(step: Callable[[int], int], warmup: float, seconds: float) -> Window:
+    """Items/s of `step(k)` (one batch; returns its item count) called back to back."""
+    k, began = 0, time.perf_counter()
+    while time.perf_counter() - began < warmup:
+        step(k)
+        k += 1
+    items, began = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - began) < seconds:
+        items += step(k)
+        k += 1
+    return Window(items / elapsed, [])
+
+
+def summary(server: list[Window], local: list[Window]) -> dict[str, object]:
+    served = statistics.median(w.items_s for w in server)
+    raw = statistics.median(w.items_s for w in local)
+    batches = [w.mean_batch for w in server if w.mean_batch is not None]
+    return {
+        "server_items_s": round(served, 1),
+        "raw_items_s": round(raw, 1),
+        "ratio": round(served / raw, 3),
+        "p50_ms": round(statistics.median(float(np.percentile(w.latencies_ms, 50)) for w in server), 2),
+        "p99_ms": round(statistics.median(float(np.percentile(w.latencies_ms, 99)) for w in server), 2),
+        "server_mean_batch": round(statistics.median(batches), 1) if batches else None,
+        "server_runs": [round(w.items_s, 1) for w in server],
+        "raw_runs": [round(w.items_s, 1) for w in local],
+        "run_ratios": [round(s.items_s / r.items_s, 3) for s, r in zip(server, local, strict=True)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, help=f"models/<name>[/<version>] (default: {DEFAULT_BUNDLE})")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-queue-delay-us", type=int, default=2000)
+    parser.add_argument("--threads", type=int, help="intra-op threads, server and baseline (default: all)")
+    parser.add_argument("--decode-threads", type=int, help="the server's decode threads (default: its own)")
+    parser.add_argument(
+        "--model-size", type=int, default=64, help="input size of the bundle built without --bundle"
+    )
+    parser.add_argument("--jpeg-size", type=int, default=128, help="side of the JPEGs sent, in pixels")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each timed window")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each timed window")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        path = args.bundle or (DEFAULT_BUNDLE if DEFAULT_BUNDLE.is_dir() else None)
+        bundle_label = (
+            str(resolve_version(path)) if path else f"built: resnet18, {args.model_size} px, 1 epoch"
+        )
+        bundle = load_bundle(path or build_bundle(tmp, args.model_size), threads=args.threads)
+        name, size = bundle.manifest.name, bundle.pipeline.preprocess.size
+        bs = args.max_batch_size
+        jpegs, jpeg_source = make_jpegs(tmp, args.jpeg_size, count=2 * bs)
+
+        # The baselines: one prepared batch through the session; a batch of JPEGs decoded and run.
+        runtime = bundle.runtime("onnx")
+        assert isinstance(runtime, OnnxRuntime)
+        session, input_name = runtime.session, runtime.input_name
+        pixels = bundle.prepare(jpegs)
+        batch = np.ascontiguousarray(pixels[:bs])
+
+        def raw_fp32(_: int) -> int:
+            session.run(None, {input_name: batch})
+            return bs
+
+        jpeg_batches = [jpegs[i : i + bs] for i in range(0, len(jpegs), bs)]
+
+        def raw_jpeg(k: int) -> int:
+            session.run(None, {input_name: bundle.prepare(jpeg_batches[k % len(jpeg_batches)])})
+            return bs
+
+        # What the clients send: one item per request, each client its own image.
+        fp32_inputs, jpeg_inputs = [], []
+        for i, jpeg in enumerate(jpegs):
+            tensor = triton.InferInput("pixels", [1, 3, size, size], "FP32")
+            tensor.set_data_from_numpy(np.ascontiguousarray(pixels[i : i + 1]))
+            fp32_inputs.append(tensor)
+            tensor = triton.InferInput("images", [1], "BYTES")
+            tensor.set_data_from_numpy(np.array([jpeg], dtype=object))
+            jpeg_inputs.append(tensor)
+
+        env = {
+            "SERVE_BATCHING__MAX_BATCH_SIZE": str(bs),
+            "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_queue_delay_us),
+            "SERVE_METRICS_PORT": "0",
+            "SERVE_POLL_INTERVAL_S": "0",
+            "SERVE_DEVICE": "cpu",
+            "SERVE_LOG_FORMAT": "json",
+        }
+        if args.threads:
+            env["SERVE_INFERENCE_THREADS"] = str(args.threads)
+        if args.decode_threads:
+            env["SERVE_DECODE_THREADS"] = str(args.decode_threads)
+        models = repository(bundle, tmp / "repository")
+        results: dict[str, tuple[list[Window], list[Window]]] = {"fp32": ([], []), "jpeg": ([], [])}
+        measure = (("fp32", fp32_inputs, raw_fp32), ("jpeg", jpeg_inputs, raw_jpeg))
+        with (tmp / "serve-kit.log").open("w+") as log:
+            server = Server(models, env, log)
+            try:
+                for run in range(args.runs):
+                    for kind, inputs, raw in measure:
+                        served, local = results[kind]
+                        # Alternate which goes first, so a slow spell on the machine hurts both alike.
+                        if run % 2:
+                            local.append(timed_local(raw, args.warmup, args.seconds))
+                        served.append(
+                            timed_server(server, name, inputs, args.clients, args.warmup, args.seconds)
+                        )
+                        if not run % 2:
+                            local.append(timed_local(raw, args.warmup, args.seconds))
+            finally:
+                code = server.stop()
+            if code != 0:
+                sys.exit(f"serve-kit exited {code} after SIGTERM:\n{server.stderr()[-3000:]}")
+
+    print(json.dumps({
+        "bench": "serve_throughput",
+        "bundle": bundle_label, "size": size, "labels": len(bundle.manifest.labels),
+        "jpegs": jpeg_source, "jpeg_size": args.jpeg_size,
+        "jpeg_bytes_mean": round(statistics.mean(map(len, jpegs))),
+        "clients": args.clients, "max_batch_size": bs, "max_queue_delay_us": args.max_queue_delay_us,
+        "intra_op_threads": args.threads, "runs": args.runs, "seconds": args.seconds,
+        "fp32": summary(*results["fp32"]), "jpeg": summary(*results["jpeg"]),
+        "target": 0.9,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""`serve-kit`: every knob in --help, and a wrong setting stops it at once with the field named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from serving.cli import app
+
+
+def test_help_lists_every_knob_with_its_environment_variable() -> None:
+    result = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for knob in [
+        "SERVE_MODELS_DIR",
+        "SERVE_BATCHING__MAX_QUEUE_DELAY_US",
+        "SERVE_MAX_MESSAGE_MB (default 64)",
+    ]:
+        assert knob in result.output
+
+
+def test_settings_prints_what_the_server_would_run_with(tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(f"models_dir = '{tmp_path}'\n[batching]\nmax_batch_size = 4\n")
+    result = CliRunner().invoke(app, ["settings", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["batching"]["max_batch_size"] == 4
+
+
+def test_a_wrong_setting_stops_the_server_before_it_listens(tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text("[batching]\nmax_batch_sise = 4\n")
+    command = [
+        sys.executable,
+        "-m",
+        "serving.cli",
+        "serve",
+        "--models",
+        str(tmp_path),
+        "--config",
+        str(config),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "batching.max_batch_sise" in result.stderr and "Extra inputs are not permitted" in result.stderr
