@@ -5,7 +5,8 @@ A batch closes when it holds `max_batch_size` items or when its first item has w
 batch runs in an executor, never on the event loop. While one batch runs, the next one keeps
 gathering, and is handed over the moment the runtime is free: the model never waits on the queue
 when work is waiting, and a busy model gets fuller batches. The queue is bounded: past it,
-`submit` fails at once with `QueueFullError`. An item whose deadline has passed is answered `DeadlineExceededError` and never run.
+`submit` fails at once with `QueueFullError`. An item whose deadline has passed is answered
+`DeadlineExceededError` and never run.
 
 The batch function returns one output per input, in order; an output that is an `Exception`
 fails that item alone, so one bad input never fails its batch neighbours.
