@@ -65,6 +65,27 @@ def test_a_lone_item_runs_after_the_queue_delay() -> None:
     assert waited >= 0.045
 
 
+def test_the_delay_counts_from_arrival_so_an_item_that_waited_behind_a_busy_model_runs_next() -> None:
+    gate = threading.Event()
+    model = Doubler(gate)
+
+    async def main() -> tuple[list[int], float]:
+        loop = asyncio.get_running_loop()
+        async with DynamicBatcher(model, BatchingConfig(max_batch_size=8, max_queue_delay_us=200_000)) as b:
+            first = asyncio.ensure_future(b.submit(1))
+            await loop.run_in_executor(None, model.entered.wait)  # batch [1] is inside the model
+            began = loop.time()
+            second = asyncio.ensure_future(b.submit(2))
+            await asyncio.sleep(0.5)  # the model is busy well past the second item's delay
+            gate.set()
+            answers = [await first, await second]
+            return answers, loop.time() - began
+
+    answers, waited = run(main())
+    assert answers == [2, 4] and model.sizes == [1, 1]
+    assert waited < 0.65, f"the second item waited {waited:.2f} s: its delay restarted when the model freed"
+
+
 def test_one_bad_item_fails_alone() -> None:
     async def main() -> tuple[int | BaseException, ...]:
         config = BatchingConfig(max_batch_size=3, max_queue_delay_us=200_000)
