@@ -98,6 +98,8 @@ class ModelRepository:
                 state = self.models.pop(name)
                 if state.served is not None:
                     self._retire(state.served)
+                state.served, state.status, state.error = None, "failed", "removed from the repository"
+                self.on_change(state)
                 log.info("model removed from the repository", extra={"model": name})
 
     async def poll(self) -> None:

@@ -63,7 +63,6 @@ class ServerSettings(BaseSettings):
     inference_threads: int | None = Field(None, ge=1, description="intra-op threads per model (None: all)")
     decode_threads: int = Field(4, ge=1, le=256, description="threads decoding and resizing images")
     max_message_mb: int = Field(64, ge=1, le=2047, description="largest gRPC message in MiB, either way")
-    max_text_chars: int = Field(20_000, ge=1, description="longest text a request may send")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest declared image (pixels)")
     poll_interval_s: float = Field(5.0, ge=0, description="repository scan period; 0: load once")
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM: how long in-flight work may finish")

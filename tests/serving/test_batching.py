@@ -90,6 +90,12 @@ def test_a_full_queue_and_a_passed_deadline_are_refused_before_inference(
             client.infer("tags", [images_input(jpegs[:1])], timeout=100_000)
         assert late.value.status() == "StatusCode.DEADLINE_EXCEEDED"
         assert "deadline passed while queued; not run" in late.value.message()
+
+        # A gRPC deadline works the same way: the client stops waiting, the item is withdrawn.
+        with pytest.raises(InferenceServerException) as gave_up:
+            client.infer("tags", [images_input(jpegs[:1])], client_timeout=0.2)
+        assert gave_up.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+        time.sleep(1.5)  # past the batch's 1 s delay: had the item stayed queued, it would have run by now
         metrics = server.metrics()
     labels = {"model": "tags", "version": "1"}
     assert metric_value(metrics, "nv_inference_count_total", **labels) == 0
