@@ -66,11 +66,13 @@ async def answer(
 ) -> R:
     """Run `work` on the served model under a lease; failures become the matching gRPC status.
 
-    Every call is counted and timed under its model, whatever its outcome."""
-    started, code, served_version = time.perf_counter(), grpc.StatusCode.OK, version
+    Every call is counted and timed under the model that served it, whatever its outcome; calls
+    that reached no served version count under model "" (a client must not be able to mint a
+    metric series per made-up model name)."""
+    started, code, labels = time.perf_counter(), grpc.StatusCode.OK, ("", "")
     try:
         with repository.lease(model, version) as served:
-            served_version = str(served.version)
+            labels = (served.name, str(served.version))
             return await work(served)
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
@@ -79,7 +81,7 @@ async def answer(
         code, message = status_for(err)
         await _abort(context, code, message)
     finally:
-        metrics.for_model(model, served_version).answered(time.perf_counter() - started, code.name)
+        metrics.for_model(*labels).answered(time.perf_counter() - started, code.name)
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
