@@ -113,16 +113,21 @@ class DynamicBatcher(Generic[I, O]):
         (output,) = await self.submit_many([item], timeout)
         return output
 
+    def check_room(self, count: int) -> None:
+        """Raise what `submit_many` would for `count` items, without queueing anything."""
+        if self._closed or self._queue is None:
+            raise BatcherClosedError("the model is shutting down or not started; retry on another instance")
+        if count > self.config.max_queue_size - self.depth:
+            raise QueueFullError(
+                f"queue is full ({self.depth} of {self.config.max_queue_size} items waiting, "
+                f"{count} more asked); retry later"
+            )
+
     async def submit_many(self, items: Sequence[I], timeout: float | None = None) -> list[O]:
         """Outputs for `items`, in order. All are queued or none: a request never half-enters a full
         queue. They may run in different batches. Cancelling the caller withdraws the unrun ones."""
-        if self._closed or self._queue is None:
-            raise BatcherClosedError("the model is shutting down or not started; retry on another instance")
-        if len(items) > self.config.max_queue_size - self.depth:
-            raise QueueFullError(
-                f"queue is full ({self.depth} of {self.config.max_queue_size} items waiting, "
-                f"{len(items)} more asked); retry later"
-            )
+        self.check_room(len(items))
+        assert self._queue is not None
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout

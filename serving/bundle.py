@@ -43,6 +43,7 @@ __all__ = [
     "Manifest",
     "Parity",
     "TensorSpec",
+    "is_version",
     "load_bundle",
     "publish",
     "read_pipeline",
@@ -141,7 +142,7 @@ def resolve_version(path: Path) -> Path:
         return path
     if not path.is_dir():
         raise BundleError(f"{path}: no such bundle or model folder")
-    versions = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and _is_version(p.name))
+    versions = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and is_version(p.name))
     if not versions:
         raise BundleError(f"{path}: holds no bundle (expected {MANIFEST} or numbered version folders)")
     return versions[-1][1]
@@ -243,12 +244,12 @@ def publish(staging: Path, models: Path, manifest: Manifest) -> Path:
         return target_dir / str(version)
 
 
-def _is_version(name: str) -> bool:
+def is_version(name: str) -> bool:
     return name.isascii() and name.isdigit()
 
 
 def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and _is_version(p.name)]
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and is_version(p.name)]
     return max(versions, default=0) + 1
 
 

@@ -25,9 +25,13 @@ from serving.images import ImageDecodeError
 from serving.metrics import ModelMetrics
 from serving.runtimes import Device, Runtime, RuntimeName
 
-__all__ = ["ItemError", "ServedModel"]
+__all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
 
 log = logging.getLogger(__name__)
+
+
+class TooManyItemsError(ValueError):
+    """One request holds more items than the queue can ever take (gRPC: INVALID_ARGUMENT)."""
 
 
 class ItemError(ValueError):
@@ -80,14 +84,14 @@ class ServedModel:
 
     def start(self) -> None:
         self.batcher.start()
-        self.metrics.server.queue_depth.labels(**self.metrics.labels).set_function(lambda: self.batcher.depth)
+        self.metrics.track_queue_depth(self, lambda: self.batcher.depth)
 
     async def stop(self) -> None:
         """Wait for the requests holding a lease, finish the queue, release the runtime."""
         await self._idle.wait()
         await self.batcher.stop()
         self.inference.shutdown(wait=True)
-        self.metrics.server.queue_depth.remove(*self.metrics.labels.values())
+        self.metrics.release_queue_depth(self)
         log.info("unloaded model", extra={"model": self.name, "version": self.version})
 
     @contextmanager
@@ -101,6 +105,13 @@ class ServedModel:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    def admit(self, count: int) -> None:
+        """Refuse a request before any work is spent on it: too many items ever, or no room now."""
+        limit = self.batcher.config.max_queue_size
+        if count > limit:
+            raise TooManyItemsError(f"{count} items in one request; at most {limit} (max_queue_size) fit")
+        self.batcher.check_room(count)
 
     async def prepare_images(self, images: Sequence[bytes]) -> list[np.ndarray]:
         """Encoded images → prepared float32 items (C, H, W), decoded in parallel in the pool."""
@@ -119,13 +130,6 @@ class ServedModel:
     def _prepare_one(self, data: bytes) -> np.ndarray:
         preprocess = self.bundle.pipeline.preprocess
         return preprocess([preprocess.decode(data, self.max_image_pixels)])[0].numpy()
-
-    def check_prepared(self, batch: np.ndarray) -> None:
-        """An already-prepared tensor must be (N, C, H, W) at this model's size."""
-        shape = self.input_shape
-        expected = (shape.channels, shape.height, shape.width)
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
-            raise ValueError(f"shape {list(batch.shape)} is not [N, {', '.join(map(str, expected))}]")
 
     async def infer(self, items: Sequence[np.ndarray], timeout: float | None) -> np.ndarray:
         """The network's raw outputs for prepared items, one row each, in order."""

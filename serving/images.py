@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["MAX_PIXELS", "ImageDecodeError", "decode_image", "open_image"]
+__all__ = ["MAX_PIXELS", "MAX_SIDE", "ImageDecodeError", "decode_image", "open_image"]
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger than any camera image we expect, far below a bomb
+MAX_SIDE = 16_384  # a 1×40M "image" passes the pixel limit, yet resizing it needs tens of GB
 
 
 class ImageDecodeError(ValueError):
@@ -31,6 +32,10 @@ def open_image(data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXEL
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageDecodeError(f"image declares {width}×{height} pixels")
+    if max(width, height) > MAX_SIDE:
+        raise ImageDecodeError(
+            f"image declares {width}×{height} pixels, a side over the limit of {MAX_SIDE:,}"
+        )
     if width * height > max_pixels:
         raise ImageDecodeError(
             f"image declares {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"

@@ -6,6 +6,7 @@ Durations are histograms in seconds, Prometheus' convention, where Triton keeps 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -61,6 +62,10 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        # Which object feeds each model version's queue-depth series: a retiring copy of a version
+        # must not remove the series its reloaded successor registered.
+        self._depth_owners: dict[tuple[str, ...], object] = {}
+
     def for_model(self, model: str, version: int | str) -> ModelMetrics:
         labels = {"model": model, "version": str(version)}
         return ModelMetrics(self, labels)
@@ -78,6 +83,16 @@ class ModelMetrics:
         self.server.items.labels(**self.labels).inc(size)
         self.server.batch_size.labels(**self.labels).observe(size)
         self.server.compute_duration.labels(**self.labels).observe(seconds)
+
+    def track_queue_depth(self, owner: object, depth: Callable[[], float]) -> None:
+        self.server.queue_depth.labels(**self.labels).set_function(depth)
+        self.server._depth_owners[tuple(self.labels.values())] = owner
+
+    def release_queue_depth(self, owner: object) -> None:
+        key = tuple(self.labels.values())
+        if self.server._depth_owners.get(key) is owner:
+            del self.server._depth_owners[key]
+            self.server.queue_depth.remove(*key)
 
     def answered(self, seconds: float, code: str) -> None:
         """`code` is the gRPC status name: OK counts a success, anything else a failure for that reason."""

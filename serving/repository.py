@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from serving.bundle import BundleError, load_bundle
+from serving.bundle import BundleError, is_version, load_bundle
 from serving.engine import ServedModel
 from serving.metrics import ServerMetrics
+from serving.quoting import shown
 from serving.runtimes import Device, cuda_available
 from serving.settings import ServerSettings
 
@@ -68,15 +69,18 @@ class ModelRepository:
         """The served model for a request, held until the request's answer is sent."""
         state = self.models.get(name)
         if state is None:
-            known = ", ".join(sorted(self.models)) or "none"
-            raise ModelNotFoundError(f"model {name!r} is not in the repository (models: {known})")
+            known = sorted(self.models)
+            listed = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+            raise ModelNotFoundError(
+                f"model {shown(name)} is not in the repository (models: {listed or 'none'})"
+            )
         served = state.served
         if served is None:
             reason = f"failed to load: {state.error}" if state.status == "failed" else "is loading"
             raise ModelLoadingError(f"model {name!r} {reason}")
         if version and version != str(served.version):
             raise ModelNotFoundError(
-                f"model {name!r} version {version!r} is not served (serving {served.version})"
+                f"model {name!r} version {shown(version)} is not served (serving {served.version})"
             )
         with served.lease():
             yield served
@@ -93,7 +97,10 @@ class ModelRepository:
             root = self.settings.models_dir
             found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
             for name, folder in found.items():
-                await self._refresh(name, folder)
+                try:
+                    await self._refresh(name, folder)
+                except Exception:  # e.g. the folder vanished mid-scan: the other models still refresh
+                    log.exception("refreshing a model failed", extra={"model": name})
             for name in set(self.models) - set(found):
                 state = self.models.pop(name)
                 if state.served is not None:
@@ -159,7 +166,7 @@ class ModelRepository:
         if pinned is not None:
             path = folder / str(pinned)
             return path if path.is_dir() else None
-        versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0]
+        versions = [p for p in folder.iterdir() if p.is_dir() and is_version(p.name) and int(p.name) > 0]
         return max(versions, key=lambda p: int(p.name), default=None)
 
     def _load(self, name: str, version_dir: Path) -> ServedModel:

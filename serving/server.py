@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -44,7 +45,8 @@ class InferenceServer:
         self.inference = InferenceService(self.repository, self.metrics)
         limit = settings.max_message_mb << 20
         self.grpc = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.inference, self.grpc)
         tasks_pb2_grpc.add_TasksServicer_to_server(TaskService(self.repository, self.metrics), self.grpc)
@@ -89,8 +91,12 @@ class InferenceServer:
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
-        await self.grpc.stop(self.settings.drain_timeout_s if grace is None else grace)
-        await self.repository.close()
+        grace = self.settings.drain_timeout_s if grace is None else grace
+        await self.grpc.stop(grace)
+        try:
+            await asyncio.wait_for(self.repository.close(), grace + 1)
+        except TimeoutError:
+            log.error("models did not finish their queued work in time; stopping anyway")
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -126,8 +132,15 @@ async def run_server(settings: ServerSettings) -> None:
     server = InferenceServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second signal: the operator will not wait for the drain
+            log.error("second signal while draining; exiting now")
+            os._exit(1)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await server.start()
     metrics = f", metrics on {settings.host}:{server.metrics_port}" if server.metrics_port else ""
     print(f"serve-kit listening on {settings.host}:{server.port}{metrics}", flush=True)

@@ -62,6 +62,9 @@ class ServerSettings(BaseSettings):
     models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides")
     inference_threads: int | None = Field(None, ge=1, description="intra-op threads per model (None: all)")
     decode_threads: int = Field(4, ge=1, le=256, description="threads decoding and resizing images")
+    max_concurrent_rpcs: int = Field(
+        1024, ge=1, description="calls in progress at once; more: RESOURCE_EXHAUSTED"
+    )
     max_message_mb: int = Field(64, ge=1, le=2047, description="largest gRPC message in MiB, either way")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest declared image (pixels)")
     poll_interval_s: float = Field(5.0, ge=0, description="repository scan period; 0: load once")

@@ -16,8 +16,9 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from serving.batcher import BatcherClosedError, DeadlineExceededError, QueueFullError
-from serving.engine import ItemError, ServedModel
+from serving.engine import ItemError, ServedModel, TooManyItemsError
 from serving.metrics import ServerMetrics
+from serving.quoting import clip
 from serving.repository import ModelLoadingError, ModelNotFoundError, ModelRepository
 from serving.tensors import TensorError
 
@@ -43,6 +44,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (TaskMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (ItemError, grpc.StatusCode.INVALID_ARGUMENT),
+    (TooManyItemsError, grpc.StatusCode.INVALID_ARGUMENT),
     (TensorError, grpc.StatusCode.INVALID_ARGUMENT),
     (RequestError, grpc.StatusCode.INVALID_ARGUMENT),
 ]
@@ -51,7 +53,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 def status_for(err: BaseException) -> tuple[grpc.StatusCode, str]:
     for kind, code in _CODES:
         if isinstance(err, kind):
-            return code, str(err)
+            return code, clip(str(err))
     log.error("internal error answering a request", exc_info=err)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(err).__name__}); the server logged it"
 

@@ -88,6 +88,7 @@ class TaskService(TasksServicer):
                 raise _mismatch(model, task)
             if not images:
                 raise RequestError("no images: send at least one encoded image")
+            model.admit(len(images))
             prepared = await model.prepare_images(images)
             outputs = await model.infer(prepared, context.time_remaining())
             return respond(model, model.postprocess(outputs))

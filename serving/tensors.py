@@ -80,6 +80,8 @@ def unpack_bytes(name: str, shape: Sequence[int], raw: bytes) -> list[bytes]:
             )
         elements.append(bytes(view[offset : offset + length]))
         offset += length
+        if len(elements) > count:
+            break  # already more than declared: no need to split the rest
     if len(elements) != count:
         raise TensorError(
             f"input {name!r}: shape {list(shape)} needs {count} BYTES elements, got {len(elements)}"

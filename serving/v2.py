@@ -14,6 +14,7 @@ from serving import __version__
 from serving.engine import ServedModel
 from serving.metrics import ServerMetrics
 from serving.outputs import IMAGES, PIXELS, encode_outputs, input_tensors, output_tensors
+from serving.quoting import shown
 from serving.repository import ModelRepository
 from serving.status import RequestError, answer
 from serving.tensors import element_count, from_raw, unpack_bytes
@@ -23,7 +24,9 @@ from serving.wire.inference_pb2_grpc import GRPCInferenceServiceServicer
 __all__ = ["InferenceService"]
 
 SERVER_NAME = "serve-kit"
-EXTENSIONS = ["model_repository(read-only)"]  # what a V2 client may ask for beyond the core
+EXTENSIONS: list[
+    str
+] = []  # the core protocol only; Triton's extensions (model config, statistics) are not served
 Request = pb.ModelInferRequest
 
 
@@ -96,44 +99,45 @@ class InferenceService(GRPCInferenceServiceServicer):
 
 
 async def read_input(request: Request, model: ServedModel) -> list[np.ndarray]:
-    """The request's one input as prepared items, every disagreement named."""
+    """The request's one input as prepared items, every disagreement named.
+
+    Cheap checks come first (names, ranks, counts, room in the queue), so a request that cannot
+    succeed costs no decoding, and nothing a client declares is allocated before it is checked."""
     names = {t.name: t for t in input_tensors(model)}
     expected = " or ".join(f"{t.name!r} ({t.datatype} {list(t.shape)})" for t in names.values())
     if len(request.inputs) != 1:
         raise RequestError(f"expected exactly one input, {expected}; got {len(request.inputs)}")
     tensor = request.inputs[0]
+    name = shown(tensor.name)
     spec = names.get(tensor.name)
     if spec is None:
-        raise RequestError(f"unknown input {tensor.name!r}; model {model.name!r} takes {expected}")
+        raise RequestError(f"unknown input {name}; model {model.name!r} takes {expected}")
     if tensor.datatype != spec.datatype:
         raise RequestError(
-            f"input {tensor.name!r} must be {spec.datatype}, got {tensor.datatype or 'no datatype'}"
+            f"input {name} must be {spec.datatype}, got {shown(tensor.datatype) or 'no datatype'}"
         )
     shape = list(tensor.shape)
-    if not shape or shape[0] == 0 or element_count(tensor.name, shape) == 0:
-        raise RequestError(f"input {tensor.name!r} is empty (shape {shape})")
+    check_shape(tensor.name, shape, spec.shape)
+    if element_count(tensor.name, shape) == 0:
+        raise RequestError(f"input {name} is empty (shape {shape})")
     typed = tensor.HasField("contents")
     if request.raw_input_contents and typed:
-        raise RequestError(
-            f"input {tensor.name!r} has typed contents and the request has raw contents; send one"
-        )
+        raise RequestError(f"input {name} has typed contents and the request has raw contents; send one")
     if not request.raw_input_contents and not typed:
-        raise RequestError(f"input {tensor.name!r} has no contents (neither raw_input_contents nor contents)")
+        raise RequestError(f"input {name} has no contents (neither raw_input_contents nor contents)")
     if len(request.raw_input_contents) > 1:
         raise RequestError(f"{len(request.raw_input_contents)} raw_input_contents for 1 input")
+    model.admit(shape[0])
 
     if tensor.name == IMAGES:
-        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-            raise RequestError(f"input {IMAGES!r} must have shape [N] or [N, 1], got {shape}")
-        images = (
-            unpack_bytes(tensor.name, shape, request.raw_input_contents[0])
-            if not typed
-            else list(tensor.contents.bytes_contents)
-        )
-        if typed and len(images) != shape[0]:
-            raise RequestError(
-                f"input {IMAGES!r}: shape {shape} needs {shape[0]} elements, got {len(images)}"
-            )
+        if typed:
+            images = list(tensor.contents.bytes_contents)
+            if len(images) != shape[0]:
+                raise RequestError(
+                    f"input {IMAGES!r}: shape {shape} needs {shape[0]} elements, got {len(images)}"
+                )
+        else:
+            images = unpack_bytes(tensor.name, shape, request.raw_input_contents[0])
         return await model.prepare_images(images)
 
     if typed:
@@ -143,11 +147,17 @@ async def read_input(request: Request, model: ServedModel) -> list[np.ndarray]:
         batch = np.asarray(values, np.float32).reshape(shape)
     else:
         batch = from_raw(tensor.name, tensor.datatype, shape, request.raw_input_contents[0])
-    try:
-        model.check_prepared(batch)
-    except ValueError as err:
-        raise RequestError(f"input {PIXELS!r}: {err}") from None
     return list(batch)
+
+
+def check_shape(name: str, shape: list[int], expected: tuple[int, ...]) -> None:
+    """`shape` against the advertised one (-1: any size); BYTES images may also come as [N, 1]."""
+    if name == IMAGES and len(shape) == 2 and shape[1] == 1:
+        shape = shape[:1]
+    fits = len(shape) == len(expected) and all(e in (-1, d) for d, e in zip(shape, expected, strict=True))
+    if not fits or any(d < 0 for d in shape):
+        want = list(expected) if name != IMAGES else "[N] or [N, 1]"
+        raise RequestError(f"input {name!r} must have shape {want} (-1: any), got {shown(shape)}")
 
 
 def requested_outputs(request: Request, model: ServedModel) -> list[str]:
@@ -155,7 +165,9 @@ def requested_outputs(request: Request, model: ServedModel) -> list[str]:
     wanted = [o.name for o in request.outputs] or available
     unknown = [name for name in wanted if name not in available]
     if unknown:
-        raise RequestError(f"unknown output {unknown[0]!r}; model {model.name!r} returns {available}")
+        raise RequestError(f"unknown output {shown(unknown[0])}; model {model.name!r} returns {available}")
+    if len(set(wanted)) != len(wanted):
+        raise RequestError(f"an output is requested twice; ask for each of {available} at most once")
     return wanted
 
 

@@ -80,10 +80,27 @@ def test_a_full_queue_and_a_passed_deadline_are_refused_before_inference(
     }
     with running_server(models, **settings) as server:
         client = triton.InferenceServerClient(server.address)
-        with pytest.raises(InferenceServerException) as full:
+        with pytest.raises(InferenceServerException) as never:
             client.infer("tags", [images_input(jpegs[:3])])
+        assert never.value.status() == "StatusCode.INVALID_ARGUMENT"  # retrying cannot help
+        assert "3 items in one request; at most 2 (max_queue_size) fit" in never.value.message()
+
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.infer, "tags", [images_input(jpegs[:2])])  # waits 1 s for its batch
+            deadline = time.monotonic() + 30
+            while (
+                metric_value(
+                    server.metrics(), "nv_inference_pending_request_count", model="tags", version="1"
+                )
+                < 2
+            ):
+                assert time.monotonic() < deadline, "the first request never reached the queue"
+                time.sleep(0.02)
+            with pytest.raises(InferenceServerException) as full:
+                client.infer("tags", [images_input(jpegs[2:3])])
+            assert first.result().as_numpy("scores").shape == (2, 4)
         assert full.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
-        assert "queue is full (0 of 2 items waiting, 3 more asked)" in full.value.message()
+        assert "queue is full (2 of 2 items waiting, 1 more asked); retry later" in full.value.message()
 
         # The batch closes only after 1 s; the request allows itself 0.1 s in the queue.
         with pytest.raises(InferenceServerException) as late:
@@ -98,7 +115,7 @@ def test_a_full_queue_and_a_passed_deadline_are_refused_before_inference(
         time.sleep(1.5)  # past the batch's 1 s delay: had the item stayed queued, it would have run by now
         metrics = server.metrics()
     labels = {"model": "tags", "version": "1"}
-    assert metric_value(metrics, "nv_inference_count_total", **labels) == 0
+    assert metric_value(metrics, "nv_inference_count_total", **labels) == 2  # the first request's, no more
     assert (
         metric_value(metrics, "nv_inference_request_failure_total", **labels, reason="RESOURCE_EXHAUSTED")
         == 1

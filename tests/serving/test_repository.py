@@ -73,6 +73,8 @@ def test_a_broken_bundle_is_reported_while_the_others_serve(
     broken = copy_bundle(bundle_path, models, name="broken")
     with (broken / "model.onnx").open("r+b") as f:
         f.write(b"tampered")
+    (models / "tags" / "²").mkdir()  # str.isdigit() says yes, int() says no: must be ignored
+    (models / "empty").mkdir()
     with running_server(models) as server:
         client = triton.InferenceServerClient(server.address)
         assert (
@@ -85,6 +87,9 @@ def test_a_broken_bundle_is_reported_while_the_others_serve(
             "model 'broken' failed to load" in info.value.message() and "model.onnx" in info.value.message()
         )
         assert client.infer("tags", [images_input(jpegs[:1])]).as_numpy("scores").shape == (1, 4)
+        assert not client.is_model_ready("empty")
+        with pytest.raises(InferenceServerException, match="no version folder"):
+            client.infer("empty", [images_input(jpegs[:1])])
         with grpc.insecure_channel(server.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             status = health.Check(health_pb2.HealthCheckRequest(service="broken")).status

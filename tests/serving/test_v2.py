@@ -154,8 +154,20 @@ def test_a_decompression_bomb_is_refused_before_decoding(client: triton.Inferenc
 @pytest.mark.parametrize(
     ("name", "shape", "datatype", "data", "message"),
     [
-        ("pixels", [1, 3, 32, 32], "FP64", np.zeros((1, 3, 32, 32)), "input 'pixels' must be FP32, got FP64"),
-        ("pixels", [1, 3, 16, 16], "FP32", np.zeros((1, 3, 16, 16), np.float32), "is not [N, 3, 32, 32]"),
+        (
+            "pixels",
+            [1, 3, 32, 32],
+            "FP64",
+            np.zeros((1, 3, 32, 32)),
+            "input 'pixels' must be FP32, got 'FP64'",
+        ),
+        (
+            "pixels",
+            [1, 3, 16, 16],
+            "FP32",
+            np.zeros((1, 3, 16, 16), np.float32),
+            "must have shape [-1, 3, 32, 32]",
+        ),
         ("images", [0], "BYTES", np.array([], dtype=object), "input 'images' is empty"),
         (
             "images",
@@ -264,3 +276,68 @@ def test_requests_are_counted_by_model_and_status(
         )
     assert "nv_inference_request_duration_seconds_bucket" in after
     assert "nv_inference_pending_request_count" in after
+
+
+def hostile_requests() -> list[tuple[str, pb.ModelInferRequest, str, str]]:
+    tensor = pb.ModelInferRequest.InferInputTensor
+    many = tensor(name="images", datatype="BYTES", shape=[2000])
+    deep = tensor(name="pixels", datatype="FP32", shape=[1] * 70 + [3 * 32 * 32])
+    one = tensor(name="images", datatype="BYTES", shape=[1])
+    requested = pb.ModelInferRequest.InferRequestedOutputTensor
+    return [
+        (
+            "more items than the queue can ever hold",
+            pb.ModelInferRequest(
+                model_name="tags", inputs=[many], raw_input_contents=[pack_bytes([b""] * 2000)]
+            ),
+            "INVALID_ARGUMENT",
+            "2000 items in one request; at most 1024 (max_queue_size) fit",
+        ),
+        (
+            "a shape of 71 dimensions",
+            pb.ModelInferRequest(model_name="tags", inputs=[deep], raw_input_contents=[b"\0" * 4 * 3072]),
+            "INVALID_ARGUMENT",
+            "input 'pixels' must have shape [-1, 3, 32, 32]",
+        ),
+        (
+            "the same output asked for twice",
+            pb.ModelInferRequest(
+                model_name="tags",
+                inputs=[one],
+                outputs=[requested(name="scores")] * 3,
+                raw_input_contents=[pack_bytes([b"x"])],
+            ),
+            "INVALID_ARGUMENT",
+            "an output is requested twice",
+        ),
+        (
+            "a 20,000-character model name",
+            pb.ModelInferRequest(
+                model_name="m" * 20_000, inputs=[one], raw_input_contents=[pack_bytes([b"x"])]
+            ),
+            "NOT_FOUND",
+            "model 'mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm...",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("what", "request_", "code", "message"), hostile_requests(), ids=lambda v: str(v)[:30]
+)
+def test_hostile_requests_are_refused_cheaply_and_precisely(
+    server: ServerProcess, what: str, request_: pb.ModelInferRequest, code: str, message: str
+) -> None:
+    channel, stub = raw_stub(server)
+    with channel, pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(request_, timeout=30)
+    assert info.value.code().name == code, what
+    details = info.value.details() or ""
+    assert message in details and len(details) <= 1000
+
+
+def test_an_image_with_an_absurd_side_is_refused_from_its_header(
+    client: triton.InferenceServerClient,
+) -> None:
+    err = failure(lambda: client.infer("tags", [image_input([declared_png(1, 2_000_000)])]))
+    assert err.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "a side over the limit of 16,384" in err.message()
