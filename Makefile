@@ -9,12 +9,12 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 DEMO_DATA := data/scenes
 DEMO_RUN := runs/multilabel
 
-.PHONY: install system demo test lint bench protos clean
+.PHONY: install system demo test lint bench protos torchserve torchserve-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,dev]'
+	$(PY) -m pip install --quiet -e '.[train,dev,torchserve]'
 	touch $@
 
 install: $(STAMP)
@@ -47,6 +47,21 @@ lint: install
 bench: install system
 	$(PY) bench/train_throughput.py
 	$(PY) bench/serve_throughput.py
+
+# TorchServe on loopback with the demo model (after `make demo`): HTTP 8080 inference, 8081 management,
+# 8082 Prometheus metrics. State lives in .torchserve/ (its TMPDIR and logs); `make torchserve-stop` ends it.
+TS_HOME := .torchserve
+TS_ENV := TMPDIR=$(abspath $(TS_HOME))/tmp TEMP=$(abspath $(TS_HOME))/tmp LOG_LOCATION=$(abspath $(TS_HOME))/logs \
+	METRICS_LOCATION=$(abspath $(TS_HOME))/logs
+torchserve: install
+	$(BIN)/train-kit archive models/planet --out model_store
+	mkdir -p $(TS_HOME)/tmp
+	cd $(TS_HOME) && $(TS_ENV) $(abspath $(PY)) -m ts.model_server --start --ncs \
+	  --ts-config $(abspath examples/torchserve/config.properties) --model-store $(abspath model_store) > launcher.log 2>&1
+	@echo "TorchServe starting: curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg http://127.0.0.1:8080/predictions/planet"
+
+torchserve-stop:
+	cd $(TS_HOME) && $(TS_ENV) $(abspath $(PY)) -m ts.model_server --stop
 
 # Regenerate serving/wire/ after editing protos/*.proto (a test fails while they disagree).
 protos: install

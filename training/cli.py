@@ -233,6 +233,34 @@ def export(
     )
 
 
+class ArchiveFormat(enum.StrEnum):
+    default = "default"
+    no_archive = "no-archive"
+
+
+@app.command("archive")
+@user_errors
+def archive(
+    bundle: Annotated[Path, typer.Argument(help="models/<name>[/<version>] (newest version by default)")],
+    out: Annotated[Path, typer.Option(help="the TorchServe model store")] = Path("model_store"),
+    batch_size: Annotated[int, typer.Option(min=1, help="TorchServe batchSize")] = 8,
+    max_batch_delay: Annotated[int, typer.Option(min=0, help="TorchServe maxBatchDelay (ms)")] = 50,
+    workers: Annotated[int, typer.Option(min=1, help="workers for this model")] = 1,
+    response_timeout: Annotated[int, typer.Option(min=1, help="TorchServe responseTimeout (s)")] = 120,
+    runtime: Annotated[str, typer.Option(help="onnx or torch")] = "onnx",
+    threads: Annotated[int | None, typer.Option(min=1, help="intra-op threads per worker")] = None,
+    archive_format: Annotated[ArchiveFormat, typer.Option(help="no-archive: a folder, faster starts")] = (
+        ArchiveFormat.default
+    ),
+) -> None:
+    """Write a TorchServe .mar of a bundle: its files, our handler and a model-config.yaml."""
+    from training.archive import TorchServeConfig, archive_bundle
+
+    config = TorchServeConfig(batch_size, max_batch_delay, workers, response_timeout, runtime, threads)
+    target = archive_bundle(bundle, out, config, archive_format.value)
+    console.print(f"wrote {target}")
+
+
 @app.command("predict")
 @user_errors
 def predict(

@@ -1,0 +1,114 @@
+"""TorchServe handler for any bundle: the bundle's own preprocessing, one answer per request.
+
+TorchServe loads this file from the `.mar` that `train-kit archive` writes and needs exactly one class
+in it. The class stays thin: loading (hash check, safe unpickling), preprocessing, the runtime and
+postprocessing are `serving/`'s, the same code the gRPC server runs. The worker's Python must have
+this project installed (TorchServe starts workers with the launcher's interpreter).
+
+Each request carries one image, as TorchServe users send it: the raw body, a multipart form field,
+or base64 in JSON (`{"data": "..."}`, also `image` or `b64`). A request that cannot be read gets
+a 400 of its own; the rest of its batch is answered normally.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.bundle import Bundle, load_bundle
+from serving.images import ImageDecodeError
+from serving.runtimes import Device, cuda_available
+
+log = logging.getLogger(__name__)
+
+_BODY_KEYS = ("data", "body", "file", "image")  # where TorchServe puts a raw or multipart payload
+_JSON_KEYS = ("data", "image", "b64")  # where a JSON body may hold base64
+
+
+class BundleHandler:
+    def __init__(self) -> None:
+        self.bundle: Bundle | None = None
+        self.initialized = False
+
+    # -- TorchServe's contract ----------------------------------------------------------
+    def initialize(self, context: Any) -> None:
+        """Load the bundle from the unpacked archive; runtime and threads from model-config.yaml."""
+        settings = (context.model_yaml_config or {}).get("handler", {}) or {}
+        workers = max(1, int((context.model_yaml_config or {}).get("minWorkers", 1)))
+        threads = int(settings.get("threads") or max(1, (os.cpu_count() or 1) // workers))
+        self.bundle = load_bundle(Path(context.system_properties["model_dir"]), threads=threads)
+        runtime = settings.get("runtime", "onnx")
+        gpu = context.system_properties.get("gpu_id") is not None and cuda_available(runtime)
+        device: Device = "cuda" if gpu else "cpu"
+        self.runtime = self.bundle.runtime(runtime, device)
+        size = self.bundle.pipeline.preprocess.size
+        self.runtime.run(np.zeros((1, 3, size, size), np.float32))  # warm-up: the first request is not slow
+        self.initialized = True
+        log.info(
+            "loaded %s v%s (%s on %s, %d threads)",
+            self.bundle.manifest.name,
+            self.bundle.manifest.version,
+            runtime,
+            device,
+            threads,
+        )
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        prepared, errors = self.preprocess(data)
+        for index, message in errors.items():
+            context.set_response_status(400, message, idx=index)
+        answers = iter(self.postprocess(self.inference(list(prepared.values()))))
+        return [{"error": errors[i]} if i in errors else next(answers) for i in range(len(data))]
+
+    def preprocess(self, data: list[dict[str, Any]]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+        """Each request's image prepared for the network, or why it could not be."""
+        assert self.bundle is not None
+        preprocess = self.bundle.pipeline.preprocess
+        prepared, errors = {}, {}
+        for index, row in enumerate(data):
+            try:
+                prepared[index] = preprocess([preprocess.decode(request_bytes(row))])[0].numpy()
+            except (ImageDecodeError, ValueError) as err:
+                errors[index] = str(err)
+        return prepared, errors
+
+    def inference(self, items: list[np.ndarray]) -> np.ndarray:
+        log.info("batch_size=%d", len(items))
+        if not items:
+            return np.zeros((0, len(self.bundle.manifest.labels) if self.bundle else 0), np.float32)
+        return self.runtime.run(np.stack(items))
+
+    def postprocess(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        assert self.bundle is not None
+        return self.bundle.pipeline.postprocess(outputs) if len(outputs) else []
+
+
+def request_bytes(row: dict[str, Any]) -> bytes:
+    """The image bytes of one TorchServe request row, whichever way the client sent them."""
+    value = next((row[key] for key in _BODY_KEYS if key in row), None)
+    if value is None and len(row) == 1:
+        value = next(iter(row.values()))  # a multipart form with one field of any name
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, dict):
+        encoded = next((value[key] for key in _JSON_KEYS if key in value), None)
+        if not isinstance(encoded, str):
+            raise ValueError(
+                f"JSON body needs one of {list(_JSON_KEYS)} holding base64; got keys {sorted(value)[:8]}"
+            )
+        value = encoded
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ValueError(f"text body is not base64 ({err})") from err
+    raise ValueError(
+        f"no image in the request: send the bytes as the body, a form field, or base64 JSON "
+        f"(fields: {sorted(row)[:8]})"
+    )
