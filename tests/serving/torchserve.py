@@ -50,7 +50,9 @@ def _get(url: str) -> tuple[int, str]:
 
 
 @contextmanager
-def running_torchserve(store: Path, models: str, root: Path, startup_timeout: float = 180) -> Iterator[TorchServe]:
+def running_torchserve(
+    store: Path, models: str, root: Path, startup_timeout: float = 180
+) -> Iterator[TorchServe]:
     """TorchServe serving `models` (`name=file.mar,...`) from `store`; waits until each has a READY worker."""
     root.mkdir(parents=True, exist_ok=True)
     ports = {key: free_port() for key in ("inference", "management", "metrics", "grpc", "grpc_m", "worker")}
@@ -77,9 +79,25 @@ def running_torchserve(store: Path, models: str, root: Path, startup_timeout: fl
     )
     tmp, logs = root / "tmp", root / "logs"
     tmp.mkdir(exist_ok=True)
-    env = {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(logs), "METRICS_LOCATION": str(logs)}
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp),
+        "TEMP": str(tmp),
+        "LOG_LOCATION": str(logs),
+        "METRICS_LOCATION": str(logs),
+    }
     launcher = [sys.executable, "-m", "ts.model_server"]
-    start = [*launcher, "--start", "--ts-config", str(config), "--model-store", str(store), "--models", models, "--ncs"]
+    start = [
+        *launcher,
+        "--start",
+        "--ts-config",
+        str(config),
+        "--model-store",
+        str(store),
+        "--models",
+        models,
+        "--ncs",
+    ]
     # Output to a file, not a pipe: the Java server inherits the launcher's streams and outlives it.
     with (root / "launcher.log").open("w") as out:
         subprocess.run(start, env=env, cwd=root, check=True, stdout=out, stderr=subprocess.STDOUT, timeout=60)
@@ -99,7 +117,9 @@ def running_torchserve(store: Path, models: str, root: Path, startup_timeout: fl
         yield server
     finally:
         with (root / "launcher.log").open("a") as out:
-            subprocess.run([*launcher, "--stop"], env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, timeout=60)
+            subprocess.run(
+                [*launcher, "--stop"], env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, timeout=60
+            )
 
 
 def _ready(server: TorchServe, name: str) -> bool:

@@ -1,0 +1,91 @@
+"""The same bundle under a real TorchServe: same answers as serve-kit, per-request errors, batching."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+
+from tests.serving.servers import ServerProcess
+from tests.serving.torchserve import TorchServe, running_torchserve
+from training.archive import TorchServeConfig, archive_bundle
+
+
+@pytest.fixture(scope="module")
+def torchserve(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorchServe]:
+    root = tmp_path_factory.mktemp("torchserve")
+    archive_bundle(
+        bundle_path, root / "store", TorchServeConfig(batch_size=8, max_batch_delay_ms=300, threads=1)
+    )
+    with running_torchserve(root / "store", "tags=tags.mar", root / "instance") as running:
+        yield running
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def multipart(field: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "kit-boundary-7f3a"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="x.jpg"\r\n'
+    body = (head + "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def grpc_answers(server: ServerProcess, images: list[bytes]) -> tuple[list[str], np.ndarray]:
+    tensor = triton.InferInput("images", [len(images)], "BYTES")
+    tensor.set_data_from_numpy(np.array(images, dtype=object))
+    result = triton.InferenceServerClient(server.address).infer("tags", [tensor])
+    return [b.decode() for b in result.as_numpy("labels")], result.as_numpy("scores")
+
+
+def test_every_way_of_sending_an_image_gets_the_grpc_servers_answer(
+    torchserve: TorchServe, server: ServerProcess, jpegs: list[bytes]
+) -> None:
+    url = f"{torchserve.inference}/predictions/tags"
+    labels, scores = grpc_answers(server, jpegs)
+    names = ["blue", "green", "red", "square"]
+    for index, image in enumerate(jpegs):
+        form, form_type = multipart("data", image)
+        as_json = json.dumps({"data": base64.b64encode(image).decode()}).encode()
+        for body, content_type in [(image, "image/jpeg"), (form, form_type), (as_json, "application/json")]:
+            status, answer = post(url, body, content_type)
+            assert status == 200, (content_type, answer)
+            assert " ".join(answer["labels"]) == labels[index]
+            np.testing.assert_allclose([answer["scores"][n] for n in names], scores[index], atol=1e-4)
+
+
+def test_a_corrupt_image_gets_400_while_its_batch_neighbours_succeed(
+    torchserve: TorchServe, jpegs: list[bytes]
+) -> None:
+    url = f"{torchserve.inference}/predictions/tags"
+    bodies = [*jpegs[:3], b"not an image", *jpegs[3:6]]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        outcomes = list(pool.map(lambda body: post(url, body, "application/octet-stream"), bodies))
+    assert [status for status, _ in outcomes] == [200, 200, 200, 400, 200, 200, 200]
+    assert outcomes[3][1]["error"].startswith("not a decodable image")
+    assert all("labels" in answer for status, answer in outcomes if status == 200)
+
+
+def test_concurrent_requests_are_batched_by_torchserve(torchserve: TorchServe, jpegs: list[bytes]) -> None:
+    url = f"{torchserve.inference}/predictions/tags"
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda i: post(url, jpegs[i % len(jpegs)], "image/jpeg"), range(16)))
+    assert all(status == 200 for status, _ in outcomes)
+    sizes = [int(n) for n in re.findall(r"batch_size=(\d+)", torchserve.model_log())]
+    assert sizes and max(sizes) > 1, f"batch sizes seen: {sizes}"
