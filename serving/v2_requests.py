@@ -1,0 +1,111 @@
+"""Reading a KServe V2 `ModelInferRequest`: its one input as prepared items, checked field by field.
+
+This module reads the request's fields and never imports the generated stubs, so any message with
+the V2 schema works: ours on the server, tritonclient's in the fuzz tests (the two cannot share a
+process; both register `inference.*` in protobuf's global pool). Every refusal is a `RequestError`,
+`TensorError`, `ItemError` or an admission error, each with its gRPC status in `serving/status.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import numpy as np
+
+from serving.engine import ServedModel
+from serving.outputs import IMAGES, PIXELS, input_tensors, output_tensors
+from serving.quoting import shown
+from serving.status import RequestError
+from serving.tensors import element_count, from_raw, unpack_bytes
+
+__all__ = ["check_shape", "queue_timeout", "read_input", "requested_outputs"]
+
+Request = Any  # an `inference.ModelInferRequest`, from whichever generated module
+
+
+async def read_input(request: Request, model: ServedModel) -> list[np.ndarray]:
+    """The request's one input as prepared items, every disagreement named.
+
+    Cheap checks come first (names, ranks, counts, room in the queue), so a request that cannot
+    succeed costs no decoding, and nothing a client declares is allocated before it is checked."""
+    names = {t.name: t for t in input_tensors(model)}
+    expected = " or ".join(f"{t.name!r} ({t.datatype} {list(t.shape)})" for t in names.values())
+    if len(request.inputs) != 1:
+        raise RequestError(f"expected exactly one input, {expected}; got {len(request.inputs)}")
+    tensor = request.inputs[0]
+    name = shown(tensor.name)
+    spec = names.get(tensor.name)
+    if spec is None:
+        raise RequestError(f"unknown input {name}; model {model.name!r} takes {expected}")
+    if tensor.datatype != spec.datatype:
+        raise RequestError(
+            f"input {name} must be {spec.datatype}, got {shown(tensor.datatype) or 'no datatype'}"
+        )
+    shape = list(tensor.shape)
+    check_shape(tensor.name, shape, spec.shape)
+    if element_count(tensor.name, shape) == 0:
+        raise RequestError(f"input {name} is empty (shape {shape})")
+    typed = tensor.HasField("contents")
+    if request.raw_input_contents and typed:
+        raise RequestError(f"input {name} has typed contents and the request has raw contents; send one")
+    if not request.raw_input_contents and not typed:
+        raise RequestError(f"input {name} has no contents (neither raw_input_contents nor contents)")
+    if len(request.raw_input_contents) > 1:
+        raise RequestError(f"{len(request.raw_input_contents)} raw_input_contents for 1 input")
+    model.admit(shape[0])
+
+    if tensor.name == IMAGES:
+        if typed:
+            images = list(tensor.contents.bytes_contents)
+            if len(images) != shape[0]:
+                raise RequestError(
+                    f"input {IMAGES!r}: shape {shape} needs {shape[0]} elements, got {len(images)}"
+                )
+        else:
+            images = unpack_bytes(tensor.name, shape, request.raw_input_contents[0])
+        return await model.prepare_images(images)
+
+    if typed:
+        values, count = tensor.contents.fp32_contents, element_count(tensor.name, shape)
+        if len(values) != count:
+            raise RequestError(f"input {PIXELS!r}: shape {shape} needs {count} values, got {len(values)}")
+        batch = np.asarray(values, np.float32).reshape(shape)
+    else:
+        batch = from_raw(tensor.name, tensor.datatype, shape, request.raw_input_contents[0])
+    return list(batch)
+
+
+def check_shape(name: str, shape: list[int], expected: tuple[int, ...]) -> None:
+    """`shape` against the advertised one (-1: any size); BYTES images may also come as [N, 1]."""
+    if name == IMAGES and len(shape) == 2 and shape[1] == 1:
+        shape = shape[:1]
+    fits = len(shape) == len(expected) and all(e in (-1, d) for d, e in zip(shape, expected, strict=True))
+    if not fits or any(d < 0 for d in shape):
+        want = list(expected) if name != IMAGES else "[N] or [N, 1]"
+        raise RequestError(f"input {name!r} must have shape {want} (-1: any), got {shown(shape)}")
+
+
+def requested_outputs(request: Request, model: ServedModel) -> list[str]:
+    available = [t.name for t in output_tensors(model)]
+    wanted = [o.name for o in request.outputs] or available
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise RequestError(f"unknown output {shown(unknown[0])}; model {model.name!r} returns {available}")
+    if len(set(wanted)) != len(wanted):
+        raise RequestError(f"an output is requested twice; ask for each of {available} at most once")
+    return wanted
+
+
+def queue_timeout(request: Request, context: grpc.aio.ServicerContext) -> float | None:
+    """Seconds a request may wait: the sooner of its gRPC deadline and its `timeout` parameter (µs)."""
+    limits = []
+    remaining = context.time_remaining()
+    if remaining is not None:
+        limits.append(remaining)
+    timeout = request.parameters.get("timeout")
+    if timeout is not None and timeout.WhichOneof("parameter_choice") in ("int64_param", "uint64_param"):
+        micros = timeout.int64_param or timeout.uint64_param
+        if micros > 0:
+            limits.append(micros / 1e6)
+    return min(limits, default=None)
