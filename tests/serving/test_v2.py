@@ -247,7 +247,7 @@ def test_a_message_over_the_limit_is_resource_exhausted(server: ServerProcess) -
     channel, stub = raw_stub(server)
     with channel:
         tensor = pb.ModelInferRequest.InferInputTensor(name="images", datatype="BYTES", shape=[1])
-        huge = pack_bytes([b"\0" * (65 << 20)])
+        huge = pack_bytes([b"\0" * (100 << 20)])
         with pytest.raises(grpc.RpcError) as info:
             stub.ModelInfer(
                 pb.ModelInferRequest(model_name="tags", inputs=[tensor], raw_input_contents=[huge])
@@ -341,3 +341,67 @@ def test_an_image_with_an_absurd_side_is_refused_from_its_header(
     err = failure(lambda: client.infer("tags", [image_input([declared_png(1, 2_000_000)])]))
     assert err.status() == "StatusCode.INVALID_ARGUMENT"
     assert "a side over the limit of 16,384" in err.message()
+
+
+def encoded(mode: str, size: tuple[int, int], fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, size[::-1], dtype=np.uint16))
+    else:
+        image = Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "fmt"),
+    [
+        ("L", (40, 30), "PNG"),
+        ("CMYK", (40, 30), "JPEG"),
+        ("RGBA", (40, 30), "PNG"),
+        ("I;16", (40, 30), "PNG"),
+        ("P", (40, 30), "GIF"),
+        ("RGB", (1, 1), "PNG"),
+        ("RGB", (16_000, 2), "PNG"),
+        ("RGB", (32, 32), "WEBP"),
+    ],
+)
+def test_unusual_modes_and_shapes_are_converted_and_answered(
+    client: triton.InferenceServerClient, mode: str, size: tuple[int, int], fmt: str
+) -> None:
+    result = client.infer("tags", [image_input([encoded(mode, size, fmt)])])
+    scores = result.as_numpy("scores")
+    assert scores.shape == (1, 4) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (encoded("RGB", (64, 64), "JPEG")[:2000], "item 0: image data is truncated or corrupt"),
+        (encoded("RGB", (64, 64), "PNG")[:60], "item 0: "),
+        (declared_png(60_000, 60_000), "item 0: not a decodable image"),
+    ],
+)
+def test_truncated_images_and_giant_declarations_are_invalid(
+    client: triton.InferenceServerClient, payload: bytes, message: str
+) -> None:
+    err = failure(lambda: client.infer("tags", [image_input([payload])]))
+    assert err.status() == "StatusCode.INVALID_ARGUMENT" and message in err.message()
+
+
+def test_parameters_of_unexpected_types_are_ignored(server: ServerProcess, jpegs: list[bytes]) -> None:
+    channel, stub = raw_stub(server)
+    with channel:
+        tensor = pb.ModelInferRequest.InferInputTensor(name="images", datatype="BYTES", shape=[1])
+        request = pb.ModelInferRequest(
+            model_name="tags", inputs=[tensor], raw_input_contents=[pack_bytes(jpegs[:1])]
+        )
+        request.parameters["timeout"].string_param = "soon"
+        request.parameters["priority"].double_param = -1.5
+        request.parameters["binary_data_output"].bool_param = True
+        assert stub.ModelInfer(request, timeout=30).model_version == "1"

@@ -1,0 +1,203 @@
+"""Faults while serving: a bad bundle lands, SIGTERM under load, a client gives up, a batch fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+import tritonclient.grpc as triton
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
+from tritonclient.utils import InferenceServerException
+
+from serving.batcher import BatchingConfig
+from serving.bundle import load_bundle, sha256_file
+from serving.engine import ServedModel
+from serving.metrics import ServerMetrics
+from serving.status import status_for
+from serving.tensors import pack_bytes
+from tests.serving.servers import copy_bundle, metric_value, running_server
+from tests.serving.test_bundle import _TouchFile
+
+
+def images_input(images: list[bytes]) -> triton.InferInput:
+    tensor = triton.InferInput("images", [len(images)], "BYTES")
+    tensor.set_data_from_numpy(np.array(images, dtype=object))
+    return tensor
+
+
+def make_unsafe(folder: Path, victim: Path) -> None:
+    """A pipeline.pkl naming a foreign global, with its hash updated: only the unpickler can refuse it."""
+    (folder / "pipeline.pkl").write_bytes(pickle.dumps(_TouchFile(victim)))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["pipeline.pkl"] = sha256_file(folder / "pipeline.pkl")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def health_of(address: str, service: str) -> int | None:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return int(
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(service=service))
+                .status
+            )
+        except grpc.RpcError:
+            return None
+
+
+def test_bad_bundles_landing_while_serving_are_refused_and_nothing_else_fails(
+    bundle_path: Path, tmp_path: Path, jpegs: list[bytes]
+) -> None:
+    models = tmp_path / "models"
+    copy_bundle(bundle_path, models)
+    victim = tmp_path / "pwned"
+    with running_server(models, poll_interval_s=0.2) as server:
+        stop, versions, failures = threading.Event(), [], []
+
+        def client() -> None:
+            connection = triton.InferenceServerClient(server.address)
+            while not stop.is_set():
+                try:
+                    versions.append(
+                        connection.infer("tags", [images_input(jpegs[:1])]).get_response().model_version
+                    )
+                except InferenceServerException as err:
+                    failures.append(err)
+
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(8):
+                pool.submit(client)
+            corrupt = tmp_path / "staged-corrupt"
+            copy_bundle(bundle_path, tmp_path, name="staged", version=2).rename(corrupt)
+            with (corrupt / "model.onnx").open("r+b") as f:
+                f.write(b"bit rot")
+            corrupt.rename(models / "tags" / "2")
+            unsafe = tmp_path / "staged-unsafe"
+            copy_bundle(bundle_path, tmp_path, name="evil").rename(unsafe)
+            make_unsafe(unsafe, victim)
+            (models / "evil").mkdir()
+            unsafe.rename(models / "evil" / "1")
+            deadline = time.monotonic() + 60
+            while health_of(server.address, "evil") != health_pb2.HealthCheckResponse.NOT_SERVING:
+                assert time.monotonic() < deadline, "the unsafe bundle was never reported"
+                time.sleep(0.1)
+            time.sleep(1)  # the corrupt version was scanned too, and clients kept going
+            stop.set()
+        assert health_of(server.address, "tags") == health_pb2.HealthCheckResponse.SERVING
+    assert failures == [] and len(versions) > 20 and set(versions) == {"1"}
+    assert not victim.exists()
+    assert (
+        '"message": "model failed to load", "model": "evil"' in server.stderr and "refused" in server.stderr
+    )
+    assert (
+        '"message": "model failed to load", "model": "tags"' in server.stderr
+        and "model.onnx" in server.stderr
+    )
+
+
+def test_sigterm_under_load_finishes_in_flight_work_and_refuses_the_rest_as_unavailable(
+    models: Path, jpegs: list[bytes]
+) -> None:
+    with running_server(models, batching__max_queue_delay_us=20_000, drain_timeout_s=10) as server:
+        outcomes: list[str] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            connection = triton.InferenceServerClient(server.address)
+            while not stop.is_set():
+                try:
+                    connection.infer("tags", [images_input(jpegs[:2])], client_timeout=30)
+                    outcomes.append("OK")
+                except InferenceServerException as err:
+                    outcomes.append(str(err.status()))
+
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(8):
+                pool.submit(client)
+            while len(outcomes) < 40:
+                time.sleep(0.02)
+            began = time.monotonic()
+            assert server.stop() == 0
+            stopped_in = time.monotonic() - began
+            time.sleep(0.5)
+            stop.set()
+    assert stopped_in < 10
+    assert set(outcomes) <= {"OK", "StatusCode.UNAVAILABLE"}, set(outcomes)
+    assert outcomes.count("OK") >= 40 and outcomes[-1] == "StatusCode.UNAVAILABLE"
+
+
+def test_a_client_that_gives_up_has_its_work_dropped_and_nobody_else_is_affected(
+    models: Path, jpegs: list[bytes]
+) -> None:
+    settings = {"batching__max_batch_size": 64, "batching__max_queue_delay_us": 1_000_000}
+    with running_server(models, **settings) as server:
+        channel = grpc.insecure_channel(server.address)
+        stub = GRPCInferenceServiceStub(channel)
+        tensor = pb.ModelInferRequest.InferInputTensor(name="images", datatype="BYTES", shape=[3])
+        request = pb.ModelInferRequest(
+            model_name="tags", inputs=[tensor], raw_input_contents=[pack_bytes(jpegs[:3])]
+        )
+        doomed = stub.ModelInfer.future(request)
+        deadline = time.monotonic() + 30
+        while (
+            metric_value(server.metrics(), "nv_inference_pending_request_count", model="tags", version="1")
+            < 3
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        doomed.cancel()
+        survivor = triton.InferenceServerClient(server.address).infer("tags", [images_input(jpegs[3:5])])
+        metrics = server.metrics()
+        channel.close()
+    assert doomed.cancelled()
+    assert survivor.as_numpy("scores").shape == (2, 4)
+    labels = {"model": "tags", "version": "1"}
+    assert metric_value(metrics, "nv_inference_count_total", **labels) == 2  # only the survivor's items ran
+    assert metric_value(metrics, "nv_inference_pending_request_count", **labels) == 0
+
+
+class FailsOnce:
+    """A runtime that fails its first batch, as a GPU error or a bad kernel would, then recovers."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.name, self.failed = inner, "flaky", False
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.inner.run(batch)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_a_failing_batch_fails_its_callers_with_internal_and_the_next_batch_runs(bundle_path: Path) -> None:
+    async def scenario() -> tuple[list[object], np.ndarray]:
+        with ThreadPoolExecutor(1) as pool:
+            model = ServedModel(
+                load_bundle(bundle_path), "onnx", "cpu", BatchingConfig(4, 50_000, 64), pool,
+                ServerMetrics().for_model("tags", 1), 40_000_000,
+            )  # fmt: skip
+            model.runtime = FailsOnce(model.runtime)  # type: ignore[assignment]
+            model.start()
+            item = np.zeros((3, 32, 32), np.float32)
+            first = await asyncio.gather(
+                model.infer([item], None), model.infer([item], None), return_exceptions=True
+            )
+            second = await model.infer([item, item], None)
+            await model.stop()
+            return first, second
+
+    first, second = asyncio.run(scenario())
+    for outcome in first:
+        assert isinstance(outcome, RuntimeError)
+        code, message = status_for(outcome)
+        assert code == grpc.StatusCode.INTERNAL and "RuntimeError" in message
+    assert second.shape == (2, 4)
