@@ -175,7 +175,7 @@ class FailsOnce:
         if not self.failed:
             self.failed = True
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return self.inner.run(batch)  # type: ignore[attr-defined, no-any-return]
+        return self.inner.run(batch)  # type: ignore[attr-defined]
 
 
 def test_a_failing_batch_fails_its_callers_with_internal_and_the_next_batch_runs(bundle_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_a_failing_batch_fails_its_callers_with_internal_and_the_next_batch_runs
                 load_bundle(bundle_path), "onnx", "cpu", BatchingConfig(4, 50_000, 64), pool,
                 ServerMetrics().for_model("tags", 1), 40_000_000,
             )  # fmt: skip
-            model.runtime = FailsOnce(model.runtime)  # type: ignore[assignment]
+            model.runtime = FailsOnce(model.runtime)
             model.start()
             item = np.zeros((3, 32, 32), np.float32)
             first = await asyncio.gather(
@@ -193,7 +193,7 @@ def test_a_failing_batch_fails_its_callers_with_internal_and_the_next_batch_runs
             )
             second = await model.infer([item, item], None)
             await model.stop()
-            return first, second
+            return list(first), second
 
     first, second = asyncio.run(scenario())
     for outcome in first:
