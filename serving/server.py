@@ -19,6 +19,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from serving.malformed import MalformedRequestInterceptor
 from serving.metrics import ServerMetrics
 from serving.repository import ModelRepository, ModelState
 from serving.settings import ServerSettings
@@ -47,6 +48,7 @@ class InferenceServer:
         self.grpc = grpc.aio.server(
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            interceptors=[MalformedRequestInterceptor()],
         )
         inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.inference, self.grpc)
         tasks_pb2_grpc.add_TasksServicer_to_server(TaskService(self.repository, self.metrics), self.grpc)
