@@ -47,4 +47,4 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
                 )
             return await method(request, context)
 
-        return handler._replace(request_deserializer=safe_decode, unary_unary=checked)  # type: ignore[attr-defined, no-any-return]
+        return handler._replace(request_deserializer=safe_decode, unary_unary=checked)
