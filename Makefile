@@ -47,6 +47,8 @@ lint: install
 bench: install system
 	$(PY) bench/train_throughput.py
 	$(PY) bench/serve_throughput.py
+	$(PY) bench/torchserve_vs_grpc.py
+	$(PY) bench/soak.py
 
 # TorchServe on loopback with the demo model (after `make demo`): HTTP 8080 inference, 8081 management,
 # 8082 Prometheus metrics. State lives in .torchserve/ (its TMPDIR and logs); `make torchserve-stop` ends it.
