@@ -70,6 +70,8 @@ def test_a_failed_parity_check_publishes_nothing(trained_run: Path, tmp_path: Pa
 
 def test_a_kill_during_export_leaves_no_partial_version(trained_run: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
+    earlier = export_stage(trained_run, "stage-1", "tags", models, parity_items=8)
+    snapshot = {f.name: f.read_bytes() for f in earlier.iterdir()}
     command = [sys.executable, "-m", "training", "export", "--out", str(trained_run), "--name", "tags",
                "--models", str(models)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -83,8 +85,9 @@ def test_a_kill_during_export_leaves_no_partial_version(trained_run: Path, tmp_p
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=30)
-    assert [v for v in versions(models) if not v.startswith(".")] == []
-    assert export_stage(trained_run, "stage-1", "tags", models, parity_items=8).name == "1"
+    assert [v for v in versions(models) if not v.startswith(".")] == ["1"]
+    assert {f.name: f.read_bytes() for f in earlier.iterdir()} == snapshot  # the earlier version untouched
+    assert export_stage(trained_run, "stage-1", "tags", models, parity_items=8).name == "2"
 
 
 def test_export_and_predict_from_the_command_line(
