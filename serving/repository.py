@@ -25,7 +25,7 @@ from serving.quoting import shown
 from serving.runtimes import Device, cuda_available
 from serving.settings import ServerSettings
 
-__all__ = ["ModelLoadingError", "ModelNotFoundError", "ModelRepository", "ModelState"]
+__all__ = ["DrainingError", "ModelLoadingError", "ModelNotFoundError", "ModelRepository", "ModelState"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ class ModelNotFoundError(LookupError):
 
 class ModelLoadingError(RuntimeError):
     """The model exists but cannot answer yet, or failed to load (gRPC: UNAVAILABLE)."""
+
+
+class DrainingError(RuntimeError):
+    """The server is shutting down and takes no new requests (gRPC: UNAVAILABLE)."""
 
 
 @dataclass
@@ -62,11 +66,14 @@ class ModelRepository:
         self.models: dict[str, ModelState] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._scan_lock = asyncio.Lock()
+        self.draining = False
 
     # -- lookups, answered from memory on the event loop ------------------------------------
     @contextmanager
     def lease(self, name: str, version: str = "") -> Iterator[ServedModel]:
         """The served model for a request, held until the request's answer is sent."""
+        if self.draining:
+            raise DrainingError("the server is shutting down; retry on another instance")
         state = self.models.get(name)
         if state is None:
             known = sorted(self.models)

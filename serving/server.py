@@ -94,6 +94,10 @@ class InferenceServer:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
         grace = self.settings.drain_timeout_s if grace is None else grace
+        # gRPC refuses new calls (UNAVAILABLE) at once and lets in-flight ones finish. A call that gRPC
+        # core had received but not yet handed to us at that instant comes back CANCELLED instead:
+        # a known core bug (grpc/grpc#41785), at most one per connected client.
+        self.repository.draining = True
         await self.grpc.stop(grace)
         try:
             await asyncio.wait_for(self.repository.close(), grace + 1)

@@ -19,7 +19,7 @@ from serving.batcher import BatcherClosedError, DeadlineExceededError, QueueFull
 from serving.engine import ItemError, ServedModel, TooManyItemsError
 from serving.metrics import ServerMetrics
 from serving.quoting import clip
-from serving.repository import ModelLoadingError, ModelNotFoundError, ModelRepository
+from serving.repository import DrainingError, ModelLoadingError, ModelNotFoundError, ModelRepository
 from serving.tensors import TensorError
 
 __all__ = ["RequestError", "TaskMismatchError", "answer", "status_for"]
@@ -39,6 +39,7 @@ class TaskMismatchError(RuntimeError):
 _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
     (ModelLoadingError, grpc.StatusCode.UNAVAILABLE),
+    (DrainingError, grpc.StatusCode.UNAVAILABLE),
     (BatcherClosedError, grpc.StatusCode.UNAVAILABLE),
     (QueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),

@@ -131,7 +131,10 @@ def test_sigterm_under_load_finishes_in_flight_work_and_refuses_the_rest_as_unav
             time.sleep(0.5)
             stop.set()
     assert stopped_in < 10
-    assert set(outcomes) <= {"OK", "StatusCode.UNAVAILABLE"}, set(outcomes)
+    # A call gRPC core holds unhandled at the instant it shuts down comes back CANCELLED, not
+    # UNAVAILABLE (grpc/grpc#41785): at most one per client. Everything else is OK or UNAVAILABLE.
+    assert outcomes.count("StatusCode.CANCELLED") <= 8
+    assert set(outcomes) - {"StatusCode.CANCELLED"} <= {"OK", "StatusCode.UNAVAILABLE"}, set(outcomes)
     assert outcomes.count("OK") >= 40 and outcomes[-1] == "StatusCode.UNAVAILABLE"
 
 
