@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from training.demo.fashion_mnist import CLASS_NAMES, FASHION_MNIST_DIR, load_fashion_mnist
+from training.demo.folders import check_target, publish_folder, sibling
 from training.errors import ConfigError, DataError
 
 __all__ = [
@@ -178,7 +178,7 @@ def build_multilabel_scenes(
     if size < _MIN_SIZE:
         raise ConfigError(f"scene size must be at least {_MIN_SIZE} px, got {size}")
     out = Path(out)
-    _check_target(out, overwrite)
+    check_target(out, overwrite)
 
     train_images, train_labels = load_fashion_mnist("train", root)
     test_images, test_labels = load_fashion_mnist("test", root)
@@ -186,7 +186,7 @@ def build_multilabel_scenes(
     train_rng, valid_rng = np.random.default_rng(seed).spawn(2)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _sibling(out, "tmp")
+    tmp = sibling(out, "tmp")
     try:
         (tmp / "train").mkdir()
         rows: list[tuple[str, str]] = []
@@ -198,7 +198,7 @@ def build_multilabel_scenes(
             writer.writerows(rows)
         valid_names = [name for name, _ in rows if name.startswith("valid_")]
         (tmp / "valid.txt").write_text("".join(f"{name}\n" for name in valid_names), encoding="utf-8")
-        _publish(tmp, out, overwrite)
+        publish_folder(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -272,37 +272,3 @@ def _contrasting_tint(rng: np.random.Generator, base: np.ndarray) -> tuple[int, 
     chosen = candidates[far[0]] if far.size else candidates[int(np.argmax(distance))]
     r, g, b = (int(v) for v in chosen)
     return (r, g, b)
-
-
-def _check_target(out: Path, overwrite: bool) -> None:
-    """Refuse early, before any work, to replace a user's folder unless asked to."""
-    if out.name in ("", ".", ".."):
-        raise ConfigError(f"scene set folder must have a name of its own, got {str(out)!r}")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out} is a file; pass a folder path for the scene set")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"{out} already exists and is not empty; pass overwrite=True to replace it")
-
-
-def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished `tmp` folder to `out`, replacing an old `out` only when allowed."""
-    _check_target(out, overwrite)
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-    if out.is_dir():
-        old = _sibling(out, "old")
-        out.replace(old / out.name)
-        tmp.replace(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.replace(out)
-
-
-def _sibling(out: Path, role: str) -> Path:
-    """Make a fresh hidden folder next to `out`, on the same file system so a rename is atomic.
-
-    Not `tempfile.mkdtemp`: its 0700 mode would carry over to the published folder.
-    """
-    folder = out.with_name(f".{out.name}.{role}-{uuid.uuid4().hex[:12]}")
-    folder.mkdir()
-    return folder
