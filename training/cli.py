@@ -93,6 +93,46 @@ def data_items(
     console.print(f"wrote {n_train} training and {n_valid} validation items to {out}")
 
 
+@data_app.command("segmentation")
+@user_errors
+def data_segmentation(
+    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/seg"),
+    n_train: Annotated[int, typer.Option(help="training scenes")] = 2000,
+    n_valid: Annotated[int, typer.Option(help="validation scenes")] = 400,
+    size: Annotated[int, typer.Option(help="canvas size in pixels (a multiple of 32)")] = 96,
+    seed: Annotated[int, typer.Option()] = 0,
+    source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+) -> None:
+    """CamVid-like scenes: images/*.jpg, labels/*_P.png masks (Background, 10 items, Void), codes.txt."""
+    from training.demo.fashion_mnist import FASHION_MNIST_DIR
+    from training.demo.segmentation import build_segmentation_scenes
+
+    summary = build_segmentation_scenes(
+        out, n_train, n_valid, size, seed, source or FASHION_MNIST_DIR, overwrite=overwrite
+    )
+    total = sum(summary.pixel_counts.values())
+    shares = ", ".join(f"{code} {n / total:.1%}" for code, n in summary.pixel_counts.items())
+    console.print(f"wrote {n_train} training and {n_valid} validation scenes to {out}; pixels: {shares}")
+
+
+@data_app.command("pose")
+@user_errors
+def data_pose(
+    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/pose"),
+    n_train: Annotated[int, typer.Option(help="training images")] = 1500,
+    n_valid: Annotated[int, typer.Option(help="validation images")] = 300,
+    size: Annotated[int, typer.Option(help="canvas size in pixels")] = 96,
+    seed: Annotated[int, typer.Option()] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+) -> None:
+    """Real LFW faces on textured canvases: images/*.jpg + points.csv (face centre x, y) + valid.txt."""
+    from training.demo.pose import build_pose_set
+
+    build_pose_set(out, n_train, n_valid, size, seed, overwrite=overwrite)
+    console.print(f"wrote {n_train} training and {n_valid} validation images to {out}")
+
+
 @app.command("save-body")
 @user_errors
 def save_body(

@@ -36,6 +36,7 @@ __all__ = [
     "SceneSetSummary",
     "build_multilabel_scenes",
     "compose_scene",
+    "textured_canvas",
 ]
 
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
@@ -126,7 +127,7 @@ def compose_scene(rng: np.random.Generator, items: Sequence[np.ndarray], size: i
     background = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
     texture = TEXTURES[int(rng.integers(len(TEXTURES)))]
     base = np.array(BACKGROUNDS[background], dtype=np.float32)
-    canvas = _background(rng, base, texture, size)
+    canvas = textured_canvas(rng, base, texture, size)
 
     half = size // 2
     largest = int(half * 0.92)
@@ -244,7 +245,7 @@ def _write_split(
     return {tag: counts[tag] for tag in ALL_TAGS}
 
 
-def _background(rng: np.random.Generator, base: np.ndarray, texture: str, size: int) -> np.ndarray:
+def textured_canvas(rng: np.random.Generator, base: np.ndarray, texture: str, size: int) -> np.ndarray:
     """A (size, size, 3) float32 canvas of the jittered base colour with the texture applied."""
     colour = base + rng.integers(-_COLOUR_JITTER, _COLOUR_JITTER + 1, size=3)
     canvas = np.broadcast_to(colour.astype(np.float32), (size, size, 3)).copy()
