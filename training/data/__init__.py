@@ -2,7 +2,8 @@
 
 1. where the inputs are  — `ItemList.from_folder / from_csv / from_rows / from_list`
 2. how to split          — `RandomSplitter`, `ColumnSplitter`, `FolderSplitter`, `FileListSplitter`
-3. how to label          — `TagsFromColumn`, `FromColumn`, `FromFolderName`, `FromPathFunction`
+3. how to label          — `TagsFromColumn`, `FromColumn`, `FromFolderName`, `FromPathFunction`,
+                           `MaskFromFunction` (segmentation masks)
 4. which transforms      — `get_transforms(...)`, applied with `.transform(tfms, size=...)`
 5. a test set            — `.add_test(items)`
 6. the loaders           — `.databunch(bs=..., num_workers=...)`, then `.normalize(stats)`
@@ -18,6 +19,7 @@ from training.data.labellers import (
     MultiCategoryEncoder,
     TagsFromColumn,
 )
+from training.data.masks import MaskEncoder, MaskFromFunction, read_codes
 from training.data.sources import ItemList
 from training.data.splitters import ColumnSplitter, FileListSplitter, FolderSplitter, RandomSplitter
 from training.data.transforms import get_transforms
@@ -34,6 +36,8 @@ __all__ = [
     "FromPathFunction",
     "ImageDataset",
     "ItemList",
+    "MaskEncoder",
+    "MaskFromFunction",
     "LabelledData",
     "MultiCategoryEncoder",
     "RandomSplitter",
@@ -42,4 +46,5 @@ __all__ = [
     "TagsFromColumn",
     "get_transforms",
     "imagenet_stats",
+    "read_codes",
 ]

@@ -13,10 +13,10 @@ without touching the labels again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset
@@ -85,9 +85,10 @@ class LabelledData:
 
     def datasets(self) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
         train_tfm, valid_tfm = self.tfms
+        wrap = getattr(self.encoder, "wrap", None)  # masks and points travel as tv_tensors
         return (
-            ImageDataset(self.train, self.y_train, sized(train_tfm, self.size)),
-            ImageDataset(self.valid, self.y_valid, sized(valid_tfm, self.size)),
+            ImageDataset(self.train, self.y_train, sized(train_tfm, self.size), wrap),
+            ImageDataset(self.valid, self.y_valid, sized(valid_tfm, self.size), wrap),
             None if self.test is None else ImageDataset(self.test, None, sized(valid_tfm, self.size)),
         )
 
@@ -111,8 +112,14 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     will move with the image; a plain target tensor passes through untouched.
     """
 
-    def __init__(self, items: ItemList, targets: torch.Tensor | None, tfm: v2.Compose) -> None:
-        self.items, self.targets, self.tfm = items, targets, tfm
+    def __init__(
+        self,
+        items: ItemList,
+        targets: torch.Tensor | None,
+        tfm: v2.Compose,
+        wrap: Callable[[torch.Tensor], Any] | None = None,
+    ) -> None:
+        self.items, self.targets, self.tfm, self.wrap = items, targets, tfm, wrap
 
     def __len__(self) -> int:
         return len(self.items)
@@ -120,5 +127,12 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = tv_tensors.Image(read_image(Path(self.items.items[i]), self.items.origin(i)))
         target = torch.empty(0) if self.targets is None else self.targets[i]
+        if self.wrap is not None and self.targets is not None:
+            if tuple(target.shape[-2:]) != tuple(image.shape[-2:]):
+                raise DataError(
+                    f"{self.items.origin(i)}: image is {tuple(image.shape[-2:])} but its target is "
+                    f"{tuple(target.shape[-2:])} (height, width); they must match"
+                )
+            target = self.wrap(target)
         image, target = self.tfm(image, target)
-        return image.as_subclass(torch.Tensor), target
+        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
