@@ -1,0 +1,86 @@
+"""A U-Net on a torchvision ResNet encoder, for semantic segmentation.
+
+The encoder is exactly `cnn_body(resnet(arch))` (the same 8 children as the classifiers' body, so
+torchvision weights and `freeze()` apply unchanged). The decoder climbs back through the encoder's
+stages, upsampling to each skip connection's own size (`interpolate(size=...)`, not a fixed factor,
+so odd sizes work and ONNX export keeps H and W dynamic), then to the input's size, where it sees
+the input image once more before a 1×1 convolution gives one logit per class per pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from serving.networks import cnn_body, resnet
+
+__all__ = ["Unet", "UnetSpec", "build_unet"]
+
+# Channels out of the stem (after ReLU), layer1, layer2, layer3 and layer4.
+_STAGE_CHANNELS = {
+    "resnet18": (64, 64, 128, 256, 512),
+    "resnet34": (64, 64, 128, 256, 512),
+    "resnet50": (64, 256, 512, 1024, 2048),
+}
+_SKIPS = (2, 4, 5, 6)  # body children whose outputs feed the decoder: stem ReLU, layer1, layer2, layer3
+
+
+@dataclass(frozen=True)
+class UnetSpec:
+    arch: str
+    n_classes: int
+
+
+def _conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UpBlock(nn.Module):
+    """Upsample to the skip connection's size, concatenate it, two 3×3 convolutions."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            _conv(in_channels + skip_channels, out_channels), _conv(out_channels, out_channels)
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = functional.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.convs(torch.cat([x, skip], dim=1))
+
+
+class Unet(nn.Module):
+    def __init__(self, spec: UnetSpec, body: nn.Sequential | None = None) -> None:
+        super().__init__()
+        if spec.arch not in _STAGE_CHANNELS:
+            raise ValueError(
+                f"unknown architecture {spec.arch!r}; choose one of {', '.join(_STAGE_CHANNELS)}"
+            )
+        stem, c1, c2, c3, c4 = _STAGE_CHANNELS[spec.arch]
+        self.body = body if body is not None else cnn_body(resnet(spec.arch))
+        self.ups = nn.ModuleList(
+            [UpBlock(c4, c3, c3), UpBlock(c3, c2, c2), UpBlock(c2, c1, c1), UpBlock(c1, stem, 64)]
+        )
+        self.final = nn.Sequential(_conv(64 + 3, 32), nn.Conv2d(32, spec.n_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips, features = [], x
+        for index, stage in enumerate(self.body):
+            features = stage(features)
+            if index in _SKIPS:
+                skips.append(features)
+        for up, skip in zip(self.ups, reversed(skips), strict=True):
+            features = up(features, skip)
+        features = functional.interpolate(features, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.final(torch.cat([features, x], dim=1))
+
+
+def build_unet(spec: UnetSpec, body: nn.Sequential | None = None) -> Unet:
+    return Unet(spec, body)
