@@ -11,7 +11,16 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["Metric", "accuracy", "accuracy_thresh", "constant_baseline", "fbeta", "metric_name"]
+__all__ = [
+    "Metric",
+    "accuracy",
+    "accuracy_thresh",
+    "constant_baseline",
+    "fbeta",
+    "mean_iou",
+    "metric_name",
+    "pixel_accuracy",
+]
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -46,6 +55,31 @@ def fbeta(
 def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Share of items whose highest-scoring class is the target (single-label)."""
     return (preds.argmax(dim=-1) == targets).float().mean()
+
+
+def pixel_accuracy(preds: torch.Tensor, targets: torch.Tensor, void: int | None = None) -> torch.Tensor:
+    """Share of pixels whose argmax class is the target's, `void` pixels left out (CamVid's acc)."""
+    predicted, targets = preds.argmax(dim=1), targets.long()
+    keep = torch.ones_like(targets, dtype=torch.bool) if void is None else targets != void
+    return (predicted[keep] == targets[keep]).float().mean()
+
+
+def mean_iou(preds: torch.Tensor, targets: torch.Tensor, void: int | None = None) -> torch.Tensor:
+    """Intersection over union per class, averaged over the classes present in prediction or target
+    (`void` excluded as a class and as pixels)."""
+    n_classes = preds.shape[1]
+    predicted, targets = preds.argmax(dim=1), targets.long()
+    keep = torch.ones_like(targets, dtype=torch.bool) if void is None else targets != void
+    predicted, targets = predicted[keep], targets[keep]
+    ious = []
+    for cls in range(n_classes):
+        if cls == void:
+            continue
+        pred_c, true_c = predicted == cls, targets == cls
+        union = (pred_c | true_c).sum()
+        if union > 0:
+            ious.append((pred_c & true_c).sum().float() / union)
+    return torch.stack(ious).mean() if ious else torch.tensor(float("nan"))
 
 
 def metric_name(metric: Callable[..., torch.Tensor]) -> str:

@@ -5,7 +5,15 @@ from functools import partial
 import pytest
 import torch
 
-from training.metrics import accuracy, accuracy_thresh, constant_baseline, fbeta, metric_name
+from training.metrics import (
+    accuracy,
+    accuracy_thresh,
+    constant_baseline,
+    fbeta,
+    mean_iou,
+    metric_name,
+    pixel_accuracy,
+)
 
 LOGIT = 10.0  # sigmoid(10) ≈ 1, sigmoid(-10) ≈ 0
 
@@ -45,4 +53,23 @@ def test_constant_baseline_predicts_the_frequent_tags_for_everyone() -> None:
     assert constant_baseline(train, valid, partial(fbeta, thresh=0.2)) == pytest.approx(expected, rel=1e-4)
     assert constant_baseline(train, valid, partial(fbeta, thresh=0.5)) == pytest.approx(
         float(fbeta(torch.tensor([[LOGIT, -LOGIT]] * 2), valid)), rel=1e-4
+    )
+
+
+def test_pixel_accuracy_and_mean_iou_leave_void_out() -> None:
+    targets = torch.tensor([[[0, 0, 1, 1], [2, 2, 2, 2]]])  # code 2 is Void
+    predicted = torch.tensor([[[0, 1, 1, 1], [0, 1, 0, 1]]])  # Void pixels predicted anything
+    logits = torch.nn.functional.one_hot(predicted, 3).permute(0, 3, 1, 2).float()
+    assert float(pixel_accuracy(logits, targets, void=2)) == pytest.approx(3 / 4)
+    assert float(pixel_accuracy(logits, targets)) == pytest.approx(3 / 8)
+    # class 0: TP 1 over union 1 (pred) + 1 (miss) → 1/2; class 1: TP 2 over union 3 → 2/3
+    assert float(mean_iou(logits, targets, void=2)) == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_a_perfect_segmentation_scores_one() -> None:
+    targets = torch.randint(0, 4, (2, 8, 8))
+    logits = torch.nn.functional.one_hot(targets, 4).permute(0, 3, 1, 2).float()
+    assert (
+        float(pixel_accuracy(logits, targets, void=3)) == 1.0
+        and float(mean_iou(logits, targets, void=3)) == 1.0
     )
