@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import random
 import statistics
-import struct
 import sys
 import tempfile
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,10 +32,12 @@ import numpy as np
 import tritonclient.grpc.aio as triton
 from tritonclient.utils import InferenceServerException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_throughput import DEFAULT_BUNDLE, Server, build_bundle, make_jpegs
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # serve_throughput's helpers; the tests' payloads
+from serve_throughput import DEFAULT_BUNDLE, Server, build_bundle, make_jpegs  # noqa: E402
 
-from serving.bundle import Bundle, load_bundle
+from serving.bundle import Bundle, load_bundle  # noqa: E402
+from tests.serving.payloads import declared_png, images_input  # noqa: E402
 
 MODELS = ("planet", "planet_b")
 
@@ -57,25 +56,6 @@ class Plan:
     scores: np.ndarray | None = None
 
 
-def bomb_png(width: int, height: int) -> bytes:
-    """A 1×1 PNG whose header declares `width`×`height` pixels."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[12:29] = header
-    data[29:33] = struct.pack(">I", zlib.crc32(header))
-    return bytes(data)
-
-
-def bytes_input(images: list[bytes], name: str = "images") -> triton.InferInput:
-    tensor = triton.InferInput(name, [len(images)], "BYTES")
-    tensor.set_data_from_numpy(np.array(images, dtype=object))
-    return tensor
-
-
 def array_input(name: str, array: np.ndarray, datatype: str) -> triton.InferInput:
     tensor = triton.InferInput(name, list(array.shape), datatype)
     tensor.set_data_from_numpy(array)
@@ -86,17 +66,17 @@ def hostile_plans(jpegs: list[bytes], size: int) -> list[Callable[[str], Plan]]:
     bad = "INVALID_ARGUMENT"
     good = jpegs[0]
     return [
-        lambda m: Plan("corrupt image", m, [bytes_input([b"\x89PNG not really"])], bad),
-        lambda m: Plan("truncated jpeg", m, [bytes_input([good[: len(good) // 2]])], bad),
-        lambda m: Plan("60000x60000 bomb", m, [bytes_input([bomb_png(60_000, 60_000)])], bad),
+        lambda m: Plan("corrupt image", m, [images_input([b"\x89PNG not really"])], bad),
+        lambda m: Plan("truncated jpeg", m, [images_input([good[: len(good) // 2]])], bad),
+        lambda m: Plan("60000x60000 bomb", m, [images_input([declared_png(60_000, 60_000)])], bad),
         lambda m: Plan("fp64 pixels", m, [array_input("pixels", np.zeros((1, 3, size, size)), "FP64")], bad),
         lambda m: Plan(
             "wrong shape", m, [array_input("pixels", np.zeros((1, 3, 7, 7), np.float32), "FP32")], bad
         ),
-        lambda m: Plan("unknown model", "no-such-model", [bytes_input([good])], "NOT_FOUND"),
-        lambda m: Plan("unknown version", m, [bytes_input([good])], "NOT_FOUND", version="999"),
-        lambda m: Plan("unknown output", m, [bytes_input([good])], bad, outputs=["nope"]),
-        lambda m: Plan("too many items", m, [bytes_input([b""] * 5000)], bad),
+        lambda m: Plan("unknown model", "no-such-model", [images_input([good])], "NOT_FOUND"),
+        lambda m: Plan("unknown version", m, [images_input([good])], "NOT_FOUND", version="999"),
+        lambda m: Plan("unknown output", m, [images_input([good])], bad, outputs=["nope"]),
+        lambda m: Plan("too many items", m, [images_input([b""] * 5000)], bad),
     ]
 
 
@@ -110,7 +90,7 @@ def valid_plan(rng: random.Random, model: str, jpegs: list[bytes], expected: lis
         return Plan(
             "fp32", model, [array_input("pixels", pixels[picks], "FP32")], labels=labels, scores=scores
         )
-    return Plan("jpeg", model, [bytes_input([jpegs[i] for i in picks])], labels=labels, scores=scores)
+    return Plan("jpeg", model, [images_input([jpegs[i] for i in picks])], labels=labels, scores=scores)
 
 
 @dataclass

@@ -128,8 +128,7 @@ class ServedModel:
         return prepared
 
     def _prepare_one(self, data: bytes) -> np.ndarray:
-        preprocess = self.bundle.pipeline.preprocess
-        return preprocess([preprocess.decode(data, self.max_image_pixels)])[0].numpy()
+        return self.bundle.pipeline.preprocess.prepare(data, self.max_image_pixels)
 
     async def infer(self, items: Sequence[np.ndarray], timeout: float | None) -> np.ndarray:
         """The network's raw outputs for prepared items, one row each, in order."""

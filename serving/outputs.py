@@ -5,9 +5,7 @@ The typed API answers in its own messages; this is the KServe V2 side. A new tas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -50,18 +48,18 @@ def output_tensors(model: ServedModel) -> list[WireTensor]:
     raise NotImplementedError(f"task {model.task!r} has no V2 outputs yet")
 
 
-def encode_outputs(model: ServedModel, answers: Sequence[dict[str, Any]]) -> dict[str, Tensor]:
-    """Every output of `answers` (one per item), by name."""
-    n = len(answers)
+def encode_outputs(model: ServedModel, outputs: np.ndarray) -> dict[str, Tensor]:
+    """Every V2 output for the network's raw `outputs` (one row per item), by name."""
+    n = len(outputs)
     if model.task == "multilabel":
-        labels = model.bundle.manifest.labels
-        scores = np.array([[a["scores"][label] for label in labels] for a in answers], np.float32)
+        postprocess = model.bundle.pipeline.postprocess
+        scores = postprocess.scores(outputs)
         return {
-            "scores": Tensor(WireTensor("scores", "FP32", (n, len(labels))), to_raw(scores, "FP32")),
+            "scores": Tensor(WireTensor("scores", "FP32", (n, scores.shape[1])), to_raw(scores, "FP32")),
             # Planet-style: the labels over their thresholds, space-separated ("" when none is).
             "labels": Tensor(
                 WireTensor("labels", "BYTES", (n,)),
-                pack_bytes([" ".join(a["labels"]).encode() for a in answers]),
+                pack_bytes([" ".join(on).encode() for on in postprocess.on_labels(scores)]),
             ),
         }
     raise NotImplementedError(f"task {model.task!r} has no V2 outputs yet")

@@ -36,6 +36,10 @@ class ImagePreprocess:
         """The pixel limit is the caller's (the server's), never the bundle's."""
         return decode_image(data, max_pixels)
 
+    def prepare(self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+        """One encoded image → one normalized float32 item (3, size, size), as a batch row."""
+        return self([self.decode(data, max_pixels)])[0].numpy()
+
     def resized(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 (3, H, W) → uint8 (3, size, size), the same kernel training's `Resize` runs."""
         return resize(image, [self.size, self.size], antialias=True)
@@ -55,15 +59,20 @@ class MultiLabelPostprocess:
     labels: tuple[str, ...]
     thresholds: tuple[float, ...]
 
-    def __call__(self, outputs: np.ndarray) -> list[dict[str, Any]]:
-        scores = np.exp(-np.logaddexp(0.0, -outputs.astype(np.float64)))  # sigmoid, no overflow
+    def scores(self, outputs: np.ndarray) -> np.ndarray:
+        """(N, labels) sigmoid scores of the network's logits, computed without overflow."""
+        return np.exp(-np.logaddexp(0.0, -outputs.astype(np.float64)))
+
+    def on_labels(self, scores: np.ndarray) -> list[list[str]]:
+        """Per item, the labels whose score exceeds their threshold, in label order."""
         limits = np.asarray(self.thresholds)
+        return [[label for label, on in zip(self.labels, row > limits, strict=True) if on] for row in scores]
+
+    def __call__(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        scores = self.scores(outputs)
         return [
-            {
-                "labels": [label for label, on in zip(self.labels, row > limits, strict=True) if on],
-                "scores": {label: float(s) for label, s in zip(self.labels, row, strict=True)},
-            }
-            for row in scores
+            {"labels": on, "scores": {label: float(s) for label, s in zip(self.labels, row, strict=True)}}
+            for on, row in zip(self.on_labels(scores), scores, strict=True)
         ]
 
 

@@ -88,7 +88,7 @@ class InferenceServer:
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: refuse new calls, let in-flight ones finish (up to `grace` s), unload every model."""
-        self.inference.draining = True
+        self.repository.draining = True  # from now on a request reaching a model is UNAVAILABLE
         await self.health.enter_graceful_shutdown()
         if self._poller is not None:
             self._poller.cancel()
@@ -97,7 +97,6 @@ class InferenceServer:
         # gRPC refuses new calls (UNAVAILABLE) at once and lets in-flight ones finish. A call that gRPC
         # core had received but not yet handed to us at that instant comes back CANCELLED instead:
         # a known core bug (grpc/grpc#41785), at most one per connected client.
-        self.repository.draining = True
         await self.grpc.stop(grace)
         try:
             await asyncio.wait_for(self.repository.close(), grace + 1)

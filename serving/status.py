@@ -72,10 +72,10 @@ async def answer(
     Every call is counted and timed under the model that served it, whatever its outcome; calls
     that reached no served version count under model "" (a client must not be able to mint a
     metric series per made-up model name)."""
-    started, code, labels = time.perf_counter(), grpc.StatusCode.OK, ("", "")
+    started, code, counted = time.perf_counter(), grpc.StatusCode.OK, None
     try:
         with repository.lease(model, version) as served:
-            labels = (served.name, str(served.version))
+            counted = served.metrics
             return await work(served)
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
@@ -84,7 +84,7 @@ async def answer(
         code, message = status_for(err)
         await _abort(context, code, message)
     finally:
-        metrics.for_model(*labels).answered(time.perf_counter() - started, code.name)
+        (counted or metrics.for_model("", "")).answered(time.perf_counter() - started, code.name)
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:

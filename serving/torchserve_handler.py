@@ -73,7 +73,7 @@ class BundleHandler:
         prepared, errors = {}, {}
         for index, row in enumerate(data):
             try:
-                prepared[index] = preprocess([preprocess.decode(request_bytes(row))])[0].numpy()
+                prepared[index] = preprocess.prepare(request_bytes(row))
             except (ImageDecodeError, ValueError) as err:
                 errors[index] = str(err)
         return prepared, errors

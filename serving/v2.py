@@ -29,7 +29,6 @@ EXTENSIONS: list[str] = []
 class InferenceService(GRPCInferenceServiceServicer):
     def __init__(self, repository: ModelRepository, metrics: ServerMetrics) -> None:
         self.repository, self.metrics = repository, metrics
-        self.draining = False
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
@@ -43,7 +42,9 @@ class InferenceService(GRPCInferenceServiceServicer):
 
     def ready(self) -> bool:
         """Ready while not draining and serving at least one model (a failed one does not stop the rest)."""
-        return not self.draining and any(self.repository.ready(name) for name in self.repository.models)
+        return not self.repository.draining and any(
+            self.repository.ready(name) for name in self.repository.models
+        )
 
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
@@ -81,7 +82,7 @@ class InferenceService(GRPCInferenceServiceServicer):
             wanted = requested_outputs(request, model)
             items = await read_input(request, model)
             outputs = await model.infer(items, queue_timeout(request, context))
-            encoded = encode_outputs(model, model.postprocess(outputs))
+            encoded = encode_outputs(model, outputs)
             response = pb.ModelInferResponse(
                 model_name=model.name, model_version=str(model.version), id=request.id
             )

@@ -30,14 +30,17 @@ async def read_input(request: Request, model: ServedModel) -> list[np.ndarray]:
     Cheap checks come first (names, ranks, counts, room in the queue), so a request that cannot
     succeed costs no decoding, and nothing a client declares is allocated before it is checked."""
     names = {t.name: t for t in input_tensors(model)}
-    expected = " or ".join(f"{t.name!r} ({t.datatype} {list(t.shape)})" for t in names.values())
+
+    def expected() -> str:  # only an error message needs it: not built on the hot path
+        return " or ".join(f"{t.name!r} ({t.datatype} {list(t.shape)})" for t in names.values())
+
     if len(request.inputs) != 1:
-        raise RequestError(f"expected exactly one input, {expected}; got {len(request.inputs)}")
+        raise RequestError(f"expected exactly one input, {expected()}; got {len(request.inputs)}")
     tensor = request.inputs[0]
     name = shown(tensor.name)
     spec = names.get(tensor.name)
     if spec is None:
-        raise RequestError(f"unknown input {name}; model {model.name!r} takes {expected}")
+        raise RequestError(f"unknown input {name}; model {model.name!r} takes {expected()}")
     if tensor.datatype != spec.datatype:
         raise RequestError(
             f"input {name} must be {spec.datatype}, got {shown(tensor.datatype) or 'no datatype'}"

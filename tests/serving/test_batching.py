@@ -7,19 +7,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from serving.bundle import load_bundle
+from tests.serving.payloads import images_input
 from tests.serving.servers import metric_value, running_server
-
-
-def images_input(images: list[bytes]) -> triton.InferInput:
-    tensor = triton.InferInput("images", [len(images)], "BYTES")
-    tensor.set_data_from_numpy(np.array(images, dtype=object))
-    return tensor
 
 
 def test_concurrent_clients_share_batches_and_each_gets_its_own_answer(

@@ -24,14 +24,9 @@ from serving.engine import ServedModel
 from serving.metrics import ServerMetrics
 from serving.status import status_for
 from serving.tensors import pack_bytes
+from tests.serving.payloads import images_input, looping_clients
 from tests.serving.servers import copy_bundle, metric_value, running_server
 from tests.serving.test_bundle import _TouchFile
-
-
-def images_input(images: list[bytes]) -> triton.InferInput:
-    tensor = triton.InferInput("images", [len(images)], "BYTES")
-    tensor.set_data_from_numpy(np.array(images, dtype=object))
-    return tensor
 
 
 def make_unsafe(folder: Path, victim: Path) -> None:
@@ -61,21 +56,7 @@ def test_bad_bundles_landing_while_serving_are_refused_and_nothing_else_fails(
     copy_bundle(bundle_path, models)
     victim = tmp_path / "pwned"
     with running_server(models, poll_interval_s=0.2) as server:
-        stop, versions, failures = threading.Event(), [], []
-
-        def client() -> None:
-            connection = triton.InferenceServerClient(server.address)
-            while not stop.is_set():
-                try:
-                    versions.append(
-                        connection.infer("tags", [images_input(jpegs[:1])]).get_response().model_version
-                    )
-                except InferenceServerException as err:
-                    failures.append(err)
-
-        with ThreadPoolExecutor(8) as pool:
-            for _ in range(8):
-                pool.submit(client)
+        with looping_clients(server.address, jpegs[0]) as traffic:
             corrupt = tmp_path / "staged-corrupt"
             copy_bundle(bundle_path, tmp_path, name="staged", version=2).rename(corrupt)
             with (corrupt / "model.onnx").open("r+b") as f:
@@ -91,9 +72,8 @@ def test_bad_bundles_landing_while_serving_are_refused_and_nothing_else_fails(
                 assert time.monotonic() < deadline, "the unsafe bundle was never reported"
                 time.sleep(0.1)
             time.sleep(1)  # the corrupt version was scanned too, and clients kept going
-            stop.set()
         assert health_of(server.address, "tags") == health_pb2.HealthCheckResponse.SERVING
-    assert failures == [] and len(versions) > 20 and set(versions) == {"1"}
+    assert traffic.failures == [] and len(traffic.versions) > 20 and set(traffic.versions) == {"1"}
     assert not victim.exists()
     assert (
         '"message": "model failed to load", "model": "evil"' in server.stderr and "refused" in server.stderr

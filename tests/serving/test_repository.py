@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,13 +17,8 @@ from serving.metrics import ServerMetrics
 from serving.repository import ModelLoadingError, ModelNotFoundError, ModelRepository
 from serving.settings import ServerSettings
 from serving.status import status_for
+from tests.serving.payloads import images_input, looping_clients
 from tests.serving.servers import copy_bundle, running_server
-
-
-def images_input(images: list[bytes]) -> triton.InferInput:
-    tensor = triton.InferInput("images", [len(images)], "BYTES")
-    tensor.set_data_from_numpy(np.array(images, dtype=object))
-    return tensor
 
 
 def test_a_new_version_swaps_in_while_clients_run_without_a_failed_request(
@@ -33,33 +26,19 @@ def test_a_new_version_swaps_in_while_clients_run_without_a_failed_request(
 ) -> None:
     models = tmp_path / "models"
     copy_bundle(bundle_path, models)
-    with running_server(models, poll_interval_s=0.2, batching__max_queue_delay_us=2000) as server:
-        stop, versions, failures = threading.Event(), [], []
-
-        def client() -> None:
-            connection = triton.InferenceServerClient(server.address)
-            while not stop.is_set():
-                try:
-                    versions.append(
-                        connection.infer("tags", [images_input(jpegs[:1])]).get_response().model_version
-                    )
-                except InferenceServerException as err:
-                    failures.append(err)
-
-        with ThreadPoolExecutor(8) as pool:
-            for _ in range(8):
-                pool.submit(client)
-            while len(versions) < 40:
-                time.sleep(0.05)
-            copy_bundle(bundle_path, models, version=2)
-            deadline = time.monotonic() + 60
-            while versions[-1] != "2" and time.monotonic() < deadline:
-                time.sleep(0.05)
-            seen = len(versions)
-            while len(versions) < seen + 40:
-                time.sleep(0.05)
-            stop.set()
-    assert failures == []
+    settings = {"poll_interval_s": 0.2, "batching__max_queue_delay_us": 2000}
+    with running_server(models, **settings) as server, looping_clients(server.address, jpegs[0]) as traffic:
+        versions = traffic.versions
+        while len(versions) < 40:
+            time.sleep(0.05)
+        copy_bundle(bundle_path, models, version=2)
+        deadline = time.monotonic() + 60
+        while versions[-1] != "2" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = len(versions)
+        while len(versions) < seen + 40:
+            time.sleep(0.05)
+    assert traffic.failures == []
     switched = versions.index("2")
     assert set(versions[:switched]) == {"1"} and versions[-16:] == ["2"] * 16
     assert '"message": "unloaded model", "model": "tags", "version": 1' in server.stderr

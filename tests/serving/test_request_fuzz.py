@@ -25,7 +25,7 @@ from serving.metrics import ServerMetrics
 from serving.status import status_for
 from serving.tensors import pack_bytes
 from serving.v2_requests import queue_timeout, read_input, requested_outputs
-from tests.serving.test_v2 import declared_png
+from tests.serving.payloads import declared_png
 
 
 class NoDeadline:

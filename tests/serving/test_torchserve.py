@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
+from tests.serving.payloads import images_input
 from tests.serving.servers import ServerProcess
 from tests.serving.torchserve import TorchServe, running_torchserve
 from training.archive import TorchServeConfig, archive_bundle
@@ -48,9 +49,7 @@ def multipart(field: str, data: bytes) -> tuple[bytes, str]:
 
 
 def grpc_answers(server: ServerProcess, images: list[bytes]) -> tuple[list[str], np.ndarray]:
-    tensor = triton.InferInput("images", [len(images)], "BYTES")
-    tensor.set_data_from_numpy(np.array(images, dtype=object))
-    result = triton.InferenceServerClient(server.address).infer("tags", [tensor])
+    result = triton.InferenceServerClient(server.address).infer("tags", [images_input(images)])
     return [b.decode() for b in result.as_numpy("labels")], result.as_numpy("scores")
 
 

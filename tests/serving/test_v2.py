@@ -14,18 +14,13 @@ from tritonclient.utils import InferenceServerException
 
 from serving.bundle import load_bundle
 from serving.tensors import pack_bytes
+from tests.serving.payloads import declared_png, images_input
 from tests.serving.servers import ServerProcess
 
 
 @pytest.fixture(scope="module")
 def client(server: ServerProcess) -> triton.InferenceServerClient:
     return triton.InferenceServerClient(server.address)
-
-
-def image_input(images: list[bytes]) -> triton.InferInput:
-    tensor = triton.InferInput("images", [len(images)], "BYTES")
-    tensor.set_data_from_numpy(np.array(images, dtype=object))
-    return tensor
 
 
 def expected(bundle_path: Path, images: list[bytes]) -> tuple[np.ndarray, list[str]]:
@@ -61,7 +56,7 @@ def test_model_metadata_lists_the_inputs_and_outputs(client: triton.InferenceSer
 def test_jpeg_bytes_are_answered_as_the_bundle_predicts(
     client: triton.InferenceServerClient, bundle_path: Path, jpegs: list[bytes]
 ) -> None:
-    result = client.infer("tags", [image_input(jpegs)], request_id="r-7")
+    result = client.infer("tags", [images_input(jpegs)], request_id="r-7")
     scores, labels = expected(bundle_path, jpegs)
     np.testing.assert_allclose(result.as_numpy("scores"), scores, atol=1e-5)
     assert [b.decode() for b in result.as_numpy("labels")] == labels
@@ -85,30 +80,13 @@ def test_parameters_a_client_may_send_are_accepted(
 ) -> None:
     result = client.infer(
         "tags",
-        [image_input(jpegs[:1])],
+        [images_input(jpegs[:1])],
         outputs=[triton.InferRequestedOutput("scores", class_count=2)],
         priority=1,
         timeout=5_000_000,
         parameters={"custom": "ignored"},
     )
     assert result.as_numpy("scores").shape == (1, 4)
-
-
-def declared_png(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares `width`×`height` pixels: a decompression bomb's calling card."""
-    import io
-    import struct
-    import zlib
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[12:29] = header
-    data[29:33] = struct.pack(">I", zlib.crc32(header))
-    return bytes(data)
 
 
 def failure(call: object) -> InferenceServerException:
@@ -133,20 +111,20 @@ def test_an_unknown_model_or_version_is_not_found(
     status: str,
     message: str,
 ) -> None:
-    err = failure(lambda: client.infer(model, [image_input(jpegs[:1])], model_version=version))
+    err = failure(lambda: client.infer(model, [images_input(jpegs[:1])], model_version=version))
     assert err.status() == status and message in err.message()
     err = failure(lambda: client.get_model_metadata(model, version))
     assert err.status() == status
 
 
 def test_an_undecodable_image_is_named(client: triton.InferenceServerClient, jpegs: list[bytes]) -> None:
-    err = failure(lambda: client.infer("tags", [image_input([jpegs[0], b"not an image"])]))
+    err = failure(lambda: client.infer("tags", [images_input([jpegs[0], b"not an image"])]))
     assert err.status() == "StatusCode.INVALID_ARGUMENT"
     assert err.message().startswith("item 1: not a decodable image")
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(client: triton.InferenceServerClient) -> None:
-    err = failure(lambda: client.infer("tags", [image_input([declared_png(8_000, 6_000)])]))
+    err = failure(lambda: client.infer("tags", [images_input([declared_png(8_000, 6_000)])]))
     assert err.status() == "StatusCode.INVALID_ARGUMENT"
     assert "over the limit of 40,000,000" in err.message()
 
@@ -196,7 +174,7 @@ def test_a_malformed_input_is_invalid_and_says_what_was_wrong(
 
 def test_an_unknown_output_is_invalid(client: triton.InferenceServerClient, jpegs: list[bytes]) -> None:
     err = failure(
-        lambda: client.infer("tags", [image_input(jpegs[:1])], outputs=[triton.InferRequestedOutput("x")])
+        lambda: client.infer("tags", [images_input(jpegs[:1])], outputs=[triton.InferRequestedOutput("x")])
     )
     assert err.status() == "StatusCode.INVALID_ARGUMENT" and "unknown output 'x'" in err.message()
 
@@ -261,8 +239,8 @@ def test_requests_are_counted_by_model_and_status(
     from tests.serving.servers import metric_value
 
     before = server.metrics()
-    client.infer("tags", [image_input(jpegs[:2])])
-    failure(lambda: client.infer("tags", [image_input([b"junk"])]))
+    client.infer("tags", [images_input(jpegs[:2])])
+    failure(lambda: client.infer("tags", [images_input([b"junk"])]))
     after = server.metrics()
     labels = {"model": "tags", "version": "1"}
     for name, extra, grew_by in [
@@ -338,7 +316,7 @@ def test_hostile_requests_are_refused_cheaply_and_precisely(
 def test_an_image_with_an_absurd_side_is_refused_from_its_header(
     client: triton.InferenceServerClient,
 ) -> None:
-    err = failure(lambda: client.infer("tags", [image_input([declared_png(1, 2_000_000)])]))
+    err = failure(lambda: client.infer("tags", [images_input([declared_png(1, 2_000_000)])]))
     assert err.status() == "StatusCode.INVALID_ARGUMENT"
     assert "a side over the limit of 16,384" in err.message()
 
@@ -374,7 +352,7 @@ def encoded(mode: str, size: tuple[int, int], fmt: str) -> bytes:
 def test_unusual_modes_and_shapes_are_converted_and_answered(
     client: triton.InferenceServerClient, mode: str, size: tuple[int, int], fmt: str
 ) -> None:
-    result = client.infer("tags", [image_input([encoded(mode, size, fmt)])])
+    result = client.infer("tags", [images_input([encoded(mode, size, fmt)])])
     scores = result.as_numpy("scores")
     assert scores.shape == (1, 4) and np.isfinite(scores).all()
 
@@ -390,7 +368,7 @@ def test_unusual_modes_and_shapes_are_converted_and_answered(
 def test_truncated_images_and_giant_declarations_are_invalid(
     client: triton.InferenceServerClient, payload: bytes, message: str
 ) -> None:
-    err = failure(lambda: client.infer("tags", [image_input([payload])]))
+    err = failure(lambda: client.infer("tags", [images_input([payload])]))
     assert err.status() == "StatusCode.INVALID_ARGUMENT" and message in err.message()
 
 
