@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian's dataset-fashion-mnist holds the real images the demo scenes are made of.
+# TorchServe's frontend is Java (17+): its tests and `make torchserve` need a JRE.
 system:
 	@if [ -d $(FASHION_MNIST) ]; then :; \
 	elif command -v apt-get >/dev/null; then \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "No apt-get: put Fashion-MNIST's four *-ubyte.gz files in a folder and pass --source DIR"; fi
+	@if command -v java >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq default-jre-headless; \
+	else echo "No apt-get and no java: install a Java 17+ runtime for TorchServe"; fi
 
 demo: install system
 	test -f $(DEMO_DATA)/labels.csv || $(BIN)/train-kit data multilabel --out $(DEMO_DATA)
@@ -55,7 +60,7 @@ bench: install system
 TS_HOME := .torchserve
 TS_ENV := TMPDIR=$(abspath $(TS_HOME))/tmp TEMP=$(abspath $(TS_HOME))/tmp LOG_LOCATION=$(abspath $(TS_HOME))/logs \
 	METRICS_LOCATION=$(abspath $(TS_HOME))/logs
-torchserve: install
+torchserve: install system
 	$(BIN)/train-kit archive models/planet --out model_store
 	mkdir -p $(TS_HOME)/tmp
 	cd $(TS_HOME) && $(TS_ENV) $(abspath $(PY)) -m ts.model_server --start --ncs \
