@@ -32,8 +32,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from serving.durable import fsync_dir, write_atomically
 from serving.networks import CNN_ARCHS, CnnSpec
-from serving.pipeline import PIPELINE_CLASSES, ImagePreprocess, MultiLabelPostprocess, Network, Pipeline, Task
+from serving.pipeline import (
+    PIPELINE_CLASSES,
+    ImagePreprocess,
+    MultiLabelPostprocess,
+    Network,
+    Pipeline,
+    PosePostprocess,
+    Postprocess,
+    SegmentationPostprocess,
+    Task,
+)
 from serving.runtimes import Device, OnnxRuntime, Runtime, RuntimeName, TorchRuntime
+from serving.unet import UnetSpec
 
 __all__ = [
     "FORMAT_VERSION",
@@ -78,13 +89,19 @@ class ImageInput(BaseModel):
 
 
 class Parity(BaseModel):
-    """ONNX fp16 against PyTorch fp32 on a real validation batch, measured at export."""
+    """ONNX fp16 against PyTorch fp32 on a real validation batch, measured at export.
+
+    `max_abs_diff` is in the units of `measure`: sigmoid scores (multilabel), logits (segmentation,
+    whose bound is the agreement of the argmax masks instead, so `tolerance` is None), or pixels of
+    the network's input (pose).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    tolerance: float
+    tolerance: float | None
     max_abs_diff: float
-    agreement: float  # share of items whose answer (thresholded labels, argmax) is identical
+    agreement: float  # share of items (pixels, for segmentation) whose answer is identical
     items: int
+    measure: Literal["score", "logit", "pixel"] = "score"
 
 
 class Manifest(BaseModel):
@@ -192,28 +209,63 @@ def check_consistency(folder: Path, manifest: Manifest, pipeline: Pipeline) -> N
     """The unpickled pipeline must be the one the manifest describes, with sane parts: the
     weights-only unpickler restores allowed classes with whatever field values the file holds."""
     pre, post, spec = pipeline.preprocess, pipeline.postprocess, getattr(pipeline.network, "spec", None)
+    expected = _TASK_PARTS.get(pipeline.task)
     problems: list[str] = []
-    if not (isinstance(pre, ImagePreprocess) and isinstance(post, MultiLabelPostprocess)):
-        problems.append("pre/postprocessing of unexpected types")
-    elif not isinstance(pipeline.network, Network) or not isinstance(spec, CnnSpec):
-        problems.append("a network of an unexpected type")
+    if expected is None:
+        problems.append(f"task {pipeline.task!r}, which no image pipeline answers")
+    elif not (isinstance(pre, ImagePreprocess) and isinstance(post, expected[0])):
+        problems.append(f"pre/postprocessing of unexpected types for a {pipeline.task} model")
+    elif not isinstance(pipeline.network, Network) or not isinstance(spec, expected[1]):
+        problems.append(f"a network of an unexpected type for a {pipeline.task} model")
     else:
         if pipeline.task != manifest.task:
             problems.append(f"task {pipeline.task!r} (manifest: {manifest.task!r})")
-        if list(post.labels) != manifest.labels or len(post.thresholds) != len(post.labels):
-            problems.append("labels or thresholds that differ from the manifest's")
-        if manifest.thresholds is not None and list(post.thresholds) != manifest.thresholds:
+        if list(_names(post)) != manifest.labels:
+            problems.append("labels that differ from the manifest's")
+        if isinstance(post, MultiLabelPostprocess) and (
+            len(post.thresholds) != len(post.labels)
+            or (manifest.thresholds is not None and list(post.thresholds) != manifest.thresholds)
+        ):
             problems.append("thresholds that differ from the manifest's")
+        if (
+            isinstance(post, SegmentationPostprocess)
+            and post.void is not None
+            and not 0 <= post.void < len(post.codes)
+        ):
+            problems.append(f"a void code {post.void} outside the {len(post.codes)} codes")
         image = manifest.input
         described = None if image is None else (image.size, image.mean, image.std)
         if described != ([pre.size, pre.size], list(pre.mean), list(pre.std)):
             problems.append("an input size or normalization that differs from the manifest's")
         if not isinstance(pre.size, int) or not 8 <= pre.size <= MAX_INPUT_SIZE:
             problems.append(f"an input size of {pre.size} (allowed 8..{MAX_INPUT_SIZE})")
-        if spec.arch not in CNN_ARCHS or spec.n_out != len(post.labels) or not 1 <= spec.hidden <= 65536:
+        if not _spec_fits(pipeline.network.spec, post):
             problems.append(f"a network spec that cannot be right ({spec})")
     if problems:
         raise BundleError(f"{folder / PIPELINE}: the pipeline has {'; '.join(problems)}")
+
+
+_TASK_PARTS: dict[str, tuple[type, type]] = {
+    "multilabel": (MultiLabelPostprocess, CnnSpec),
+    "segmentation": (SegmentationPostprocess, UnetSpec),
+    "pose": (PosePostprocess, CnnSpec),
+}
+
+
+def _names(post: Postprocess) -> tuple[str, ...]:
+    """What the manifest lists as `labels`: tags, codes, or point names."""
+    if isinstance(post, MultiLabelPostprocess):
+        return post.labels
+    return post.codes if isinstance(post, SegmentationPostprocess) else post.points
+
+
+def _spec_fits(spec: CnnSpec | UnetSpec, post: Postprocess) -> bool:
+    if spec.arch not in CNN_ARCHS:
+        return False
+    if isinstance(spec, UnetSpec):
+        return spec.n_classes == len(_names(post))
+    outputs = 2 * len(_names(post)) if isinstance(post, PosePostprocess) else len(_names(post))
+    return spec.n_out == outputs and 1 <= spec.hidden <= 65536
 
 
 def publish(staging: Path, models: Path, manifest: Manifest) -> Path:
@@ -288,13 +340,18 @@ class Bundle:
 
     def prepare(self, images: Sequence[bytes | Path]) -> np.ndarray:
         """Encoded images (bytes or files) → the float32 batch the network takes."""
-        preprocess = self.pipeline.preprocess
-        decoded = [preprocess.decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]
-        return preprocess(decoded).numpy()
+        return self.pipeline.preprocess(self._decode(images)).numpy()
 
     def predict(self, images: Sequence[bytes | Path], runtime: RuntimeName = "onnx") -> list[dict[str, Any]]:
-        """One answer per image, in order: labels over their thresholds, with every label's score."""
-        return self.pipeline.postprocess(self.runtime(runtime).run(self.prepare(images)))
+        """One answer per image, in order, in the task's terms: labels over their thresholds with
+        every label's score; a class-id `mask` at the image's size; `points` in its pixels."""
+        decoded = self._decode(images)
+        outputs = self.runtime(runtime).run(self.pipeline.preprocess(decoded).numpy())
+        return self.pipeline.postprocess(outputs, [(int(d.shape[-2]), int(d.shape[-1])) for d in decoded])
+
+    def _decode(self, images: Sequence[bytes | Path]) -> list[torch.Tensor]:
+        decode = self.pipeline.preprocess.decode
+        return [decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]
 
 
 def load_bundle(path: Path | str, threads: int | None = None) -> Bundle:

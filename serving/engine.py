@@ -23,6 +23,7 @@ from serving.batcher import BatchingConfig, DynamicBatcher
 from serving.bundle import Bundle
 from serving.images import ImageDecodeError
 from serving.metrics import ModelMetrics
+from serving.pipeline import Size
 from serving.runtimes import Device, Runtime, RuntimeName
 
 __all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
@@ -113,21 +114,23 @@ class ServedModel:
             raise TooManyItemsError(f"{count} items in one request; at most {limit} (max_queue_size) fit")
         self.batcher.check_room(count)
 
-    async def prepare_images(self, images: Sequence[bytes]) -> list[np.ndarray]:
-        """Encoded images → prepared float32 items (C, H, W), decoded in parallel in the pool."""
+    async def prepare_images(self, images: Sequence[bytes]) -> tuple[list[np.ndarray], list[Size]]:
+        """Encoded images → prepared float32 items (C, H, W) and each image's original size,
+        decoded in parallel in the pool."""
         loop = asyncio.get_running_loop()
         tasks = [loop.run_in_executor(self.decode_pool, self._prepare_one, data) for data in images]
         results = await asyncio.gather(*tasks, return_exceptions=True)
-        prepared = []
+        prepared, sizes = [], []
         for index, result in enumerate(results):
             if isinstance(result, ImageDecodeError):
                 raise ItemError(index, str(result)) from result
             if isinstance(result, BaseException):
                 raise result
-            prepared.append(result)
-        return prepared
+            prepared.append(result[0])
+            sizes.append(result[1])
+        return prepared, sizes
 
-    def _prepare_one(self, data: bytes) -> np.ndarray:
+    def _prepare_one(self, data: bytes) -> tuple[np.ndarray, Size]:
         return self.bundle.pipeline.preprocess.prepare(data, self.max_image_pixels)
 
     async def infer(self, items: Sequence[np.ndarray], timeout: float | None) -> np.ndarray:
@@ -135,8 +138,8 @@ class ServedModel:
         rows = await self.batcher.submit_many(items, timeout)
         return np.stack(rows)
 
-    def postprocess(self, outputs: np.ndarray) -> list[dict[str, Any]]:
-        return self.bundle.pipeline.postprocess(outputs)
+    def postprocess(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[dict[str, Any]]:
+        return self.bundle.pipeline.postprocess(outputs, sizes)
 
     def _run_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
         started = time.perf_counter()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["MAX_PIXELS", "MAX_SIDE", "ImageDecodeError", "decode_image", "open_image"]
+__all__ = ["MAX_PIXELS", "MAX_SIDE", "ImageDecodeError", "decode_image", "encode_mask_png", "open_image"]
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger than any camera image we expect, far below a bomb
 MAX_SIDE = 16_384  # a 1×40M "image" passes the pixel limit, yet resizing it needs tens of GB
@@ -59,3 +59,11 @@ def _to_8_bits(image: Image.Image) -> Image.Image:
         return image
     pixels = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
     return Image.fromarray((pixels >> 8).astype(np.uint8), mode="L")
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """A (height, width) uint8 class-id mask as an 8-bit grayscale PNG: lossless, and fast to write
+    (it is sent, not stored)."""
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(mask, np.uint8), mode="L").save(out, format="PNG", compress_level=1)
+    return out.getvalue()

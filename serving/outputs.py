@@ -5,16 +5,31 @@ The typed API answers in its own messages; this is the KServe V2 side. A new tas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from serving.engine import ServedModel
+from serving.pipeline import MultiLabelPostprocess, SegmentationPostprocess, Size
+from serving.status import RequestError
 from serving.tensors import pack_bytes, to_raw
 
-__all__ = ["IMAGES", "PIXELS", "Tensor", "WireTensor", "encode_outputs", "input_tensors", "output_tensors"]
+__all__ = [
+    "IMAGES",
+    "MASK",
+    "PIXELS",
+    "POINTS",
+    "Tensor",
+    "WireTensor",
+    "check_sizes",
+    "encode_outputs",
+    "input_tensors",
+    "output_tensors",
+]
 
 IMAGES, PIXELS = "images", "pixels"
+MASK, POINTS = "mask", "points"
 
 
 @dataclass(frozen=True)
@@ -40,26 +55,46 @@ def input_tensors(model: ServedModel) -> list[WireTensor]:
 
 
 def output_tensors(model: ServedModel) -> list[WireTensor]:
+    manifest = model.bundle.manifest
     if model.task == "multilabel":
         return [
-            WireTensor("scores", "FP32", (-1, len(model.bundle.manifest.labels))),
+            WireTensor("scores", "FP32", (-1, len(manifest.labels))),
             WireTensor("labels", "BYTES", (-1,)),
         ]
+    if model.task == "segmentation":
+        return [WireTensor(MASK, "UINT8", (-1, -1, -1))]
+    if model.task == "pose":
+        return [WireTensor(POINTS, "FP32", (-1, len(manifest.labels), 2))]
     raise NotImplementedError(f"task {model.task!r} has no V2 outputs yet")
 
 
-def encode_outputs(model: ServedModel, outputs: np.ndarray) -> dict[str, Tensor]:
-    """Every V2 output for the network's raw `outputs` (one row per item), by name."""
+def check_sizes(model: ServedModel, sizes: Sequence[Size]) -> None:
+    """A mask tensor is N×H×W: the images of one segmentation request must share one size."""
+    if model.task == "segmentation" and len(set(sizes)) > 1:
+        shown_sizes = sorted({f"{w}x{h}" for h, w in sizes})[:4]
+        raise RequestError(
+            f"the images of one request must share one size for the N×H×W {MASK!r} output; "
+            f"got {', '.join(shown_sizes)} (send them in separate requests, or use Tasks.Segment)"
+        )
+
+
+def encode_outputs(model: ServedModel, outputs: np.ndarray, sizes: Sequence[Size]) -> dict[str, Tensor]:
+    """Every V2 output for the network's raw `outputs` (one row per item), by name; `sizes` are
+    the items' original (height, width), so masks and points are in the caller's pixels."""
     n = len(outputs)
-    if model.task == "multilabel":
-        postprocess = model.bundle.pipeline.postprocess
-        scores = postprocess.scores(outputs)
+    post = model.bundle.pipeline.postprocess
+    if isinstance(post, MultiLabelPostprocess):
+        scores = post.scores(outputs)
         return {
             "scores": Tensor(WireTensor("scores", "FP32", (n, scores.shape[1])), to_raw(scores, "FP32")),
             # Planet-style: the labels over their thresholds, space-separated ("" when none is).
             "labels": Tensor(
                 WireTensor("labels", "BYTES", (n,)),
-                pack_bytes([" ".join(on).encode() for on in postprocess.on_labels(scores)]),
+                pack_bytes([" ".join(on).encode() for on in post.on_labels(scores)]),
             ),
         }
-    raise NotImplementedError(f"task {model.task!r} has no V2 outputs yet")
+    if isinstance(post, SegmentationPostprocess):
+        masks = np.stack(post.masks(outputs, sizes))
+        return {MASK: Tensor(WireTensor(MASK, "UINT8", masks.shape), to_raw(masks, "UINT8"))}
+    points = post.pixels(outputs, sizes)
+    return {POINTS: Tensor(WireTensor(POINTS, "FP32", points.shape), to_raw(points, "FP32"))}

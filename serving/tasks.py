@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import grpc
 
 from serving.engine import ServedModel
+from serving.images import encode_mask_png
 from serving.metrics import ServerMetrics
 from serving.pipeline import Task
 from serving.repository import ModelRepository
@@ -52,10 +53,30 @@ class TaskService(TasksServicer):
     async def Segment(
         self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SegmentResponse:
-        return await self._images(request.model, request.images, "segmentation", _not_built, context)
+        def respond(model: ServedModel, answers: list[dict[str, Any]]) -> pb.SegmentResponse:
+            return pb.SegmentResponse(
+                model=_ref(model),
+                results=[
+                    pb.Segmentation(
+                        mask_png=encode_mask_png(a["mask"]),
+                        width=a["mask"].shape[1],
+                        height=a["mask"].shape[0],
+                    )
+                    for a in answers
+                ],
+                classes=[pb.SegmentClass(id=i, name=n) for i, n in enumerate(model.bundle.manifest.labels)],
+            )
+
+        return await self._images(request.model, request.images, "segmentation", respond, context)
 
     async def Pose(self, request: pb.PoseRequest, context: grpc.aio.ServicerContext) -> pb.PoseResponse:
-        return await self._images(request.model, request.images, "pose", _not_built, context)
+        def respond(model: ServedModel, answers: list[dict[str, Any]]) -> pb.PoseResponse:
+            return pb.PoseResponse(
+                model=_ref(model),
+                results=[pb.PoseResult(points=[pb.Point(**point) for point in a["points"]]) for a in answers],
+            )
+
+        return await self._images(request.model, request.images, "pose", respond, context)
 
     async def Sentiment(
         self, request: pb.SentimentRequest, context: grpc.aio.ServicerContext
@@ -89,9 +110,9 @@ class TaskService(TasksServicer):
             if not images:
                 raise RequestError("no images: send at least one encoded image")
             model.admit(len(images))
-            prepared = await model.prepare_images(images)
+            prepared, sizes = await model.prepare_images(images)
             outputs = await model.infer(prepared, context.time_remaining())
-            return respond(model, model.postprocess(outputs))
+            return respond(model, model.postprocess(outputs, sizes))
 
         return await answer(self.repository, self.metrics, context, ref.name, ref.version, run)
 
@@ -104,7 +125,3 @@ def _mismatch(model: ServedModel, task: str) -> TaskMismatchError:
     return TaskMismatchError(
         f"model {model.name!r} answers {model.task}, not {task}; call {_CALL_FOR_TASK[model.task]}"
     )
-
-
-def _not_built(model: ServedModel, answers: list[dict[str, Any]]) -> Any:
-    raise NotImplementedError(f"the {model.task} task is not served yet")

@@ -7,7 +7,9 @@ this project installed (TorchServe starts workers with the launcher's interprete
 
 Each request carries one image, as TorchServe users send it: the raw body, a multipart form field,
 or base64 in JSON (`{"data": "..."}`, also `image` or `b64`). A request that cannot be read gets
-a 400 of its own; the rest of its batch is answered normally.
+a 400 of its own; the rest of its batch is answered normally. Answers are JSON: tags with scores,
+a segmentation mask as base64 PNG (`mask_png`, with `width`, `height` and `classes`), or points
+in the request image's pixels.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from serving.bundle import Bundle, load_bundle
-from serving.images import ImageDecodeError
+from serving.images import ImageDecodeError, encode_mask_png
+from serving.pipeline import Size
 from serving.runtimes import Device, cuda_available
 
 log = logging.getLogger(__name__)
@@ -63,11 +66,14 @@ class BundleHandler:
         prepared, errors = self.preprocess(data)
         for index, message in errors.items():
             context.set_response_status(400, message, idx=index)
-        answers = iter(self.postprocess(self.inference(list(prepared.values()))))
+        items = list(prepared.values())
+        answers = iter(self.postprocess(self.inference([i for i, _ in items]), [s for _, s in items]))
         return [{"error": errors[i]} if i in errors else next(answers) for i in range(len(data))]
 
-    def preprocess(self, data: list[dict[str, Any]]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-        """Each request's image prepared for the network, or why it could not be."""
+    def preprocess(
+        self, data: list[dict[str, Any]]
+    ) -> tuple[dict[int, tuple[np.ndarray, Size]], dict[int, str]]:
+        """Each request's image prepared for the network (with its original size), or why not."""
         assert self.bundle is not None
         preprocess = self.bundle.pipeline.preprocess
         prepared, errors = {}, {}
@@ -84,9 +90,24 @@ class BundleHandler:
             return np.zeros((0, len(self.bundle.manifest.labels) if self.bundle else 0), np.float32)
         return self.runtime.run(np.stack(items))
 
-    def postprocess(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: np.ndarray, sizes: list[Size]) -> list[dict[str, Any]]:
         assert self.bundle is not None
-        return self.bundle.pipeline.postprocess(outputs) if len(outputs) else []
+        if not len(outputs):
+            return []
+        answers = self.bundle.pipeline.postprocess(outputs, sizes)
+        if self.bundle.manifest.task == "segmentation":
+            classes = self.bundle.manifest.labels
+            return [as_json_mask(a["mask"], classes) for a in answers]
+        return answers
+
+
+def as_json_mask(mask: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    return {
+        "mask_png": base64.b64encode(encode_mask_png(mask)).decode("ascii"),
+        "width": int(mask.shape[1]),
+        "height": int(mask.shape[0]),
+        "classes": classes,
+    }
 
 
 def request_bytes(row: dict[str, Any]) -> bytes:

@@ -12,7 +12,7 @@ import grpc
 from serving import __version__
 from serving.engine import ServedModel
 from serving.metrics import ServerMetrics
-from serving.outputs import encode_outputs, input_tensors, output_tensors
+from serving.outputs import check_sizes, encode_outputs, input_tensors, output_tensors
 from serving.repository import ModelRepository
 from serving.status import answer
 from serving.v2_requests import queue_timeout, read_input, requested_outputs
@@ -80,9 +80,10 @@ class InferenceService(GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         async def infer(model: ServedModel) -> pb.ModelInferResponse:
             wanted = requested_outputs(request, model)
-            items = await read_input(request, model)
+            items, sizes = await read_input(request, model)
+            check_sizes(model, sizes)
             outputs = await model.infer(items, queue_timeout(request, context))
-            encoded = encode_outputs(model, outputs)
+            encoded = encode_outputs(model, outputs, sizes)
             response = pb.ModelInferResponse(
                 model_name=model.name, model_version=str(model.version), id=request.id
             )

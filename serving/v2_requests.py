@@ -15,6 +15,7 @@ import numpy as np
 
 from serving.engine import ServedModel
 from serving.outputs import IMAGES, PIXELS, input_tensors, output_tensors
+from serving.pipeline import Size
 from serving.quoting import shown
 from serving.status import RequestError
 from serving.tensors import element_count, from_raw, unpack_bytes
@@ -24,8 +25,9 @@ __all__ = ["check_shape", "queue_timeout", "read_input", "requested_outputs"]
 Request = Any  # an `inference.ModelInferRequest`, from whichever generated module
 
 
-async def read_input(request: Request, model: ServedModel) -> list[np.ndarray]:
-    """The request's one input as prepared items, every disagreement named.
+async def read_input(request: Request, model: ServedModel) -> tuple[list[np.ndarray], list[Size]]:
+    """The request's one input as prepared items and each item's original (height, width), every
+    disagreement named.
 
     Cheap checks come first (names, ranks, counts, room in the queue), so a request that cannot
     succeed costs no decoding, and nothing a client declares is allocated before it is checked."""
@@ -76,7 +78,7 @@ async def read_input(request: Request, model: ServedModel) -> list[np.ndarray]:
         batch = np.asarray(values, np.float32).reshape(shape)
     else:
         batch = from_raw(tensor.name, tensor.datatype, shape, request.raw_input_contents[0])
-    return list(batch)
+    return list(batch), [(int(shape[2]), int(shape[3]))] * len(batch)
 
 
 def check_shape(name: str, shape: list[int], expected: tuple[int, ...]) -> None:

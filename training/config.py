@@ -18,6 +18,12 @@ __all__ = ["TrainConfig", "load_config", "parse_lr"]
 
 Arch = Literal["resnet18", "resnet34", "resnet50"]
 
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "segmentation": {"folder": "images", "out": "runs/segmentation"},
+    "pose": {"csv": "points.csv", "folder": "images", "out": "runs/pose"},
+}
+"""Where each task's demo data keeps things (CamVid's and BIWI's layouts); an option given wins."""
+
 
 def parse_lr(value: float | str) -> float | tuple[float, float]:
     """`1e-3` → one rate; `"1e-5:1e-3"` → (lowest, highest) spread over layer groups."""
@@ -42,7 +48,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: Literal["multilabel", "classify"] = "multilabel"
+    task: Literal["multilabel", "classify", "segmentation", "pose"] = "multilabel"
     data: Path
     csv: str = "labels.csv"
     folder: str = "train"
@@ -54,6 +60,13 @@ class TrainConfig(BaseModel):
     valid_col: str | None = None
     valid_pct: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 42
+    codes: str = Field("codes.txt", description="segmentation: the codes file, one code a line")
+    void: str | None = Field("Void", description="segmentation: the code left out of loss and metrics")
+    mask_folder: str = Field(
+        "labels", description="segmentation: masks are <mask_folder>/<stem><mask_suffix>"
+    )
+    mask_suffix: str = "_P.png"
+    points: list[str] = Field(["centre"], min_length=1, description="pose: point p is columns p_x, p_y")
 
     arch: Arch = "resnet34"
     weights: Path | None = None
@@ -85,6 +98,13 @@ class TrainConfig(BaseModel):
     resume: bool = False
     out: Path = Path("runs/multilabel")
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return TASK_DEFAULTS.get(str(values.get("task")), {}) | values
+        return values
 
     @field_validator("lr", mode="before")
     @classmethod

@@ -1,9 +1,11 @@
 """Export a trained stage as a bundle: pipeline.pkl + fp16 model.onnx + manifest, checked, atomic.
 
 The ONNX recipe (checked on torch 2.14 / ORT 1.32): export fp32 with the dynamo exporter at opset
-18 with a dynamic batch axis, convert with onnxruntime's own float16 converter keeping fp32 inputs
-and outputs, topologically sort. The export is published only if ONNX fp16 agrees with PyTorch
-fp32 on a real validation batch; otherwise nothing is published and the error says why.
+18 with a dynamic batch axis (and dynamic height and width for a U-Net), convert with onnxruntime's
+own float16 converter keeping fp32 inputs and outputs, topologically sort. The export is published
+only if ONNX fp16 agrees with PyTorch fp32 on a real validation batch, in the task's own terms:
+the same tags, the same argmax on ≥ 99 % of pixels, points within half a pixel. Otherwise nothing
+is published and the error says why.
 """
 
 from __future__ import annotations
@@ -21,18 +23,31 @@ import torch
 from torch import nn
 
 from serving import bundle as bundles
-from serving.bundle import ImageInput, Manifest, Parity, TensorSpec
-from serving.networks import CnnSpec, build_cnn
-from serving.pipeline import ImagePreprocess, MultiLabelPostprocess, Network, Pipeline
+from serving.bundle import MAX_INPUT_SIZE, ImageInput, Manifest, Parity, TensorSpec
+from serving.networks import CnnSpec
+from serving.pipeline import (
+    ImagePreprocess,
+    MultiLabelPostprocess,
+    Network,
+    Pipeline,
+    PosePostprocess,
+    Postprocess,
+    SegmentationPostprocess,
+)
 from serving.runtimes import OnnxRuntime
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.errors import ConfigError, DataError, TrainingError
+from training.models import spec_from_meta
 from training.tasks import setup_task
 
 __all__ = ["ExportError", "export_stage", "to_onnx_fp16"]
 
-MIN_AGREEMENT = 0.995
+MIN_AGREEMENT = 0.995  # multilabel: items with identical tags
+MIN_PIXEL_AGREEMENT = 0.99  # segmentation: pixels with the identical class
+POINT_TOLERANCE = 0.5  # pose: pixels of the network's input
+EXPORTABLE = ("multilabel", "segmentation", "pose")
+_OUTPUT_NAMES = {"multilabel": "logits", "segmentation": "logits", "pose": "coords"}
 
 
 class ExportError(TrainingError):
@@ -42,7 +57,9 @@ class ExportError(TrainingError):
 def export_stage(
     run: Path, stage: str, name: str, models: Path, parity_items: int = 64, tolerance: float = 1e-2
 ) -> Path:
-    """Publish `run/<stage>.pt` as the next version of `models/<name>`; returns its folder."""
+    """Publish `run/<stage>.pt` as the next version of `models/<name>`; returns its folder.
+
+    `tolerance` bounds the multilabel scores; the other tasks have fixed bounds (see above)."""
     if parity_items < 2:
         raise ConfigError(f"--parity-items must be at least 2, got {parity_items}")
     if not name or "/" in name or name.startswith("."):
@@ -51,37 +68,43 @@ def export_stage(
     if not state.get("complete"):
         raise ConfigError(f"{run / f'{stage}.pt'} is unfinished; finish it with --resume before exporting")
     meta: dict[str, Any] = state["meta"]
-    if meta["task"] != "multilabel":
-        raise ConfigError(f"{run / f'{stage}.pt'}: exporting {meta['task']!r} models is not supported yet")
-    spec = CnnSpec(**meta["spec"])
-    model = build_cnn(spec)
-    model.load_state_dict(state["model"])
-    model.eval()
-    classes = list(meta["classes"])
+    if meta["task"] not in EXPORTABLE:
+        raise ConfigError(
+            f"{run / f'{stage}.pt'}: exporting {meta['task']!r} models is not supported "
+            f"(exportable: {', '.join(EXPORTABLE)})"
+        )
+    spec = spec_from_meta(meta)
+    model = Network(spec, state["model"]).build()
+    cfg = TrainConfig.model_validate(meta["config"])
+    size, classes = int(meta["size"]), list(meta["classes"])
     pipeline = Pipeline(
         task=meta["task"],
-        preprocess=ImagePreprocess(meta["size"], tuple(meta["stats"][0]), tuple(meta["stats"][1])),
+        preprocess=ImagePreprocess(size, tuple(meta["stats"][0]), tuple(meta["stats"][1])),
         network=Network.from_module(spec, model),
-        postprocess=MultiLabelPostprocess(tuple(classes), tuple([float(meta["thresh"])] * len(classes))),
+        postprocess=_postprocess(meta["task"], classes, cfg),
     )
-    batch = parity_batch(TrainConfig.model_validate(meta["config"]), pipeline.preprocess, parity_items)
+    batch = parity_batch(cfg, pipeline.preprocess, parity_items)
+    output = _OUTPUT_NAMES[pipeline.task]
+    spatial = pipeline.task == "segmentation"  # a U-Net answers any height and width
 
     staging = bundles.staging_folder(models, name)
     try:
         bundles.write_pipeline(pipeline, staging / bundles.PIPELINE)
-        to_onnx_fp16(model, torch.from_numpy(batch[:2]), staging / bundles.ONNX_MODEL)
+        to_onnx_fp16(model, torch.from_numpy(batch[:2]), staging / bundles.ONNX_MODEL, output, spatial)
         parity = check_parity(model, staging / bundles.ONNX_MODEL, batch, pipeline.postprocess, tolerance)
-        size = meta["size"]
+        side = -1 if spatial else size
+        out_shape = [-1, len(classes), -1, -1] if spatial else [-1, int(expected_width(pipeline))]
+        post = pipeline.postprocess
         manifest = Manifest(
             name=name,
             version=0,  # publish() assigns the next free version
             task=pipeline.task,
             created=bundles.now(),
             labels=classes,
-            thresholds=list(pipeline.postprocess.thresholds),
+            thresholds=list(post.thresholds) if isinstance(post, MultiLabelPostprocess) else None,
             input=ImageInput(size=[size, size], mean=list(meta["stats"][0]), std=list(meta["stats"][1])),
-            inputs=[TensorSpec(name="images", shape=[-1, 3, size, size], dtype="FP32")],
-            outputs=[TensorSpec(name="logits", shape=[-1, len(classes)], dtype="FP32")],
+            inputs=[TensorSpec(name="images", shape=[-1, 3, side, side], dtype="FP32")],
+            outputs=[TensorSpec(name=output, shape=out_shape, dtype="FP32")],
             parity=parity,
             libraries=library_versions(),
             files={},
@@ -90,6 +113,21 @@ def export_stage(
     except BaseException:
         bundles.discard(staging)
         raise
+
+
+def expected_width(pipeline: Pipeline) -> int:
+    """Outputs per item of a CNN: one per tag, or x and y per point."""
+    spec = pipeline.network.spec
+    return spec.n_out if isinstance(spec, CnnSpec) else spec.n_classes
+
+
+def _postprocess(task: str, classes: list[str], cfg: TrainConfig) -> Postprocess:
+    if task == "segmentation":
+        void = classes.index(cfg.void) if cfg.void in classes else None
+        return SegmentationPostprocess(tuple(classes), void)
+    if task == "pose":
+        return PosePostprocess(tuple(classes))
+    return MultiLabelPostprocess(tuple(classes), tuple([float(cfg.thresh)] * len(classes)))
 
 
 def parity_batch(cfg: TrainConfig, preprocess: ImagePreprocess, n: int) -> np.ndarray:
@@ -105,11 +143,17 @@ def parity_batch(cfg: TrainConfig, preprocess: ImagePreprocess, n: int) -> np.nd
     return preprocess([preprocess.decode(p.read_bytes()) for p in paths]).numpy()
 
 
-def to_onnx_fp16(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    """fp16 weights, fp32 inputs/outputs named `images` / `logits`, dynamic batch axis."""
+def to_onnx_fp16(
+    model: nn.Module, example: torch.Tensor, path: Path, output: str = "logits", spatial: bool = False
+) -> None:
+    """fp16 weights, fp32 input `images` and output `output`, dynamic batch (and H, W if `spatial`)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
+    dims = {0: torch.export.Dim("N", min=1, max=1024)}
+    if spatial:
+        dims |= {2: torch.export.Dim("H", min=32, max=MAX_INPUT_SIZE)}
+        dims |= {3: torch.export.Dim("W", min=32, max=MAX_INPUT_SIZE)}
     fp32 = path.with_suffix(".fp32.onnx")
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its progress
         torch.onnx.export(
@@ -120,8 +164,8 @@ def to_onnx_fp16(model: nn.Module, example: torch.Tensor, path: Path) -> None:
             opset_version=18,
             external_data=False,
             input_names=["images"],
-            output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("N", min=1, max=1024)},),
+            output_names=[output],
+            dynamic_shapes=(dims,),
         )
     half = OnnxModel(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True))
     half.topological_sort()
@@ -131,24 +175,71 @@ def to_onnx_fp16(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 
 def check_parity(
-    model: nn.Module, onnx_path: Path, batch: np.ndarray, postprocess: MultiLabelPostprocess, tolerance: float
+    model: nn.Module, onnx_path: Path, batch: np.ndarray, postprocess: Postprocess, tolerance: float
 ) -> Parity:
-    """Scores of ONNX fp16 vs PyTorch fp32 within `tolerance`, same labels for ≥ 99.5% of items."""
+    """ONNX fp16 against PyTorch fp32 on `batch`, in the task's terms; raises `ExportError` if off."""
     with torch.inference_mode():
         expected = model(torch.from_numpy(batch)).float().numpy()
     actual = OnnxRuntime(onnx_path).run(batch)
-    want, got = postprocess(expected), postprocess(actual)
-    pairs = list(zip(want, got, strict=True))
-    diff = max(abs(w["scores"][k] - g["scores"][k]) for w, g in pairs for k in w["scores"])
-    agreement = float(np.mean([w["labels"] == g["labels"] for w, g in pairs]))
-    parity = Parity(tolerance=tolerance, max_abs_diff=diff, agreement=agreement, items=len(batch))
-    if diff > tolerance or agreement < MIN_AGREEMENT:
+    if isinstance(postprocess, SegmentationPostprocess):
+        parity = _mask_parity(expected, actual, postprocess)
+    elif isinstance(postprocess, PosePostprocess):
+        parity = _point_parity(expected, actual, postprocess, batch.shape[-1])
+    else:
+        parity = _score_parity(expected, actual, postprocess, tolerance)
+    if parity.tolerance is not None and parity.max_abs_diff > parity.tolerance:
         raise ExportError(
             f"ONNX fp16 disagrees with PyTorch fp32 on {len(batch)} validation images: "
-            f"max score difference {diff:.2e} (tolerance {tolerance:.0e}), "
-            f"same labels for {agreement:.1%} (need {MIN_AGREEMENT:.1%})"
+            f"max {parity.measure} difference {parity.max_abs_diff:.2e} (tolerance {parity.tolerance:.0e})"
         )
     return parity
+
+
+def _score_parity(
+    expected: np.ndarray, actual: np.ndarray, postprocess: MultiLabelPostprocess, tolerance: float
+) -> Parity:
+    want, got = postprocess.scores(expected), postprocess.scores(actual)
+    same = [w == g for w, g in zip(postprocess.on_labels(want), postprocess.on_labels(got), strict=True)]
+    agreement = float(np.mean(same))
+    if agreement < MIN_AGREEMENT:
+        raise ExportError(
+            f"ONNX fp16 gives other labels than PyTorch fp32 for {1 - agreement:.1%} of {len(want)} "
+            f"validation images (at most {1 - MIN_AGREEMENT:.1%} may differ)"
+        )
+    return Parity(
+        tolerance=tolerance,
+        max_abs_diff=float(np.abs(want - got).max()),
+        agreement=agreement,
+        items=len(want),
+    )
+
+
+def _mask_parity(expected: np.ndarray, actual: np.ndarray, postprocess: SegmentationPostprocess) -> Parity:
+    agreement = float(np.mean(postprocess.class_ids(expected) == postprocess.class_ids(actual)))
+    if agreement < MIN_PIXEL_AGREEMENT:
+        raise ExportError(
+            f"ONNX fp16 gives another class than PyTorch fp32 on {1 - agreement:.2%} of the pixels of "
+            f"{len(expected)} validation images (at most {1 - MIN_PIXEL_AGREEMENT:.0%} may differ)"
+        )
+    diff = float(np.abs(expected - actual).max())
+    return Parity(
+        tolerance=None, max_abs_diff=diff, agreement=agreement, items=len(expected), measure="logit"
+    )
+
+
+def _point_parity(
+    expected: np.ndarray, actual: np.ndarray, postprocess: PosePostprocess, side: int
+) -> Parity:
+    sizes = [(side, side)] * len(expected)
+    gaps = np.linalg.norm(postprocess.pixels(expected, sizes) - postprocess.pixels(actual, sizes), axis=-1)
+    agreement = float(np.mean((gaps <= POINT_TOLERANCE).all(axis=1)))
+    return Parity(
+        tolerance=POINT_TOLERANCE,
+        max_abs_diff=float(gaps.max()),
+        agreement=agreement,
+        items=len(expected),
+        measure="pixel",
+    )
 
 
 def library_versions() -> dict[str, str]:

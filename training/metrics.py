@@ -15,9 +15,13 @@ __all__ = [
     "Metric",
     "accuracy",
     "accuracy_thresh",
+    "background_logits",
     "constant_baseline",
     "fbeta",
+    "frequency_logits",
     "mean_iou",
+    "mean_pixel_error",
+    "mean_points",
     "metric_name",
     "pixel_accuracy",
 ]
@@ -82,6 +86,18 @@ def mean_iou(preds: torch.Tensor, targets: torch.Tensor, void: int | None = None
     return torch.stack(ious).mean() if ious else torch.tensor(float("nan"))
 
 
+def mean_pixel_error(preds: torch.Tensor, targets: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """Mean distance between predicted and true points, in pixels of each item's original image.
+
+    Points are (N, 2K) in [-1, 1]; `sizes` holds each item's (height, width), in the same order.
+    """
+    if len(sizes) != len(preds):
+        raise ValueError(f"{len(preds)} predictions but {len(sizes)} image sizes")
+    half_extent = sizes.flip(1).to(preds).unsqueeze(1) / 2  # (N, 1, 2): half of (width, height)
+    gaps = (preds - targets).reshape(len(preds), -1, 2) * half_extent
+    return gaps.norm(dim=-1).mean()
+
+
 def metric_name(metric: Callable[..., torch.Tensor]) -> str:
     """`fbeta` for both `fbeta` and `partial(fbeta, beta=2)`."""
     while isinstance(metric, functools.partial):
@@ -95,6 +111,26 @@ def constant_baseline(train_targets: torch.Tensor, valid_targets: torch.Tensor, 
     For multi-label data thresholded metrics then predict "the frequent tags" for every item:
     the trivial baseline a trained model must clearly beat.
     """
+    return float(metric(frequency_logits(train_targets, valid_targets), valid_targets))
+
+
+def frequency_logits(train_targets: torch.Tensor, valid_targets: torch.Tensor) -> torch.Tensor:
+    """Every validation item scored with each label's training frequency (as logits)."""
     freq = train_targets.float().mean(0).clamp(1e-6, 1 - 1e-6)
-    logits = torch.logit(freq).expand_as(valid_targets)
-    return float(metric(logits, valid_targets))
+    return torch.logit(freq).expand_as(valid_targets)
+
+
+def background_logits(n_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A segmenter that calls every pixel code 0 (background): the baseline a U-Net must beat."""
+
+    def predict(train_targets: torch.Tensor, valid_targets: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(valid_targets), n_classes, *valid_targets.shape[1:])
+        logits[:, 0] = 1.0
+        return logits
+
+    return predict
+
+
+def mean_points(train_targets: torch.Tensor, valid_targets: torch.Tensor) -> torch.Tensor:
+    """Every validation item given the training set's mean point positions."""
+    return train_targets.float().mean(0).expand_as(valid_targets)

@@ -1,4 +1,5 @@
-"""Build a CNN for training: body from torchvision (random or a local weights file) + a fresh head.
+"""Build a network for training: a torchvision ResNet body (random or a local weights file) under a
+fresh head (classifiers, point regressors) or a fresh U-Net decoder (segmentation).
 
 Nothing is downloaded: pretrained weights come from a state-dict file the user names,
 saved from torchvision's own model (`torch.save(resnet34(weights=...).state_dict(), path)`).
@@ -7,16 +8,47 @@ saved from torchvision's own model (`torch.save(resnet34(weights=...).state_dict
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from serving.networks import CnnSpec, build_cnn, cnn_body, resnet
+from serving.pipeline import Network, NetworkSpec
+from serving.unet import Unet, UnetSpec, build_unet
 from training.checkpoint import atomic_save, load_checkpoint
 from training.errors import ConfigError
 
-__all__ = ["cnn_layer_groups", "create_cnn", "save_body_weights"]
+__all__ = [
+    "cnn_layer_groups",
+    "create_cnn",
+    "create_model",
+    "layer_groups",
+    "save_body_weights",
+    "spec_from_meta",
+    "unet_layer_groups",
+]
+
+
+def create_model(spec: NetworkSpec, weights: Path | None = None) -> nn.Module:
+    """The network of `spec` (CNN or U-Net); with `weights`, its body starts from that state dict."""
+    if isinstance(spec, UnetSpec):
+        net = resnet(spec.arch)
+        if weights is not None:
+            _load_body_weights(net, weights, spec.arch)
+        return build_unet(spec, body=cnn_body(net))
+    return create_cnn(spec, weights)
+
+
+def layer_groups(model: nn.Module) -> list[nn.Module]:
+    return (
+        unet_layer_groups(model) if isinstance(model, Unet) else cnn_layer_groups(cast(nn.Sequential, model))
+    )
+
+
+def spec_from_meta(meta: dict[str, Any]) -> NetworkSpec:
+    """The spec a checkpoint was trained with: a U-Net for segmentation, else a CNN."""
+    return UnetSpec(**meta["spec"]) if meta["task"] == "segmentation" else CnnSpec(**meta["spec"])
 
 
 def create_cnn(spec: CnnSpec, weights: Path | None = None) -> nn.Sequential:
@@ -31,13 +63,11 @@ def save_body_weights(checkpoint: Path, to: Path) -> None:
     """A stage's body as torchvision names (`conv1.weight`, `layer4.1.bn2.bias`, ...), so that
     `--weights` can start another task from it: offline transfer learning."""
     state = load_checkpoint(checkpoint)
-    spec = CnnSpec(**state["meta"]["spec"])
-    model = build_cnn(spec)
-    model.load_state_dict(state["model"])
+    model = Network(spec_from_meta(state["meta"]), state["model"]).build()
     names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
     body = {
         f"{names[int(index)]}.{rest}": tensor
-        for key, tensor in cast(nn.Sequential, model[0]).state_dict().items()
+        for key, tensor in _body(model).state_dict().items()
         for index, rest in [key.split(".", 1)]
     }
     to.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +81,15 @@ def cnn_layer_groups(model: nn.Sequential) -> list[nn.Module]:
     """
     body = cast(nn.Sequential, model[0])
     return [body[:6], body[6:], model[1]]
+
+
+def unet_layer_groups(model: Unet) -> list[nn.Module]:
+    """Early encoder, late encoder, decoder: `freeze()` trains the decoder over a fixed encoder."""
+    return [model.body[:6], model.body[6:], nn.ModuleList([model.ups, model.final])]
+
+
+def _body(model: nn.Module) -> nn.Sequential:
+    return model.body if isinstance(model, Unet) else cast(nn.Sequential, cast(nn.Sequential, model)[0])
 
 
 def _load_body_weights(net: nn.Module, path: Path, arch: str) -> None:

@@ -21,15 +21,19 @@ from training.data.show import show_batch
 from training.errors import ConfigError
 from training.learner import Learner, Reporter
 from training.lr_finder import LRFind
-from training.metrics import constant_baseline, metric_name
-from training.models import cnn_layer_groups, create_cnn
-from training.tasks import setup_task
+from training.metrics import metric_name
+from training.models import create_model, layer_groups
+from training.tasks import TaskSetup, setup_task
 
 __all__ = ["build_learner", "run_lr_find", "run_training"]
 
 
 def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner:
     """Data and network as `cfg` says, weights from `from_stage` if named, frozen if pretrained."""
+    return _build(cfg, reporter)[0]
+
+
+def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner, TaskSetup]:
     torch.manual_seed(cfg.seed)  # the network's initial weights, reproducibly
     task = setup_task(cfg)
     train_tfms = get_transforms(
@@ -41,6 +45,7 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
         max_warp=cfg.max_warp,
         p_affine=cfg.p_affine,
         p_lighting=cfg.p_lighting,
+        mask_fill=task.void or 0,
     )
     data = task.src.transform(train_tfms, size=cfg.size).databunch(
         bs=cfg.bs, num_workers=cfg.num_workers, seed=cfg.seed
@@ -57,7 +62,7 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
             f"--from-stage {cfg.from_stage}: trained on classes {previous['meta']['classes']}, "
             f"but this data has {data.classes}"
         )
-    model = create_cnn(task.spec, cfg.weights)
+    model = create_model(task.spec, cfg.weights)
     meta = {
         "task": cfg.task,
         "spec": dataclasses.asdict(task.spec),
@@ -72,7 +77,7 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
         model,
         task.loss_func,
         task.metrics,
-        cnn_layer_groups(model),
+        layer_groups(model),
         wd=cfg.wd,
         path=cfg.out,
         reporter=reporter,
@@ -84,7 +89,7 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
         learn.freeze()
     if cfg.fp16:
         learn.to_fp16()
-    return learn
+    return learn, task
 
 
 def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -103,17 +108,16 @@ def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
 
 def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train one stage; write `<out>/<stage>.pt` and `<out>/<stage>.metrics.json`; return the metrics."""
-    learn = build_learner(cfg, reporter)
+    learn, task = _build(cfg, reporter)
     if not cfg.resume:
         show_batch(learn.data, cfg.out / f"{cfg.stage}.batch.png")
     learn.fit_one_cycle(
         cfg.epochs, cfg.learning_rate, stage=cfg.stage, resume=cfg.resume, pct_start=cfg.pct_start
     )
     last = learn.history[-1]
-    baseline = {
-        metric_name(m): constant_baseline(learn.data.src.y_train, learn.data.src.y_valid, m)
-        for m in learn.metrics
-    }
+    y_valid = learn.data.src.y_valid
+    trivial = task.baseline(learn.data.src.y_train, y_valid)
+    baseline = {metric_name(m): float(m(trivial, y_valid)) for m in learn.metrics}
     result = {
         "stage": cfg.stage,
         "checkpoint": str(learn.stage_path(cfg.stage)),

@@ -1,17 +1,22 @@
-"""Each task's answers to the data block questions, its network, loss and metrics, from a config.
+"""Each task's answers to the data block questions, its network, loss, metrics and baseline.
 
-Multi-label (planet-style tags) and single-label classification (ImageNet folders, used to
-pretrain a body offline); segmentation, pose and sentiment join here.
+Multi-label (planet-style tags), segmentation (CamVid layout, U-Net), pose (BIWI-style points in
+a CSV) and single-label classification (ImageNet folders, used to pretrain a body offline).
+Every task names a trivial `baseline` (predictions that ignore the image), measured beside the
+model in every run: a model that does not beat it clearly has learnt nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import torch
 from torch import nn
 
 from serving.networks import CnnSpec
+from serving.unet import UnetSpec
 from training.config import TrainConfig
 from training.data import (
     ColumnSplitter,
@@ -20,22 +25,46 @@ from training.data import (
     FromFolderName,
     ItemList,
     LabelledData,
+    MaskFromFunction,
+    MaskInFolder,
+    PointsFromColumns,
     RandomSplitter,
     TagsFromColumn,
+    image_sizes,
+    read_codes,
 )
 from training.data.splitters import Splitter
+from training.errors import ConfigError
 from training.learner import LossFunc
-from training.metrics import Metric, accuracy, accuracy_thresh, fbeta
+from training.losses import PixelCrossEntropy
+from training.metrics import (
+    Metric,
+    accuracy,
+    accuracy_thresh,
+    background_logits,
+    fbeta,
+    frequency_logits,
+    mean_iou,
+    mean_pixel_error,
+    mean_points,
+    pixel_accuracy,
+)
 
-__all__ = ["TaskSetup", "choose_splitter", "setup_task"]
+__all__ = ["Baseline", "TaskSetup", "choose_splitter", "setup_task"]
+
+Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(training targets, validation targets) → predictions for the validation items."""
 
 
 @dataclass
 class TaskSetup:
     src: LabelledData
-    spec: CnnSpec
+    spec: CnnSpec | UnetSpec
     loss_func: LossFunc
     metrics: list[Metric]
+    baseline: Baseline
+    void: int | None = None
+    """Segmentation: the code ignored by loss and metrics, and painted where augmentation uncovers."""
 
 
 def choose_splitter(cfg: TrainConfig) -> Splitter:
@@ -48,8 +77,12 @@ def choose_splitter(cfg: TrainConfig) -> Splitter:
 
 
 def setup_task(cfg: TrainConfig) -> TaskSetup:
-    if cfg.task == "classify":
-        return _classify(cfg)
+    return {"classify": _classify, "segmentation": _segmentation, "pose": _pose}.get(cfg.task, _multilabel)(
+        cfg
+    )
+
+
+def _multilabel(cfg: TrainConfig) -> TaskSetup:
     items = ItemList.from_csv(cfg.data, cfg.csv, column=cfg.image_col, folder=cfg.folder, suffix=cfg.suffix)
     src = items.split(choose_splitter(cfg)).label(TagsFromColumn(cfg.label_col, cfg.label_delim))
     return TaskSetup(
@@ -57,6 +90,7 @@ def setup_task(cfg: TrainConfig) -> TaskSetup:
         spec=CnnSpec(cfg.arch, n_out=len(src.classes)),
         loss_func=nn.BCEWithLogitsLoss(),
         metrics=[partial(accuracy_thresh, thresh=cfg.thresh), partial(fbeta, beta=2.0, thresh=cfg.thresh)],
+        baseline=frequency_logits,
     )
 
 
@@ -68,4 +102,40 @@ def _classify(cfg: TrainConfig) -> TaskSetup:
         spec=CnnSpec(cfg.arch, n_out=len(src.classes)),
         loss_func=nn.CrossEntropyLoss(),
         metrics=[accuracy],
+        baseline=frequency_logits,
+    )
+
+
+def _segmentation(cfg: TrainConfig) -> TaskSetup:
+    """CamVid layout: `images/*`, masks found by `MaskInFolder`, `codes.txt`, a valid list."""
+    codes = read_codes(cfg.data / cfg.codes)
+    void = None
+    if cfg.void is not None:
+        if cfg.void not in codes:
+            raise ConfigError(
+                f"--void {cfg.void!r} is not one of the codes in {cfg.data / cfg.codes}: {codes}"
+            )
+        void = codes.index(cfg.void)
+    labeller = MaskFromFunction(MaskInFolder(cfg.data / cfg.mask_folder, cfg.mask_suffix), codes)
+    src = ItemList.from_folder(cfg.data / cfg.folder).split(choose_splitter(cfg)).label(labeller)
+    return TaskSetup(
+        src=src,
+        spec=UnetSpec(cfg.arch, n_classes=len(codes)),
+        loss_func=PixelCrossEntropy(void),
+        metrics=[partial(pixel_accuracy, void=void), partial(mean_iou, void=void)],
+        baseline=background_logits(len(codes)),
+        void=void,
+    )
+
+
+def _pose(cfg: TrainConfig) -> TaskSetup:
+    """Points from CSV columns (`centre_x`, `centre_y`), coordinates regressed in [-1, 1]."""
+    items = ItemList.from_csv(cfg.data, cfg.csv, column=cfg.image_col, folder=cfg.folder, suffix=cfg.suffix)
+    src = items.split(choose_splitter(cfg)).label(PointsFromColumns(cfg.points))
+    return TaskSetup(
+        src=src,
+        spec=CnnSpec(cfg.arch, n_out=2 * len(cfg.points)),
+        loss_func=nn.MSELoss(),
+        metrics=[partial(mean_pixel_error, sizes=image_sizes(src.valid))],
+        baseline=mean_points,
     )

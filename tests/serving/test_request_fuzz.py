@@ -121,7 +121,7 @@ def test_every_request_is_answered_or_refused_with_its_intended_status(
             requested_outputs(request, model)
             timeout = queue_timeout(request, NoDeadline())
             assert timeout is None or timeout > 0
-            items = loop.run_until_complete(read_input(request, model))
+            items, sizes = loop.run_until_complete(read_input(request, model))
         except Exception as err:
             code, message = status_for(err)
             assert code == grpc.StatusCode.INVALID_ARGUMENT or code == grpc.StatusCode.RESOURCE_EXHAUSTED, (
@@ -130,5 +130,6 @@ def test_every_request_is_answered_or_refused_with_its_intended_status(
             assert message and len(message) <= 1000
             return
         assert items and all(item.shape == (3, 32, 32) and item.dtype == np.float32 for item in items)
+        assert len(sizes) == len(items)
 
     check()

@@ -3,7 +3,7 @@
 1. where the inputs are  — `ItemList.from_folder / from_csv / from_rows / from_list`
 2. how to split          — `RandomSplitter`, `ColumnSplitter`, `FolderSplitter`, `FileListSplitter`
 3. how to label          — `TagsFromColumn`, `FromColumn`, `FromFolderName`, `FromPathFunction`,
-                           `MaskFromFunction` (segmentation masks)
+                           `MaskFromFunction` (segmentation masks), `PointsFromColumns` (pose)
 4. which transforms      — `get_transforms(...)`, applied with `.transform(tfms, size=...)`
 5. a test set            — `.add_test(items)`
 6. the loaders           — `.databunch(bs=..., num_workers=...)`, then `.normalize(stats)`
@@ -19,7 +19,8 @@ from training.data.labellers import (
     MultiCategoryEncoder,
     TagsFromColumn,
 )
-from training.data.masks import MaskEncoder, MaskFromFunction, read_codes
+from training.data.masks import MaskEncoder, MaskFromFunction, MaskInFolder, read_codes
+from training.data.points import PointsEncoder, PointsFromColumns, image_sizes
 from training.data.sources import ItemList
 from training.data.splitters import ColumnSplitter, FileListSplitter, FolderSplitter, RandomSplitter
 from training.data.transforms import get_transforms
@@ -38,6 +39,9 @@ __all__ = [
     "ItemList",
     "MaskEncoder",
     "MaskFromFunction",
+    "MaskInFolder",
+    "PointsEncoder",
+    "PointsFromColumns",
     "LabelledData",
     "MultiCategoryEncoder",
     "RandomSplitter",
@@ -45,6 +49,7 @@ __all__ = [
     "Stats",
     "TagsFromColumn",
     "get_transforms",
+    "image_sizes",
     "imagenet_stats",
     "read_codes",
 ]

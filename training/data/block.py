@@ -13,10 +13,10 @@ without touching the labels again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -32,7 +32,7 @@ from training.errors import DataError
 if TYPE_CHECKING:
     from training.data.bunch import DataBunch
 
-__all__ = ["ImageDataset", "LabelledData", "SplitItems"]
+__all__ = ["Carrier", "ImageDataset", "LabelledData", "SplitItems"]
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,11 @@ class LabelledData:
 
     def datasets(self) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
         train_tfm, valid_tfm = self.tfms
-        wrap = getattr(self.encoder, "wrap", None)  # masks and points travel as tv_tensors
+        carrier = cast(Carrier, self.encoder) if hasattr(self.encoder, "wrap") else None  # masks, points
+        plain = sized([], self.size)  # what a sample falls back to when augmentation keeps failing it
         return (
-            ImageDataset(self.train, self.y_train, sized(train_tfm, self.size), wrap),
-            ImageDataset(self.valid, self.y_valid, sized(valid_tfm, self.size), wrap),
+            ImageDataset(self.train, self.y_train, sized(train_tfm, self.size), carrier, plain),
+            ImageDataset(self.valid, self.y_valid, sized(valid_tfm, self.size), carrier, plain),
             None if self.test is None else ImageDataset(self.test, None, sized(valid_tfm, self.size)),
         )
 
@@ -105,11 +106,24 @@ class LabelledData:
         return DataBunch(self, bs=bs, num_workers=num_workers, device=device, seed=seed)
 
 
+class Carrier(Protocol):
+    """A target that must move with its image (masks, points): wrapped as a tv_tensor for the
+    transforms, and optionally checked and converted back afterwards."""
+
+    def wrap(self, target: torch.Tensor, canvas: tuple[int, int]) -> Any: ...
+
+
+MAX_DRAWS = 10
+"""Augmentations tried for one sample before it falls back to the plain resize."""
+
+
 class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Decoded, transformed uint8 images and their targets (an empty tensor for test items).
 
-    Image and target go through the transform together, so masks and points (tv_tensors)
-    will move with the image; a plain target tensor passes through untouched.
+    Image and target go through the transform together, so masks and points (tv_tensors via the
+    `carrier`) move with the image; a plain target tensor passes through untouched. When the
+    carrier's `unwrap` refuses a transformed target (a point pushed off the image), the sample is
+    drawn again, and after `MAX_DRAWS` refusals it gets `plain` (resize only) instead.
     """
 
     def __init__(
@@ -117,22 +131,33 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         items: ItemList,
         targets: torch.Tensor | None,
         tfm: v2.Compose,
-        wrap: Callable[[torch.Tensor], Any] | None = None,
+        carrier: Carrier | None = None,
+        plain: v2.Transform | None = None,
     ) -> None:
-        self.items, self.targets, self.tfm, self.wrap = items, targets, tfm, wrap
+        self.items, self.targets, self.tfm = items, targets, tfm
+        self.carrier, self.plain = carrier, plain
+        self.unwrap = getattr(carrier, "unwrap", None)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = tv_tensors.Image(read_image(Path(self.items.items[i]), self.items.origin(i)))
-        target = torch.empty(0) if self.targets is None else self.targets[i]
-        if self.wrap is not None and self.targets is not None:
-            if tuple(target.shape[-2:]) != tuple(image.shape[-2:]):
-                raise DataError(
-                    f"{self.items.origin(i)}: image is {tuple(image.shape[-2:])} but its target is "
-                    f"{tuple(target.shape[-2:])} (height, width); they must match"
-                )
-            target = self.wrap(target)
-        image, target = self.tfm(image, target)
-        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+        if self.targets is None or self.carrier is None:
+            target = torch.empty(0) if self.targets is None else self.targets[i]
+            image, target = self.tfm(image, target)
+            return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+        canvas = (int(image.shape[-2]), int(image.shape[-1]))
+        target = self.targets[i]
+        if target.dim() == 2 and tuple(target.shape) != canvas:
+            raise DataError(
+                f"{self.items.origin(i)}: image is {canvas} but its mask is {tuple(target.shape)} "
+                "(height, width); they must match"
+            )
+        wrapped = self.carrier.wrap(target, canvas)
+        for tfm in [self.tfm] * MAX_DRAWS + [self.plain or self.tfm]:
+            moved_image, moved = tfm(image, wrapped)
+            result = moved if self.unwrap is None else self.unwrap(moved, tuple(moved_image.shape[-2:]))
+            if result is not None:
+                return moved_image.as_subclass(torch.Tensor), result.as_subclass(torch.Tensor)
+        raise DataError(f"{self.items.origin(i)}: its target does not fit its image even unaugmented")

@@ -21,7 +21,7 @@ from torchvision import tv_tensors
 from training.data.sources import ItemList
 from training.errors import DataError, LabelError
 
-__all__ = ["MaskEncoder", "MaskFromFunction", "read_codes", "read_mask"]
+__all__ = ["MaskEncoder", "MaskFromFunction", "MaskInFolder", "read_codes", "read_mask"]
 
 
 def read_codes(path: Path) -> list[str]:
@@ -69,7 +69,7 @@ class MaskEncoder:
     def decode(self, target: torch.Tensor) -> torch.Tensor:
         return target
 
-    def wrap(self, target: torch.Tensor) -> Any:
+    def wrap(self, target: torch.Tensor, canvas: tuple[int, int]) -> Any:
         return tv_tensors.Mask(target)
 
 
@@ -92,3 +92,14 @@ class MaskFromFunction:
 
     def encoder(self, train_labels: Sequence[Any]) -> MaskEncoder:
         return MaskEncoder(list(self.codes))
+
+
+@dataclass(frozen=True)
+class MaskInFolder:
+    """CamVid's layout as a `get_y_fn`: `images/x.jpg` → `<folder>/x<suffix>` (`labels/x_P.png`)."""
+
+    folder: Path
+    suffix: str = "_P.png"
+
+    def __call__(self, image: Path) -> Path:
+        return self.folder / f"{image.stem}{self.suffix}"

@@ -1,19 +1,48 @@
 """Which transforms: fastai's `get_transforms` on torchvision.transforms.v2.
 
-v2 dispatches on tensor type, so when masks (`tv_tensors.Mask`) or points (`tv_tensors.KeyPoints`)
-ride along later, geometric transforms move them with the image and lighting leaves them alone.
-Transforms run on uint8 images; conversion to float and normalization happen per batch.
+v2 dispatches on tensor type, so masks (`tv_tensors.Mask`) and points (`tv_tensors.KeyPoints`)
+move with the image under geometric transforms, and lighting leaves them alone. Transforms run on
+uint8 images; conversion to float and normalization happen per batch.
+
+Points are continuous pixel coordinates (pixel i spans [i, i+1)). torchvision 0.29 resizes, rotates
+and warps them so, but flips them as pixel indices (x → W − 1 − x, one pixel off); `HorizontalFlip`
+and `VerticalFlip` correct that (x → W − x). The tests check every transform against a marker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["Transforms", "get_transforms", "sized"]
+__all__ = ["HorizontalFlip", "Transforms", "VerticalFlip", "get_transforms", "sized"]
 
 Transforms = tuple[list[v2.Transform], list[v2.Transform]]
+
+
+def _unshift(moved: Any, axis: int) -> Any:
+    if not isinstance(moved, tv_tensors.KeyPoints):
+        return moved
+    shift = torch.zeros(2, dtype=moved.dtype)
+    shift[axis] = 1
+    return tv_tensors.wrap(moved.as_subclass(torch.Tensor) + shift, like=moved)
+
+
+class HorizontalFlip(v2.RandomHorizontalFlip):
+    """A horizontal flip that maps point x to W − x (see the module's note)."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return _unshift(super().transform(inpt, params), 0)
+
+
+class VerticalFlip(v2.RandomVerticalFlip):
+    """A vertical flip that maps point y to H − y (see the module's note)."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return _unshift(super().transform(inpt, params), 1)
 
 
 def get_transforms(
@@ -25,23 +54,27 @@ def get_transforms(
     max_warp: float = 0.2,
     p_affine: float = 0.75,
     p_lighting: float = 0.75,
+    mask_fill: int = 0,
 ) -> Transforms:
     """(train, valid) augmentations; validation gets none, only the resize added by `sized`.
 
     `flip_vert` allows every dihedral symmetry (vertical flips and quarter turns), right for
-    satellite or microscope images that have no "up".
+    satellite or microscope images that have no "up". `mask_fill` is the code a mask gets where a
+    rotation or warp uncovers the image's outside: `Void` for segmentation, so nothing is learnt there.
     """
+    fill: dict[type | str, int] = {tv_tensors.Mask: mask_fill, "others": 0}
     train: list[v2.Transform] = []
     if do_flip:
-        train.append(v2.RandomHorizontalFlip(0.5))
+        train.append(HorizontalFlip(0.5))
     if flip_vert:
-        train.append(v2.RandomVerticalFlip(0.5))
+        train.append(VerticalFlip(0.5))
         train.append(v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)]))
     if max_rotate > 0 or max_zoom > 1:
-        affine = v2.RandomAffine(degrees=max_rotate, scale=(1.0, max(1.0, max_zoom)))
+        affine = v2.RandomAffine(degrees=max_rotate, scale=(1.0, max(1.0, max_zoom)), fill=fill)
         train.append(v2.RandomApply([affine], p=p_affine))
     if max_warp > 0:
-        train.append(v2.RandomApply([v2.RandomPerspective(distortion_scale=max_warp, p=1.0)], p=p_affine))
+        warp = v2.RandomPerspective(distortion_scale=max_warp, p=1.0, fill=fill)
+        train.append(v2.RandomApply([warp], p=p_affine))
     if max_lighting > 0:
         jitter = v2.ColorJitter(brightness=max_lighting, contrast=max_lighting)
         train.append(v2.RandomApply([jitter], p=p_lighting))

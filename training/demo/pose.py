@@ -6,7 +6,7 @@ scikit-image's wheel, so nothing is downloaded) is scaled, rotated about its cen
 random on a textured, coloured canvas; half the images also carry a non-face crop from the same
 subset as a distractor. Train and valid use disjoint faces (the first 80 and the last 20).
 
-    out/images/<name>.jpg   out/points.csv (image_name,x,y)   out/valid.txt
+    out/images/<name>.jpg   out/points.csv (image_name,centre_x,centre_y)   out/valid.txt
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def build_pose_set(
                 rows.append((name, f"{placed.centre[0]:.2f}", f"{placed.centre[1]:.2f}"))
         with (tmp / "points.csv").open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(("image_name", "x", "y"))
+            writer.writerow(("image_name", "centre_x", "centre_y"))
             writer.writerows(rows)
         valid = [name for name, _, _ in rows if name.startswith("valid_")]
         (tmp / "valid.txt").write_text("".join(f"{name}\n" for name in valid), encoding="utf-8")

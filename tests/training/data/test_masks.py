@@ -70,7 +70,7 @@ def test_geometric_transforms_move_the_mask_exactly_where_the_image_content_went
 ) -> None:
     data = labelled(write_marker_set(tmp_path))
     torch.manual_seed(0)
-    dataset = ImageDataset(data.train, data.y_train, v2.Compose([transform]), MaskEncoder(data.classes).wrap)
+    dataset = ImageDataset(data.train, data.y_train, v2.Compose([transform]), MaskEncoder(data.classes))
     for i in range(len(dataset)):
         image, mask = dataset[i]
         bright, marked = image[0] > 127, mask == 1
@@ -82,7 +82,7 @@ def test_geometric_transforms_move_the_mask_exactly_where_the_image_content_went
 def test_lighting_never_touches_a_mask(tmp_path: Path) -> None:
     data = labelled(write_marker_set(tmp_path))
     jitter = v2.ColorJitter(brightness=0.8, contrast=0.8)
-    dataset = ImageDataset(data.train, data.y_train, v2.Compose([jitter]), MaskEncoder(data.classes).wrap)
+    dataset = ImageDataset(data.train, data.y_train, v2.Compose([jitter]), MaskEncoder(data.classes))
     _, mask = dataset[0]
     assert torch.equal(mask, data.y_train[0])
 
@@ -107,8 +107,8 @@ def test_a_mask_of_another_size_than_its_image_is_an_error(tmp_path: Path) -> No
     for i in range(4):
         Image.fromarray(np.zeros((SIZE // 2, SIZE // 2), np.uint8)).save(root / "labels" / f"m{i}_P.png")
     data = labelled(root)
-    dataset = ImageDataset(data.train, data.y_train, v2.Compose([v2.Identity()]), MaskEncoder(data.classes).wrap)
-    with pytest.raises(DataError, match=r"image is \(64, 64\) but its target is \(32, 32\)"):
+    dataset = ImageDataset(data.train, data.y_train, v2.Compose([v2.Identity()]), MaskEncoder(data.classes))
+    with pytest.raises(DataError, match=r"image is \(64, 64\) but its mask is \(32, 32\)"):
         dataset[0]
 
 

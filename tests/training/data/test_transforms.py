@@ -69,7 +69,7 @@ def test_get_transforms_returns_train_augmentations_and_no_validation_ones() -> 
 
 def test_default_transforms_flip_rotate_zoom_warp_and_light_but_do_not_flip_vertically() -> None:
     train, _ = get_transforms()
-    assert kinds(train) == {"RandomHorizontalFlip", "RandomAffine", "RandomPerspective", "ColorJitter"}
+    assert kinds(train) == {"HorizontalFlip", "RandomAffine", "RandomPerspective", "ColorJitter"}
 
 
 def test_no_max_lighting_means_no_colour_jitter() -> None:
@@ -80,14 +80,14 @@ def test_no_max_lighting_means_no_colour_jitter() -> None:
 
 def test_flip_vert_adds_vertical_flips_and_quarter_turns() -> None:
     train, _ = get_transforms(flip_vert=True)
-    assert {"RandomVerticalFlip", "RandomHorizontalFlip"} <= kinds(train)
+    assert {"VerticalFlip", "HorizontalFlip"} <= kinds(train)
     (choice,) = [t for t in train if isinstance(t, v2.RandomChoice)]
     assert sorted(r.degrees[0] for r in choice.transforms) == [0, 90, 180, 270]
     assert all(r.degrees[0] == r.degrees[1] for r in choice.transforms)  # exact turns, not ranges
 
 
 def test_each_flag_turns_its_own_augmentation_off() -> None:
-    assert "RandomHorizontalFlip" not in kinds(get_transforms(do_flip=False)[0])
+    assert "HorizontalFlip" not in kinds(get_transforms(do_flip=False)[0])
     assert "RandomPerspective" not in kinds(get_transforms(max_warp=0)[0])
     assert "RandomAffine" not in kinds(get_transforms(max_rotate=0, max_zoom=1.0)[0])
     assert "RandomAffine" in kinds(get_transforms(max_rotate=0, max_zoom=1.2)[0])
@@ -197,7 +197,8 @@ def test_lighting_changes_the_image_but_leaves_the_mask_values_alone() -> None:
 
 def test_points_ride_along_with_a_random_flip() -> None:
     image, mask = square_sample()
-    corner = tv_tensors.KeyPoints(torch.tensor([[6, 4]]), canvas_size=(32, 32))  # rectangle's top-left pixel
+    # The rectangle's top-left corner, in continuous pixels: a flip takes it to the right edge.
+    corner = tv_tensors.KeyPoints(torch.tensor([[6.0, 4.0]]), canvas_size=(32, 32))
     pipeline = v2.Compose(get_transforms(**{**GEOMETRY_OFF, "do_flip": True})[0])
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -207,9 +208,9 @@ def test_points_ride_along_with_a_random_flip() -> None:
         cols = (out_image[0] == 255).any(0).nonzero().flatten().tolist()
         x, y = out_points[0].tolist()
         flipped = torch.equal(out_mask, mask.flip(-1))
-        assert (x, y) == ((max(cols) if flipped else min(cols)), 4)
+        assert (x, y) == ((max(cols) + 1 if flipped else min(cols)), 4)
         corners.add(x)
-    assert corners == {6, 25}
+    assert corners == {6, 26}
 
 
 def test_a_plain_target_tensor_passes_through_every_augmentation_untouched() -> None:

@@ -33,7 +33,7 @@ def test_the_set_holds_images_points_and_a_valid_split(tmp_path: Path) -> None:
         f"valid_{i:05d}" for i in range(4)
     ]
     for row in rows:
-        x, y = float(row["x"]), float(row["y"])
+        x, y = float(row["centre_x"]), float(row["centre_y"])
         assert 0 < x < 64 and 0 < y < 64
         with Image.open(out / "images" / f"{row['image_name']}.jpg") as image:
             assert image.size == (64, 64)
