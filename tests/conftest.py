@@ -65,3 +65,107 @@ def bundle_path(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from training.export import export_stage
 
     return export_stage(trained_run, "stage-1", "tags", tmp_path_factory.mktemp("models"), parity_items=24)
+
+
+def write_segmentation_images(
+    root: Path, n: int = 48, n_valid: int = 12, size: int = 64, seed: int = 0
+) -> Path:
+    """CamVid's layout: `images/*.png`, `labels/*_P.png`, `codes.txt`, `valid.txt`.
+
+    Each noisy grey image holds a red and a blue rectangle; the mask codes them 1 and 2 and marks
+    each rectangle's one-pixel rim `Void` (3), as the demo set marks anti-aliased edges.
+    """
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(n):
+        pixels = np.clip(120 + rng.integers(-25, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        for code, colour in ((1, COLOURS["red"]), (2, COLOURS["blue"])):
+            h, w = rng.integers(size // 5, size // 2, 2)
+            top, left = rng.integers(1, size - h - 1), rng.integers(1, size - w - 1)
+            mask[top - 1 : top + h + 1, left - 1 : left + w + 1] = 3
+            mask[top : top + h, left : left + w] = code
+            pixels[top : top + h, left : left + w] = colour
+        Image.fromarray(pixels).save(root / "images" / f"seg_{i:03d}.png")
+        Image.fromarray(mask).save(root / "labels" / f"seg_{i:03d}_P.png")
+    (root / "codes.txt").write_text("Background\nred\nblue\nVoid\n")
+    (root / "valid.txt").write_text("".join(f"seg_{i:03d}.png\n" for i in range(n - n_valid, n)))
+    return root
+
+
+def write_point_images(root: Path, n: int = 64, n_valid: int = 16, size: int = 48, seed: int = 0) -> Path:
+    """BIWI's layout in small: `images/*.png` with one bright disc, `points.csv` (its centre)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5  # pixel centres, in continuous coordinates
+    rows = []
+    for i in range(n):
+        x, y = rng.uniform(8, size - 8, 2)
+        pixels = np.clip(60 + rng.integers(-20, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+        pixels[(xs - x) ** 2 + (ys - y) ** 2 <= 25] = (250, 230, 40)
+        name = f"pt_{i:03d}"
+        Image.fromarray(pixels).save(root / "images" / f"{name}.png")
+        rows.append({"image_name": name, "centre_x": f"{x:.2f}", "centre_y": f"{y:.2f}"})
+    with (root / "points.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image_name", "centre_x", "centre_y"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "valid.txt").write_text("".join(f"{r['image_name']}\n" for r in rows[-n_valid:]))
+    return root
+
+
+@pytest.fixture(scope="session")
+def seg_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_segmentation_images(tmp_path_factory.mktemp("seg"))
+
+
+@pytest.fixture(scope="session")
+def point_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_point_images(tmp_path_factory.mktemp("points"))
+
+
+@pytest.fixture(scope="session")
+def seg_run(seg_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished U-Net `stage-1` (resnet18, 32 px, 2 epochs) on the rectangles."""
+    from training.config import TrainConfig
+    from training.run import run_training
+
+    out = tmp_path_factory.mktemp("seg-run")
+    cfg = TrainConfig(
+        task="segmentation", data=seg_images, suffix=".png", arch="resnet18", size=32, bs=8, epochs=2,
+        lr=3e-3, num_workers=0, out=out,
+    )  # fmt: skip
+    run_training(cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pose_run(point_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished point regressor `stage-1` (resnet18, 32 px, 3 epochs) on the discs."""
+    from training.config import TrainConfig
+    from training.run import run_training
+
+    out = tmp_path_factory.mktemp("pose-run")
+    cfg = TrainConfig(
+        task="pose", data=point_images, suffix=".png", arch="resnet18", size=32, bs=16, epochs=3,
+        lr=3e-3, num_workers=0, out=out,
+    )  # fmt: skip
+    run_training(cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def seg_bundle(seg_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`models/rects/1`; read-only: tests that alter it copy it first."""
+    from training.export import export_stage
+
+    return export_stage(seg_run, "stage-1", "rects", tmp_path_factory.mktemp("seg-models"), parity_items=12)
+
+
+@pytest.fixture(scope="session")
+def pose_bundle(pose_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`models/discs/1`; read-only: tests that alter it copy it first."""
+    from training.export import export_stage
+
+    return export_stage(pose_run, "stage-1", "discs", tmp_path_factory.mktemp("pose-models"), parity_items=16)

@@ -24,7 +24,9 @@ from rich.markup import escape
 
 from training.errors import ConfigError, TrainingError
 
-app = typer.Typer(help="Train multi-label image models the fastai way.", no_args_is_help=True)
+app = typer.Typer(
+    help="Train image models the fastai way: multi-label tags, segmentation, pose.", no_args_is_help=True
+)
 data_app = typer.Typer(help="Build demo data sets from data that ships in packages.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
@@ -37,6 +39,8 @@ R = TypeVar("R")
 class Task(enum.StrEnum):
     multilabel = "multilabel"
     classify = "classify"
+    segmentation = "segmentation"
+    pose = "pose"
 
 
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -219,6 +223,10 @@ def train(
     lr: Annotated[str | None, typer.Option(help="max learning rate, or low:high over layer groups")] = None,
     wd: Annotated[float | None, typer.Option(help="weight decay")] = None,
     thresh: Annotated[float | None, typer.Option(help="score above which a tag is predicted")] = None,
+    void: Annotated[str | None, typer.Option(help="segmentation: the code loss and metrics ignore")] = None,
+    points: Annotated[
+        list[str] | None, typer.Option(help="pose: a point name, read from <name>_x, <name>_y; repeatable")
+    ] = None,
     flip_vert: Annotated[bool | None, typer.Option("--flip-vert/--no-flip-vert")] = None,
     max_rotate: Annotated[float | None, typer.Option()] = None,
     max_zoom: Annotated[float | None, typer.Option()] = None,
@@ -307,8 +315,9 @@ def predict(
     bundle: Annotated[Path, typer.Argument(help="models/<name> (newest version) or models/<name>/<version>")],
     images: Annotated[list[Path], typer.Argument(help="image files")],
     runtime: Annotated[str, typer.Option(help="onnx | torch")] = "onnx",
+    masks: Annotated[Path | None, typer.Option(help="segmentation: write <image>_mask.png here")] = None,
 ) -> None:
-    """Answer with the bundle alone: one JSON line per image."""
+    """Answer with the bundle alone: one JSON line per image (a mask as its classes' pixel shares)."""
     from serving.bundle import BundleError, load_bundle
     from serving.images import ImageDecodeError
 
@@ -320,4 +329,27 @@ def predict(
     except (BundleError, ImageDecodeError, OSError) as err:
         raise ConfigError(str(err)) from err
     for path, answer in zip(images, answers, strict=True):
+        if "mask" in answer:
+            answer = mask_summary(answer.pop("mask"), loaded.manifest.labels, path, masks)
         typer.echo(json.dumps({"image": str(path), **answer}))
+
+
+def mask_summary(mask: Any, codes: list[str], image: Path, folder: Path | None) -> dict[str, Any]:
+    """What a terminal can show of a mask: its size and each class's share of pixels (and the
+    PNG file, when asked for)."""
+    import numpy as np
+
+    from serving.images import encode_mask_png
+
+    counts = np.bincount(mask.ravel(), minlength=len(codes))
+    summary: dict[str, Any] = {
+        "width": int(mask.shape[1]),
+        "height": int(mask.shape[0]),
+        "classes": {code: round(float(n) / mask.size, 4) for code, n in zip(codes, counts, strict=True) if n},
+    }
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{image.stem}_mask.png"
+        target.write_bytes(encode_mask_png(mask))
+        summary["mask"] = str(target)
+    return summary

@@ -82,7 +82,7 @@ class PointsEncoder:
             i = outside[0]
             raise LabelError(
                 f"{items.origin(i)}: point {pixels[i].tolist()} lies outside its "
-                f"{int(sizes[i, 1])}×{int(sizes[i, 0])} image ({len(outside)} such rows)"
+                f"{int(sizes[i, 1])}×{int(sizes[i, 0])} image ({len(outside)} such row(s))"
             )
         return (pixels / extent * 2 - 1).reshape(len(labels), -1)
 
