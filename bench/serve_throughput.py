@@ -1,13 +1,16 @@
 """Items/s of a real `serve-kit` process under 32 concurrent clients against raw ONNX Runtime.
 
-Two comparisons, both at the server's `max_batch_size`, measured in the same run and alternated:
-prepared FP32 tensors sent to the server (`pixels`) against `InferenceSession.run` on a prepared
-batch; JPEG bytes sent to the server (`images`) against decode + preprocess + run in one process.
-Each client sends one item per request, back to back, through the unmodified tritonclient (aio).
-The baselines run in this process with the server's intra-op thread count. Several runs; medians.
-Prints one JSON line. Target: ratio >= 0.9 for both, with p50/p99 latency of the server's requests.
+For each image task (multilabel tags, segmentation masks, pose points), two comparisons at the
+server's `max_batch_size`, measured in the same run and alternated: prepared FP32 tensors sent to
+the server (`pixels`) against `InferenceSession.run` + the bundle's postprocessing on a prepared
+batch; JPEG bytes sent to the server (`images`) against decode + preprocess + run + postprocess
+(masks resized back to the JPEG's size, points scaled to it) in one process. Each client sends one
+item per request, back to back, through the unmodified tritonclient (aio). The baselines run in
+this process with the server's intra-op thread count. Several runs; medians. Prints one JSON line,
+one entry per task. Target: ratio >= 0.9 for both, with p50/p99 latency of the server's requests.
 
-    python bench/serve_throughput.py [--runs 3] [--bundle models/planet] [--clients 32] [--seconds 5]
+    python bench/serve_throughput.py [--tasks multilabel,segmentation,pose] [--runs 3] [--seconds 5]
+    python bench/serve_throughput.py --bundle models/planet --bundle models/seg
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ import tritonclient.grpc.aio as triton
 from serving.bundle import Bundle, load_bundle, resolve_version
 from serving.runtimes import OnnxRuntime
 
-DEFAULT_BUNDLE = Path("models/planet")
+DEFAULT_BUNDLES = {
+    "multilabel": Path("models/planet"),
+    "segmentation": Path("models/seg"),
+    "pose": Path("models/pose"),
+}
+DEFAULT_BUNDLE = DEFAULT_BUNDLES["multilabel"]  # the other benchmarks measure the tags model
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?")
 
@@ -56,21 +64,30 @@ class Window:
 # --- the bundle and the images ---------------------------------------------------------------
 
 
-def build_bundle(tmp: Path, size: int) -> Path:
-    """A resnet18 at `size` px trained for one epoch on the demo scenes, exported like `make demo`."""
+def build_bundle(tmp: Path, size: int, task: str = "multilabel") -> Path:
+    """A resnet18 at `size` px trained for one epoch on the task's demo set, exported like `make demo`."""
     from training.config import TrainConfig
+    from training.demo.pose import build_pose_set
     from training.demo.scenes import build_multilabel_scenes
+    from training.demo.segmentation import build_segmentation_scenes
     from training.export import export_stage
     from training.run import run_training
 
-    if not FASHION_MNIST.is_dir():
-        sys.exit(f"no {DEFAULT_BUNDLE} and no {FASHION_MNIST} to build one: run `make demo` or pass --bundle")
-    data = tmp / "scenes"
-    build_multilabel_scenes(data, n_train=256, n_valid=64, seed=0)
-    run = tmp / "run"
-    cfg = TrainConfig(data=data, arch="resnet18", size=size, bs=64, epochs=1, lr=1e-3, num_workers=0, out=run)
+    if task != "pose" and not FASHION_MNIST.is_dir():
+        sys.exit(f"no {DEFAULT_BUNDLES[task]} and no {FASHION_MNIST} to build one: run `make demo`")
+    data = tmp / f"data-{task}"
+    if task == "segmentation":
+        build_segmentation_scenes(data, n_train=128, n_valid=32, seed=0)
+    elif task == "pose":
+        build_pose_set(data, n_train=128, n_valid=32, seed=0)
+    else:
+        build_multilabel_scenes(data, n_train=256, n_valid=64, seed=0)
+    run = tmp / f"run-{task}"
+    cfg = TrainConfig(
+        task=task, data=data, arch="resnet18", size=size, bs=32, epochs=1, lr=1e-3, num_workers=0, out=run
+    )
     run_training(cfg)
-    return export_stage(run, "stage-1", "planet", tmp / "exported", parity_items=32)
+    return export_stage(run, "stage-1", DEFAULT_BUNDLES[task].name, tmp / "exported", parity_items=32)
 
 
 def make_jpegs(tmp: Path, size: int, count: int) -> tuple[list[bytes], str]:
@@ -235,9 +252,90 @@ def summary(server: list[Window], local: list[Window]) -> dict[str, object]:
     }
 
 
+def measure(bundle: Bundle, label: str, args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """Both comparisons for one bundle, `args.runs` times alternated; a summary of each."""
+    name, size = bundle.manifest.name, bundle.pipeline.preprocess.size
+    bs = args.max_batch_size
+    jpegs, jpeg_source = make_jpegs(tmp, args.jpeg_size, count=2 * bs)
+    post = bundle.pipeline.postprocess
+
+    # The baselines: one prepared batch through the session and the postprocessing; a batch of
+    # JPEGs decoded, run and answered at their own size.
+    runtime = bundle.runtime("onnx")
+    assert isinstance(runtime, OnnxRuntime)
+    session, input_name = runtime.session, runtime.input_name
+    pixels = bundle.prepare(jpegs)
+    batch = np.ascontiguousarray(pixels[:bs])
+    network_sizes = [(size, size)] * bs
+    jpeg_sizes = [(args.jpeg_size, args.jpeg_size)] * bs
+
+    def raw_fp32(_: int) -> int:
+        post(session.run(None, {input_name: batch})[0], network_sizes)
+        return bs
+
+    jpeg_batches = [jpegs[i : i + bs] for i in range(0, len(jpegs), bs)]
+
+    def raw_jpeg(k: int) -> int:
+        outputs = session.run(None, {input_name: bundle.prepare(jpeg_batches[k % len(jpeg_batches)])})[0]
+        post(outputs, jpeg_sizes)
+        return bs
+
+    # What the clients send: one item per request, each client its own image.
+    fp32_inputs, jpeg_inputs = [], []
+    for i, jpeg in enumerate(jpegs):
+        tensor = triton.InferInput("pixels", [1, 3, size, size], "FP32")
+        tensor.set_data_from_numpy(np.ascontiguousarray(pixels[i : i + 1]))
+        fp32_inputs.append(tensor)
+        tensor = triton.InferInput("images", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([jpeg], dtype=object))
+        jpeg_inputs.append(tensor)
+
+    env = {
+        "SERVE_BATCHING__MAX_BATCH_SIZE": str(bs),
+        "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_queue_delay_us),
+        "SERVE_METRICS_PORT": "0",
+        "SERVE_POLL_INTERVAL_S": "0",
+        "SERVE_DEVICE": "cpu",
+        "SERVE_LOG_FORMAT": "json",
+    }
+    if args.threads:
+        env["SERVE_INFERENCE_THREADS"] = str(args.threads)
+    if args.decode_threads:
+        env["SERVE_DECODE_THREADS"] = str(args.decode_threads)
+    models = repository(bundle, tmp / f"repository-{name}")
+    results: dict[str, tuple[list[Window], list[Window]]] = {"fp32": ([], []), "jpeg": ([], [])}
+    kinds = (("fp32", fp32_inputs, raw_fp32), ("jpeg", jpeg_inputs, raw_jpeg))
+    with (tmp / f"serve-kit-{name}.log").open("w+") as log:
+        server = Server(models, env, log)
+        try:
+            for run in range(args.runs):
+                for kind, inputs, raw in kinds:
+                    served, local = results[kind]
+                    # Alternate which goes first, so a slow spell on the machine hurts both alike.
+                    if run % 2:
+                        local.append(timed_local(raw, args.warmup, args.seconds))
+                    served.append(timed_server(server, name, inputs, args.clients, args.warmup, args.seconds))
+                    if not run % 2:
+                        local.append(timed_local(raw, args.warmup, args.seconds))
+        finally:
+            code = server.stop()
+        if code != 0:
+            sys.exit(f"serve-kit exited {code} after SIGTERM:\n{server.stderr()[-3000:]}")
+    return {
+        "bundle": label, "size": size, "labels": len(bundle.manifest.labels),
+        "jpegs": jpeg_source, "jpeg_bytes_mean": round(statistics.mean(map(len, jpegs))),
+        "fp32": summary(*results["fp32"]), "jpeg": summary(*results["jpeg"]),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, help=f"models/<name>[/<version>] (default: {DEFAULT_BUNDLE})")
+    parser.add_argument(
+        "--bundle", type=Path, action="append", help="models/<name>[/<version>]; repeat for several"
+    )
+    parser.add_argument(
+        "--tasks", default=",".join(DEFAULT_BUNDLES), help="without --bundle: the tasks to measure"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=32)
@@ -245,94 +343,37 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="intra-op threads, server and baseline (default: all)")
     parser.add_argument("--decode-threads", type=int, help="the server's decode threads (default: its own)")
     parser.add_argument(
-        "--model-size", type=int, default=64, help="input size of the bundle built without --bundle"
+        "--model-size", type=int, default=64, help="input size of the bundles built without --bundle"
     )
     parser.add_argument("--jpeg-size", type=int, default=128, help="side of the JPEGs sent, in pixels")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each timed window")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each timed window")
     args = parser.parse_args()
+    unknown = set(args.tasks.split(",")) - set(DEFAULT_BUNDLES)
+    if unknown:
+        sys.exit(f"--tasks: unknown {sorted(unknown)}; choose from {list(DEFAULT_BUNDLES)}")
 
+    tasks: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        path = args.bundle or (DEFAULT_BUNDLE if DEFAULT_BUNDLE.is_dir() else None)
-        bundle_label = (
-            str(resolve_version(path)) if path else f"built: resnet18, {args.model_size} px, 1 epoch"
-        )
-        bundle = load_bundle(path or build_bundle(tmp, args.model_size), threads=args.threads)
-        name, size = bundle.manifest.name, bundle.pipeline.preprocess.size
-        bs = args.max_batch_size
-        jpegs, jpeg_source = make_jpegs(tmp, args.jpeg_size, count=2 * bs)
-
-        # The baselines: one prepared batch through the session; a batch of JPEGs decoded and run.
-        runtime = bundle.runtime("onnx")
-        assert isinstance(runtime, OnnxRuntime)
-        session, input_name = runtime.session, runtime.input_name
-        pixels = bundle.prepare(jpegs)
-        batch = np.ascontiguousarray(pixels[:bs])
-
-        def raw_fp32(_: int) -> int:
-            session.run(None, {input_name: batch})
-            return bs
-
-        jpeg_batches = [jpegs[i : i + bs] for i in range(0, len(jpegs), bs)]
-
-        def raw_jpeg(k: int) -> int:
-            session.run(None, {input_name: bundle.prepare(jpeg_batches[k % len(jpeg_batches)])})
-            return bs
-
-        # What the clients send: one item per request, each client its own image.
-        fp32_inputs, jpeg_inputs = [], []
-        for i, jpeg in enumerate(jpegs):
-            tensor = triton.InferInput("pixels", [1, 3, size, size], "FP32")
-            tensor.set_data_from_numpy(np.ascontiguousarray(pixels[i : i + 1]))
-            fp32_inputs.append(tensor)
-            tensor = triton.InferInput("images", [1], "BYTES")
-            tensor.set_data_from_numpy(np.array([jpeg], dtype=object))
-            jpeg_inputs.append(tensor)
-
-        env = {
-            "SERVE_BATCHING__MAX_BATCH_SIZE": str(bs),
-            "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_queue_delay_us),
-            "SERVE_METRICS_PORT": "0",
-            "SERVE_POLL_INTERVAL_S": "0",
-            "SERVE_DEVICE": "cpu",
-            "SERVE_LOG_FORMAT": "json",
-        }
-        if args.threads:
-            env["SERVE_INFERENCE_THREADS"] = str(args.threads)
-        if args.decode_threads:
-            env["SERVE_DECODE_THREADS"] = str(args.decode_threads)
-        models = repository(bundle, tmp / "repository")
-        results: dict[str, tuple[list[Window], list[Window]]] = {"fp32": ([], []), "jpeg": ([], [])}
-        measure = (("fp32", fp32_inputs, raw_fp32), ("jpeg", jpeg_inputs, raw_jpeg))
-        with (tmp / "serve-kit.log").open("w+") as log:
-            server = Server(models, env, log)
-            try:
-                for run in range(args.runs):
-                    for kind, inputs, raw in measure:
-                        served, local = results[kind]
-                        # Alternate which goes first, so a slow spell on the machine hurts both alike.
-                        if run % 2:
-                            local.append(timed_local(raw, args.warmup, args.seconds))
-                        served.append(
-                            timed_server(server, name, inputs, args.clients, args.warmup, args.seconds)
-                        )
-                        if not run % 2:
-                            local.append(timed_local(raw, args.warmup, args.seconds))
-            finally:
-                code = server.stop()
-            if code != 0:
-                sys.exit(f"serve-kit exited {code} after SIGTERM:\n{server.stderr()[-3000:]}")
+        chosen: list[tuple[Path | None, str]] = [(path, "") for path in args.bundle or []]
+        if not chosen:
+            for task in args.tasks.split(","):
+                default = DEFAULT_BUNDLES[task]
+                chosen.append((default if default.is_dir() else None, task))
+        for path, task in chosen:
+            if path is None:
+                label = f"built: resnet18, {args.model_size} px, 1 epoch"
+                bundle = load_bundle(build_bundle(tmp, args.model_size, task), threads=args.threads)
+            else:
+                label, bundle = str(resolve_version(path)), load_bundle(path, threads=args.threads)
+            tasks[bundle.manifest.task] = measure(bundle, label, args, tmp)
 
     print(json.dumps({
-        "bench": "serve_throughput",
-        "bundle": bundle_label, "size": size, "labels": len(bundle.manifest.labels),
-        "jpegs": jpeg_source, "jpeg_size": args.jpeg_size,
-        "jpeg_bytes_mean": round(statistics.mean(map(len, jpegs))),
-        "clients": args.clients, "max_batch_size": bs, "max_queue_delay_us": args.max_queue_delay_us,
-        "intra_op_threads": args.threads, "runs": args.runs, "seconds": args.seconds,
-        "fp32": summary(*results["fp32"]), "jpeg": summary(*results["jpeg"]),
-        "target": 0.9,
+        "bench": "serve_throughput", "jpeg_size": args.jpeg_size,
+        "clients": args.clients, "max_batch_size": args.max_batch_size,
+        "max_queue_delay_us": args.max_queue_delay_us, "intra_op_threads": args.threads,
+        "runs": args.runs, "seconds": args.seconds, "tasks": tasks, "target": 0.9,
     }))  # fmt: skip
 
 

@@ -45,10 +45,10 @@ def tasks(task_server: ServerProcess) -> Iterator[TasksStub]:
 
 def encoded(path: Path, size: tuple[int, int] | None = None) -> bytes:
     """The image as PNG bytes, resized to (width, height) if asked: the caller's own size."""
-    with Image.open(path) as image:
-        image = image.convert("RGB") if size is None else image.convert("RGB").resize(size)
-        out = io.BytesIO()
-        image.save(out, format="PNG")
+    with Image.open(path) as opened:
+        image = opened.convert("RGB") if size is None else opened.convert("RGB").resize(size)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
     return out.getvalue()
 
 

@@ -142,7 +142,7 @@ def test_a_unet_stage_gives_its_encoder_to_another_task(seg_run: Path, tmp_path:
     body = torch.load(tmp_path / "body.pt", weights_only=True)
     assert "layer4.1.bn2.weight" in body and "conv1.weight" in body
     model = create_model(UnetSpec("resnet18", 2), tmp_path / "body.pt")
-    assert torch.equal(model.body[0].weight, body["conv1.weight"])
+    assert torch.equal(model.state_dict()["body.0.weight"], body["conv1.weight"])
 
 
 def test_show_batch_marks_the_points(point_images: Path, tmp_path: Path) -> None:
