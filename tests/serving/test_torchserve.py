@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import urllib.error
@@ -15,7 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from PIL import Image
 
+from serving.bundle import load_bundle
 from tests.serving.payloads import images_input
 from tests.serving.servers import ServerProcess
 from tests.serving.torchserve import TorchServe, running_torchserve
@@ -23,12 +26,15 @@ from training.archive import TorchServeConfig, archive_bundle
 
 
 @pytest.fixture(scope="module")
-def torchserve(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorchServe]:
+def torchserve(
+    bundle_path: Path, seg_bundle: Path, pose_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TorchServe]:
     root = tmp_path_factory.mktemp("torchserve")
-    archive_bundle(
-        bundle_path, root / "store", TorchServeConfig(batch_size=8, max_batch_delay_ms=300, threads=1)
-    )
-    with running_torchserve(root / "store", "tags=tags.mar", root / "instance") as running:
+    config = TorchServeConfig(batch_size=8, max_batch_delay_ms=300, threads=1)
+    for bundle in (bundle_path, seg_bundle, pose_bundle):
+        archive_bundle(bundle, root / "store", config)
+    models = "tags=tags.mar,rects=rects.mar,discs=discs.mar"
+    with running_torchserve(root / "store", models, root / "instance") as running:
         yield running
 
 
@@ -88,3 +94,24 @@ def test_concurrent_requests_are_batched_by_torchserve(torchserve: TorchServe, j
     assert all(status == 200 for status, _ in outcomes)
     sizes = [int(n) for n in re.findall(r"batch_size=(\d+)", torchserve.model_log())]
     assert sizes and max(sizes) > 1, f"batch sizes seen: {sizes}"
+
+
+def test_masks_and_points_come_back_as_json_in_the_request_images_pixels(
+    torchserve: TorchServe, seg_bundle: Path, pose_bundle: Path, seg_images: Path, point_images: Path
+) -> None:
+    seg_png = sorted((seg_images / "images").glob("*.png"))[-1].read_bytes()
+    status, answer = post(f"{torchserve.inference}/predictions/rects", seg_png, "image/png")
+    assert status == 200, answer
+    (expected,) = load_bundle(seg_bundle).predict([seg_png])
+    with Image.open(io.BytesIO(base64.b64decode(answer["mask_png"]))) as mask:
+        np.testing.assert_array_equal(np.asarray(mask), expected["mask"])
+    assert (answer["width"], answer["height"]) == (64, 64)
+    assert answer["classes"] == ["Background", "red", "blue", "Void"]
+
+    point_png = sorted((point_images / "images").glob("*.png"))[-1].read_bytes()
+    status, answer = post(f"{torchserve.inference}/predictions/discs", point_png, "image/png")
+    assert status == 200, answer
+    (expected,) = load_bundle(pose_bundle).predict([point_png])
+    assert [p["name"] for p in answer["points"]] == ["centre"]
+    assert answer["points"][0]["x"] == pytest.approx(expected["points"][0]["x"], abs=1e-3)
+    assert answer["points"][0]["y"] == pytest.approx(expected["points"][0]["y"], abs=1e-3)
