@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 DEMO_DATA := data/scenes
 DEMO_RUN := runs/multilabel
 
-.PHONY: install system demo test lint bench protos torchserve torchserve-stop clean
+.PHONY: install system demo demo-segmentation demo-pose test lint bench protos torchserve torchserve-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,21 @@ demo: install system
 	$(BIN)/train-kit predict models/planet $(DEMO_DATA)/train/valid_00000.jpg $(DEMO_DATA)/train/valid_00001.jpg
 	$(PY) examples/query_server.py --start-server models --model planet \
 	  $(DEMO_DATA)/train/valid_00000.jpg $(DEMO_DATA)/train/valid_00001.jpg
+
+# The other image tasks, from scratch on the CPU (a few minutes each); bundles models/seg, models/pose.
+demo-segmentation: install system
+	test -f data/seg/codes.txt || $(BIN)/train-kit data segmentation --out data/seg
+	$(BIN)/train-kit train segmentation --data data/seg --arch resnet18 --size 64 --bs 16 --epochs 8 \
+	  --lr 5e-3 --out runs/segmentation
+	$(BIN)/train-kit export --out runs/segmentation --name seg --models models
+	$(BIN)/train-kit predict models/seg data/seg/images/valid_00000.jpg --masks runs/segmentation/masks
+
+demo-pose: install system
+	test -f data/pose/points.csv || $(BIN)/train-kit data pose --out data/pose
+	$(BIN)/train-kit train pose --data data/pose --arch resnet18 --size 96 --bs 32 --epochs 10 \
+	  --lr 5e-3 --out runs/pose
+	$(BIN)/train-kit export --out runs/pose --name pose --models models
+	$(BIN)/train-kit predict models/pose data/pose/images/valid_00000.jpg
 
 test: install system
 	$(PY) -m pytest
