@@ -267,7 +267,9 @@ def export(
     out: Annotated[Path, typer.Option(help="run folder holding the stage")] = Path("runs/multilabel"),
     models: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
     parity_items: Annotated[int, typer.Option(help="validation images for the parity check")] = 64,
-    tolerance: Annotated[float, typer.Option(help="largest score difference ONNX fp16 may show")] = 1e-2,
+    tolerance: Annotated[
+        float, typer.Option(help="multilabel: largest score difference ONNX fp16 may show")
+    ] = 1e-2,
 ) -> None:
     """Write a bundle (pipeline.pkl + fp16 model.onnx + manifest) as the next version, if it checks out."""
     from serving.bundle import read_manifest
@@ -275,9 +277,10 @@ def export(
 
     folder = export_stage(out, stage, name, models, parity_items, tolerance)
     parity = read_manifest(folder).parity
+    agreeing = "pixels with the same class" if parity.measure == "logit" else "items with the same answer"
     console.print(
-        f"published {folder}: parity on {parity.items} images, max score difference "
-        f"{parity.max_abs_diff:.2e}, same labels {parity.agreement:.1%}"
+        f"published {folder}: parity on {parity.items} images, max {parity.measure} difference "
+        f"{parity.max_abs_diff:.2e}, {agreeing} {parity.agreement:.2%}"
     )
 
 

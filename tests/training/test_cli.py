@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from tests.conftest import write_tag_images
@@ -252,3 +254,31 @@ def test_a_body_pretrained_on_items_starts_a_multilabel_run(tag_images: Path, tm
     state = torch.load(tmp_path / "ml" / "stage-1.pt", weights_only=True)
     assert state["n_frozen"] == 2  # a pretrained body starts frozen: only the head (and BatchNorm) trains
     assert torch.equal(state["model"]["0.0.weight"], body["conv1.weight"])
+
+
+def test_predict_summarises_masks_and_writes_them_and_prints_points(
+    seg_bundle: Path, pose_bundle: Path, seg_images: Path, point_images: Path, tmp_path: Path
+) -> None:
+    image = sorted((seg_images / "images").glob("*.png"))[-1]
+    result = runner.invoke(app, ["predict", str(seg_bundle), str(image), "--masks", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert (answer["width"], answer["height"]) == (64, 64)
+    assert sum(answer["classes"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(answer["classes"]) <= {"Background", "red", "blue"}
+    with Image.open(answer["mask"]) as mask:
+        assert mask.size == (64, 64) and mask.mode == "L"
+    image = sorted((point_images / "images").glob("*.png"))[-1]
+    result = runner.invoke(app, ["predict", str(pose_bundle), str(image)])
+    assert result.exit_code == 0, result.output
+    (point,) = json.loads(result.output)["points"]
+    assert point["name"] == "centre" and 0 <= point["x"] <= 48 and 0 <= point["y"] <= 48
+
+
+def test_void_must_be_one_of_the_codes(seg_images: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["train", "segmentation", "--data", str(seg_images), "--void", "Unlabelled", "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 2
+    assert "--void 'Unlabelled' is not one of the codes in" in result.output and "'Void'" in result.output
