@@ -252,11 +252,12 @@ def summary(server: list[Window], local: list[Window]) -> dict[str, object]:
     }
 
 
-def measure(bundle: Bundle, label: str, args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+def measure(
+    bundle: Bundle, label: str, jpegs: list[bytes], args: argparse.Namespace, tmp: Path
+) -> dict[str, object]:
     """Both comparisons for one bundle, `args.runs` times alternated; a summary of each."""
     name, size = bundle.manifest.name, bundle.pipeline.preprocess.size
     bs = args.max_batch_size
-    jpegs, jpeg_source = make_jpegs(tmp, args.jpeg_size, count=2 * bs)
     post = bundle.pipeline.postprocess
 
     # The baselines: one prepared batch through the session and the postprocessing; a batch of
@@ -323,7 +324,6 @@ def measure(bundle: Bundle, label: str, args: argparse.Namespace, tmp: Path) -> 
             sys.exit(f"serve-kit exited {code} after SIGTERM:\n{server.stderr()[-3000:]}")
     return {
         "bundle": label, "size": size, "labels": len(bundle.manifest.labels),
-        "jpegs": jpeg_source, "jpeg_bytes_mean": round(statistics.mean(map(len, jpegs))),
         "fp32": summary(*results["fp32"]), "jpeg": summary(*results["jpeg"]),
     }  # fmt: skip
 
@@ -356,6 +356,7 @@ def main() -> None:
     tasks: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        jpegs, jpeg_source = make_jpegs(tmp, args.jpeg_size, count=2 * args.max_batch_size)
         chosen: list[tuple[Path | None, str]] = [(path, "") for path in args.bundle or []]
         if not chosen:
             for task in args.tasks.split(","):
@@ -367,10 +368,11 @@ def main() -> None:
                 bundle = load_bundle(build_bundle(tmp, args.model_size, task), threads=args.threads)
             else:
                 label, bundle = str(resolve_version(path)), load_bundle(path, threads=args.threads)
-            tasks[bundle.manifest.task] = measure(bundle, label, args, tmp)
+            tasks[bundle.manifest.task] = measure(bundle, label, jpegs, args, tmp)
 
     print(json.dumps({
-        "bench": "serve_throughput", "jpeg_size": args.jpeg_size,
+        "bench": "serve_throughput", "jpegs": jpeg_source, "jpeg_size": args.jpeg_size,
+        "jpeg_bytes_mean": round(statistics.mean(map(len, jpegs))),
         "clients": args.clients, "max_batch_size": args.max_batch_size,
         "max_queue_delay_us": args.max_queue_delay_us, "intra_op_threads": args.threads,
         "runs": args.runs, "seconds": args.seconds, "tasks": tasks, "target": 0.9,
