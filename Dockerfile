@@ -1,12 +1,35 @@
-# Minimal for now: the training kit on CPU. The GPU issue turns this into the CUDA serving image.
-FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist make \
+# The serving image: serve-kit on CUDA. ONNX Runtime's CUDA provider runs each bundle's fp16 model where
+# a GPU is visible (SERVE_DEVICE=auto; the CPU elsewhere). Only serving/ goes in: no training code, no data,
+# no models (mount a model repository at /models). Two stages, so pip and its caches stay behind.
+#
+#   docker build -t serve-kit .
+#   docker run --gpus all -p 8001:8001 -p 8002:8002 -v "$PWD/models:/models:ro" serve-kit
+ARG CUDA_BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+
+FROM ${CUDA_BASE} AS build
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/serve-kit
+COPY pyproject.toml README.md /src/
+COPY serving /src/serving
+# `make install` without the training and dev extras; onnxruntime-gpu replaces the CPU build (both ship
+# the `onnxruntime` module, so they must never be installed side by side).
+RUN /opt/serve-kit/bin/pip install --no-cache-dir /src \
+    && /opt/serve-kit/bin/pip uninstall --yes onnxruntime \
+    && /opt/serve-kit/bin/pip install --no-cache-dir onnxruntime-gpu
+
+FROM ${CUDA_BASE}
+RUN apt-get update && apt-get install -y --no-install-recommends python3 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home kit
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY training training
-COPY serving serving
-RUN pip install --no-cache-dir '.[train]'
-USER kit
-ENTRYPOINT ["train-kit"]
+    && useradd --create-home --uid 10001 serve
+COPY --from=build /opt/serve-kit /opt/serve-kit
+ENV PATH=/opt/serve-kit/bin:$PATH \
+    SERVE_HOST=0.0.0.0 \
+    SERVE_MODELS_DIR=/models \
+    SERVE_DEVICE=auto \
+    SERVE_LOG_FORMAT=json
+USER serve
+VOLUME ["/models"]
+EXPOSE 8001 8002
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["serve-kit", "health"]
+ENTRYPOINT ["serve-kit", "serve"]

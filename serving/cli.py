@@ -75,5 +75,21 @@ def settings(config: Annotated[Path | None, typer.Option(help="TOML or YAML sett
         raise typer.Exit(2) from None
 
 
+@app.command()
+def health(
+    address: Annotated[
+        str | None, typer.Option(help="the server's gRPC host:port (default: 127.0.0.1 and SERVE_PORT)")
+    ] = None,
+    service: Annotated[str, typer.Option(help="a model name; empty: the whole server")] = "",
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the answer")] = 3.0,
+) -> None:
+    """Exit 0 if the server (or one model) is SERVING, else 1: a container health probe."""
+    from serving.probe import check_health
+
+    serving, seen = check_health(address or f"127.0.0.1:{load_settings().port}", service, timeout)
+    typer.echo(seen, err=not serving)
+    raise typer.Exit(0 if serving else 1)
+
+
 if __name__ == "__main__":
     app()

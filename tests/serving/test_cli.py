@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from serving.cli import app
+from tests.serving.servers import ServerProcess
 
 
 def test_help_lists_every_knob_with_its_environment_variable() -> None:
@@ -47,3 +49,17 @@ def test_a_wrong_setting_stops_the_server_before_it_listens(tmp_path: Path) -> N
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "batching.max_batch_sise" in result.stderr and "Extra inputs are not permitted" in result.stderr
+
+
+def test_the_health_probe_exits_zero_only_for_a_serving_server_or_model(server: ServerProcess) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["health", "--address", server.address])
+    assert ok.exit_code == 0 and "(server): SERVING" in ok.output
+    assert runner.invoke(app, ["health", "--address", server.address, "--service", "tags"]).exit_code == 0
+    unknown = runner.invoke(app, ["health", "--address", server.address, "--service", "nope"])
+    assert unknown.exit_code == 1 and "NOT_FOUND" in unknown.output
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    down = runner.invoke(app, ["health", "--address", closed, "--timeout", "1"])
+    assert down.exit_code == 1 and "UNAVAILABLE" in down.output
