@@ -243,10 +243,13 @@ def train(
 ) -> None:
     """Train one stage with fit_one_cycle; one table row per epoch, metrics JSON at the end."""
     cfg = _config(locals())  # first: every parameter, nothing else
+    from training.distributed import current_ranks
     from training.progress import RichReporter
     from training.run import run_training
 
     result = run_training(cfg, RichReporter(console))
+    if (ranks := current_ranks()) is not None and not ranks.main:
+        return  # under torchrun, rank 0 speaks for the run
     summary = {
         "metrics": result["metrics"],
         "baseline": result["baseline"],

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+from torch import distributed as dist
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
@@ -27,6 +28,7 @@ from training.data.block import ImageDataset
 from training.data.bunch import DataBunch, DeviceLoader
 from training.data.sources import ItemList
 from training.data.transforms import sized
+from training.distributed import gather_in_order
 from training.errors import ConfigError
 from training.metrics import Metric, metric_name
 
@@ -91,6 +93,7 @@ class Learner:
     ) -> None:
         self.data, self.loss_func, self.metrics = data, loss_func, list(metrics)
         self.model = model.to(data.device)
+        self.trained: nn.Module = self.model  # what training steps call: DDP's wrapper under torchrun
         self.layer_groups = list(layer_groups or [model])
         self.opt_func, self.wd, self.path, self.reporter = opt_func, wd, path, reporter
         self.meta: dict[str, Any] = dict(meta or {})  # plain data saved with every checkpoint
@@ -205,6 +208,7 @@ class Learner:
         start = 0
         if resume:
             start = self._restore(stage, plan, opt, sched, scaler)
+        self._wrap_for_ranks()  # after a resume's freeze_to: DDP must see the final trainable set
         if self.reporter:
             self.reporter.fit_begin(plan.epochs, start, steps_per_epoch)
         for epoch in range(start, plan.epochs):
@@ -213,7 +217,7 @@ class Learner:
             valid_loss, metrics = self.validate()
             record = EpochRecord(epoch + 1, train_loss, valid_loss, metrics, time.perf_counter() - began)
             self.history.append(record)
-            if stage is not None:
+            if stage is not None and self.is_main:
                 self.save(stage, plan=plan, sched=sched, scaler=scaler, epoch=epoch + 1)
             if self.reporter:
                 self.reporter.epoch_end(record)
@@ -223,7 +227,7 @@ class Learner:
     def _train_epoch(
         self, epoch: int, opt: Optimizer, sched: LRScheduler | None, scaler: torch.amp.GradScaler
     ) -> float:
-        self.model.train()
+        self.trained.train()
         self.data.train_dl.set_epoch(epoch)
         total, count = torch.zeros((), device=self.device), 0
         for x, y in self.data.train_dl:
@@ -234,6 +238,10 @@ class Learner:
                 self.reporter.batch_end()  # before the scheduler moves on: it sees this batch's rates
             if sched is not None:
                 sched.step()
+        if self.data.ranks is not None:  # the mean over every rank's items
+            sums = torch.stack([total.float(), torch.tensor(float(count), device=total.device)])
+            dist.all_reduce(sums)
+            total, count = sums[0], int(sums[1])
         return float(total) / max(count, 1)
 
     def train_step(
@@ -243,7 +251,7 @@ class Learner:
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
         ):
-            loss = self.loss_func(self.model(x), y)
+            loss = self.loss_func(self.trained(x), y)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
@@ -264,9 +272,16 @@ class Learner:
             ),
         ):
             for x, y in loader:
-                preds.append(self.model(x).float().cpu())
-                targets.append(y.cpu())
-        return torch.cat(preds), torch.cat(targets)
+                preds.append(self.model(x).float())
+                targets.append(y)
+        ranks = self.data.ranks
+        if ranks is None:
+            return torch.cat(preds).cpu(), torch.cat(targets).cpu()
+        total = len(loader.dl.dataset)  # type: ignore[arg-type]
+        return (
+            gather_in_order(torch.cat(preds), total, ranks).cpu(),
+            gather_in_order(torch.cat(targets), total, ranks).cpu(),
+        )
 
     def predict(self, paths: Sequence[Path]) -> torch.Tensor:
         """Raw outputs for images on disk, prepared exactly as validation images are."""
@@ -282,6 +297,23 @@ class Learner:
         preds, targets = self.get_preds()
         loss = float(self.loss_func(preds, targets))
         return loss, {metric_name(m): float(m(preds, targets)) for m in self.metrics}
+
+    # ---- ranks (torchrun) --------------------------------------------------------------------
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes checkpoints: always alone, rank 0 under torchrun."""
+        return self.data.ranks is None or self.data.ranks.main
+
+    def _wrap_for_ranks(self) -> None:
+        """Under torchrun, train through DDP. Wrapped per fit, after freezing: DDP syncs the
+        gradients of the parameters that require them when it is built, and frozen ones must not wait."""
+        if self.data.ranks is None:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.trained = DistributedDataParallel(self.model, device_ids=device_ids)
 
     # ---- stages ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from training.config import TrainConfig
 from training.data import get_transforms, imagenet_stats
 from training.data.bunch import Stats
 from training.data.show import show_batch
+from training.distributed import current_ranks, join
 from training.errors import ConfigError
 from training.learner import Learner, Reporter
 from training.lr_finder import LRFind
@@ -47,8 +48,10 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner,
         p_lighting=cfg.p_lighting,
         mask_fill=task.void or 0,
     )
+    ranks = current_ranks()  # a torchrun launch: join the group, load this rank's shards
+    device = join(ranks) if ranks is not None else None
     data = task.src.transform(train_tfms, size=cfg.size).databunch(
-        bs=cfg.bs, num_workers=cfg.num_workers, seed=cfg.seed
+        bs=cfg.bs, num_workers=cfg.num_workers, seed=cfg.seed, device=device, ranks=ranks
     )
     previous = _previous_stage(cfg)
     stats: Stats | None = None
@@ -80,7 +83,7 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner,
         layer_groups(model),
         wd=cfg.wd,
         path=cfg.out,
-        reporter=reporter,
+        reporter=reporter if ranks is None or ranks.main else None,
         meta=meta,
     )
     if previous is not None:
@@ -109,7 +112,7 @@ def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
 def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train one stage; write `<out>/<stage>.pt` and `<out>/<stage>.metrics.json`; return the metrics."""
     learn, task = _build(cfg, reporter)
-    if not cfg.resume:
+    if not cfg.resume and learn.is_main:
         show_batch(learn.data, cfg.out / f"{cfg.stage}.batch.png")
     learn.fit_one_cycle(
         cfg.epochs, cfg.learning_rate, stage=cfg.stage, resume=cfg.resume, pct_start=cfg.pct_start
@@ -129,12 +132,15 @@ def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str
         "history": [dataclasses.asdict(r) for r in learn.history],
         "config": cfg.model_dump(mode="json"),
     }
-    write_json_atomic(cfg.out / f"{cfg.stage}.metrics.json", result)
+    if learn.is_main:
+        write_json_atomic(cfg.out / f"{cfg.stage}.metrics.json", result)
     return result
 
 
 def run_lr_find(cfg: TrainConfig, start_lr: float, end_lr: float, num_it: int) -> tuple[LRFind, Path]:
     """Sweep rates on the configured learner; the plot goes to `<out>/lr_find.png`."""
+    if current_ranks() is not None:
+        raise ConfigError("lr-find runs in one process; start it without torchrun")
     learn = build_learner(cfg)
     found = learn.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it)
     return found, found.plot(cfg.out / "lr_find.png")

@@ -27,6 +27,7 @@ from training.data.images import read_image
 from training.data.labellers import LabelEncoder, Labeller
 from training.data.sources import ItemList
 from training.data.transforms import Transforms, sized
+from training.distributed import Ranks
 from training.errors import DataError
 
 if TYPE_CHECKING:
@@ -99,11 +100,12 @@ class LabelledData:
         num_workers: int | None = None,
         device: torch.device | str | None = None,
         seed: int = 0,
+        ranks: Ranks | None = None,
     ) -> DataBunch:
-        """Wrap the splits in loaders: answer the sixth question."""
+        """Wrap the splits in loaders: answer the sixth question (`ranks`: this rank's shards)."""
         from training.data.bunch import DataBunch
 
-        return DataBunch(self, bs=bs, num_workers=num_workers, device=device, seed=seed)
+        return DataBunch(self, bs=bs, num_workers=num_workers, device=device, seed=seed, ranks=ranks)
 
 
 class Carrier(Protocol):

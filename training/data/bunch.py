@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from training.data.transforms import sized
+from training.distributed import Ranks
 
 if TYPE_CHECKING:
     from training.data.block import LabelledData
@@ -52,6 +53,8 @@ class DeviceLoader:
     def set_epoch(self, epoch: int) -> None:
         if self.seed is not None and self.dl.generator is not None:
             self.dl.generator.manual_seed(self.seed * 100_003 + epoch)
+        if isinstance(self.dl.sampler, DistributedSampler):
+            self.dl.sampler.set_epoch(epoch)  # each rank's shard of epoch n, the same on a resume
 
     def set_stats(self, stats: Stats) -> None:
         self.stats = stats
@@ -100,19 +103,27 @@ class DataBunch:
         num_workers: int | None = None,
         device: torch.device | str | None = None,
         seed: int = 0,
+        ranks: Ranks | None = None,
     ) -> None:
-        self.src, self.bs = src, bs
+        """With `ranks` (a torchrun launch), each rank loads its own shard of every split."""
+        self.src, self.bs, self.ranks = src, bs, ranks
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         workers = default_workers() if num_workers is None else num_workers
         train_ds, valid_ds, test_ds = src.datasets()
         pin = self.device.type == "cuda"
 
         def loader(ds: Dataset[Batch], shuffle: bool, batch: int) -> DataLoader[Batch]:
+            sampler: DistributedSampler[Batch] | None = None
+            if ranks is not None:
+                sampler = DistributedSampler(
+                    ds, ranks.world_size, ranks.rank, shuffle=shuffle, seed=seed, drop_last=shuffle
+                )
             return DataLoader(
                 ds,
                 batch_size=batch,
-                shuffle=shuffle,
-                drop_last=shuffle and len(ds) > batch,  # type: ignore[arg-type]
+                shuffle=shuffle and sampler is None,
+                sampler=sampler,
+                drop_last=shuffle and len(ds) > batch * (ranks.world_size if ranks else 1),  # type: ignore[arg-type]
                 num_workers=workers,
                 pin_memory=pin,
                 generator=torch.Generator().manual_seed(seed),
