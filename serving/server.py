@@ -19,6 +19,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from serving.feedback import FeedbackStore
 from serving.malformed import MalformedRequestInterceptor
 from serving.metrics import ServerMetrics
 from serving.repository import ModelRepository, ModelState
@@ -51,7 +52,10 @@ class InferenceServer:
             interceptors=[MalformedRequestInterceptor()],
         )
         inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.inference, self.grpc)
-        tasks_pb2_grpc.add_TasksServicer_to_server(TaskService(self.repository, self.metrics), self.grpc)
+        feedback = settings.feedback
+        store = None if feedback.dir is None else FeedbackStore(feedback.dir, feedback.max_records)
+        tasks = TaskService(self.repository, self.metrics, store, int(feedback.max_record_mb * (1 << 20)))
+        tasks_pb2_grpc.add_TasksServicer_to_server(tasks, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             [*SERVICES, reflection.SERVICE_NAME, "grpc.health.v1.Health"], self.grpc

@@ -49,6 +49,15 @@ class ModelSettings(BaseModel):
     runtime: Literal["onnx", "torch"] | None = None
 
 
+class Feedback(BaseModel):
+    """Where `Tasks.Feedback` stores corrections (off without a folder), and how many it keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+    dir: Path | None = Field(None, description="feedback store: <dir>/<model>/; none: Feedback is off")
+    max_records: int = Field(10_000, ge=1, description="records kept per model; more: RESOURCE_EXHAUSTED")
+    max_record_mb: float = Field(16, gt=0, description="largest record (image + mask) in MiB")
+
+
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVE_", env_nested_delimiter="__", extra="forbid")
 
@@ -59,6 +68,7 @@ class ServerSettings(BaseSettings):
     runtime: Literal["onnx", "torch"] = Field("onnx", description="default runtime for every model")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA where present")
     batching: Batching = Field(default_factory=Batching)
+    feedback: Feedback = Field(default_factory=Feedback)
     models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides")
     inference_threads: int | None = Field(None, ge=1, description="intra-op threads per model (None: all)")
     decode_threads: int = Field(4, ge=1, le=256, description="threads decoding and resizing images")

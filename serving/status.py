@@ -17,6 +17,7 @@ import grpc
 
 from serving.batcher import BatcherClosedError, DeadlineExceededError, QueueFullError
 from serving.engine import ItemError, ServedModel, TooManyItemsError
+from serving.feedback import FeedbackError, FeedbackFullError, FeedbackOffError
 from serving.metrics import ServerMetrics
 from serving.quoting import clip
 from serving.repository import DrainingError, ModelLoadingError, ModelNotFoundError, ModelRepository
@@ -44,6 +45,9 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (QueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (TaskMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedbackOffError, grpc.StatusCode.FAILED_PRECONDITION),
+    (FeedbackFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (FeedbackError, grpc.StatusCode.INVALID_ARGUMENT),
     (ItemError, grpc.StatusCode.INVALID_ARGUMENT),
     (TooManyItemsError, grpc.StatusCode.INVALID_ARGUMENT),
     (TensorError, grpc.StatusCode.INVALID_ARGUMENT),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 
 from serving.engine import ServedModel
+from serving.feedback import Correction, FeedbackError, FeedbackOffError, FeedbackStore, check_correction
 from serving.images import encode_mask_png
 from serving.metrics import ServerMetrics
 from serving.pipeline import Task
@@ -29,8 +31,15 @@ _CALL_FOR_TASK = {
 
 
 class TaskService(TasksServicer):
-    def __init__(self, repository: ModelRepository, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        metrics: ServerMetrics,
+        feedback: FeedbackStore | None = None,
+        max_feedback_bytes: int = 16 << 20,
+    ) -> None:
         self.repository, self.metrics = repository, metrics
+        self.feedback, self.max_feedback_bytes = feedback, max_feedback_bytes
 
     async def Classify(
         self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
@@ -91,10 +100,32 @@ class TaskService(TasksServicer):
     async def Feedback(
         self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> pb.FeedbackResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "Feedback is reserved for online feedback; not built yet"
+        async def record(model: ServedModel) -> pb.FeedbackResponse:
+            if self.feedback is None:
+                raise FeedbackOffError(
+                    "this server keeps no feedback store; start it with feedback.dir (SERVE_FEEDBACK__DIR)"
+                )
+            if request.WhichOneof("item") == "text":
+                raise FeedbackError(f"model {model.name!r} answers {model.task}; send the image, not text")
+            correction = Correction(
+                request.image,
+                list(request.labels),
+                request.mask_png,
+                [(p.name, p.x, p.y) for p in request.points],
+            )
+            loop = asyncio.get_running_loop()  # decoding and fsync are blocking work: off the event loop
+            record_id, count = await loop.run_in_executor(model.decode_pool, self._store, model, correction)
+            return pb.FeedbackResponse(record_id=record_id, records=count)
+
+        return await answer(
+            self.repository, self.metrics, context, request.model.name, request.model.version, record
         )
-        raise AssertionError("context.abort returned")
+
+    def _store(self, model: ServedModel, correction: Correction) -> tuple[str, int]:
+        assert self.feedback is not None
+        manifest = model.bundle.manifest
+        checked = check_correction(correction, manifest, model.max_image_pixels, self.max_feedback_bytes)
+        return self.feedback.add(manifest, checked)
 
     async def _images(
         self,

@@ -141,17 +141,25 @@ class SentimentResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., results: _Optional[_Iterable[_Union[SentimentResult, _Mapping]]] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
-    __slots__ = ("model", "image", "text", "labels")
+    __slots__ = ("model", "image", "text", "labels", "mask_png", "points")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    MASK_PNG_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     image: bytes
     text: str
     labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    mask_png: bytes
+    points: _containers.RepeatedCompositeFieldContainer[Point]
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., text: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., mask_png: _Optional[bytes] = ..., points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ...) -> None: ...
 
 class FeedbackResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("record_id", "records")
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    record_id: str
+    records: int
+    def __init__(self, record_id: _Optional[str] = ..., records: _Optional[int] = ...) -> None: ...

@@ -94,7 +94,9 @@ class TasksServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Feedback(self, request, context):
-        """Reserved for online feedback (corrected labels for served items); answers UNIMPLEMENTED.
+        """Online feedback: the correct answer for an item the model answered, validated against the model
+        and appended durably to the server's feedback store, for `train-kit finetune`. FAILED_PRECONDITION
+        when the server keeps no feedback store; RESOURCE_EXHAUSTED when the store is full.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

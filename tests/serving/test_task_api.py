@@ -76,9 +76,9 @@ def test_bad_classify_requests_are_refused_precisely(
     assert err.code().name == code and message in err.details()
 
 
-def test_feedback_is_reserved(channel: grpc.Channel) -> None:
+def test_feedback_without_a_store_is_a_failed_precondition(channel: grpc.Channel) -> None:
     err = rpc_error(lambda: TasksStub(channel).Feedback(pb.FeedbackRequest(model=pb.ModelRef(name="tags"))))
-    assert err.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "SERVE_FEEDBACK__DIR" in err.details()
 
 
 def test_health_is_reported_overall_and_per_model(channel: grpc.Channel) -> None:
