@@ -287,6 +287,41 @@ def export(
     )
 
 
+@app.command("finetune")
+@user_errors
+def finetune(
+    bundle: Annotated[Path, typer.Option(help="the served model: models/<name>[/<version>]")],
+    feedback: Annotated[Path, typer.Option(help="its feedback store folder: feedback/<name>")],
+    data: Annotated[Path, typer.Option(help="the original training data folder")],
+    config: ConfigOpt = None,
+    out: Annotated[Path, typer.Option(help="run folder for the fine-tuned stage")] = Path("runs/finetune"),
+    models: Annotated[Path, typer.Option(help="model repository to publish into")] = Path("models"),
+    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    lr: Annotated[str, typer.Option(help="max learning rate, or low:high over layer groups")] = "1e-5:1e-3",
+    bs: BsOpt = None,
+    weight: Annotated[int, typer.Option(min=1, help="times each feedback record joins the training set")] = 1,
+    holdout: Annotated[float, typer.Option(help="share of feedback held out to measure the gain")] = 0.2,
+    tolerance: Annotated[
+        float, typer.Option(help="how much worse on the original valid set is allowed")
+    ] = 0.01,
+    force: Annotated[bool, typer.Option(help="publish even when worse than --tolerance")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    num_workers: Annotated[int | None, typer.Option(help="data loader worker processes")] = None,
+) -> None:
+    """Train a served model some more on its feedback; publish the next version if it holds up."""
+    import dataclasses
+
+    from training.finetune import finetune as run_finetune
+
+    report = run_finetune(
+        bundle, feedback, data, out, models, config=config, epochs=epochs, lr=lr, bs=bs, weight=weight,
+        holdout=holdout, tolerance=tolerance, force=force, seed=seed, num_workers=num_workers,
+    )  # fmt: skip
+    console.print_json(json.dumps(dataclasses.asdict(report)))
+    if report.published is None:
+        raise typer.Exit(1)
+
+
 class ArchiveFormat(enum.StrEnum):
     default = "default"
     no_archive = "no-archive"

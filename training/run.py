@@ -18,6 +18,7 @@ from training.config import TrainConfig
 from training.data import get_transforms, imagenet_stats
 from training.data.bunch import Stats
 from training.data.show import show_batch
+from training.data.transforms import Transforms
 from training.distributed import current_ranks, join
 from training.errors import ConfigError
 from training.learner import Learner, Reporter
@@ -26,7 +27,7 @@ from training.metrics import metric_name
 from training.models import create_model, layer_groups
 from training.tasks import TaskSetup, setup_task
 
-__all__ = ["build_learner", "run_lr_find", "run_training"]
+__all__ = ["build_learner", "run_lr_find", "run_training", "stage_meta", "train_transforms"]
 
 
 def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner:
@@ -37,17 +38,7 @@ def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner
 def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner, TaskSetup]:
     torch.manual_seed(cfg.seed)  # the network's initial weights, reproducibly
     task = setup_task(cfg)
-    train_tfms = get_transforms(
-        do_flip=cfg.do_flip,
-        flip_vert=cfg.flip_vert,
-        max_rotate=cfg.max_rotate,
-        max_zoom=cfg.max_zoom,
-        max_lighting=cfg.max_lighting,
-        max_warp=cfg.max_warp,
-        p_affine=cfg.p_affine,
-        p_lighting=cfg.p_lighting,
-        mask_fill=task.void or 0,
-    )
+    train_tfms = train_transforms(cfg, task)
     ranks = current_ranks()  # a torchrun launch: join the group, load this rank's shards
     device = join(ranks) if ranks is not None else None
     data = task.src.transform(train_tfms, size=cfg.size).databunch(
@@ -66,15 +57,7 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner,
             f"but this data has {data.classes}"
         )
     model = create_model(task.spec, cfg.weights)
-    meta = {
-        "task": cfg.task,
-        "spec": dataclasses.asdict(task.spec),
-        "classes": data.classes,
-        "size": cfg.size,
-        "stats": [list(s) for s in data.stats or imagenet_stats],
-        "thresh": cfg.thresh,
-        "config": cfg.model_dump(mode="json"),
-    }
+    meta = stage_meta(cfg, task, data.classes, data.stats or imagenet_stats)
     learn = Learner(
         data,
         model,
@@ -93,6 +76,34 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner,
     if cfg.fp16:
         learn.to_fp16()
     return learn, task
+
+
+def train_transforms(cfg: TrainConfig, task: TaskSetup) -> Transforms:
+    """The augmentations `cfg` asks for; uncovered mask pixels get the task's Void code."""
+    return get_transforms(
+        do_flip=cfg.do_flip,
+        flip_vert=cfg.flip_vert,
+        max_rotate=cfg.max_rotate,
+        max_zoom=cfg.max_zoom,
+        max_lighting=cfg.max_lighting,
+        max_warp=cfg.max_warp,
+        p_affine=cfg.p_affine,
+        p_lighting=cfg.p_lighting,
+        mask_fill=task.void or 0,
+    )
+
+
+def stage_meta(cfg: TrainConfig, task: TaskSetup, classes: list[str], stats: Stats) -> dict[str, Any]:
+    """What a checkpoint says about itself: enough to resume it, continue from it, or export it."""
+    return {
+        "task": cfg.task,
+        "spec": dataclasses.asdict(task.spec),
+        "classes": classes,
+        "size": cfg.size,
+        "stats": [list(s) for s in stats],
+        "thresh": cfg.thresh,
+        "config": cfg.model_dump(mode="json"),
+    }
 
 
 def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:

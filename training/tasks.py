@@ -63,8 +63,13 @@ class TaskSetup:
     loss_func: LossFunc
     metrics: list[Metric]
     baseline: Baseline
+    primary: str
+    """The metric that says whether one model is better than another (fine-tuning gates on it)."""
+    higher_is_better: bool = True
     void: int | None = None
     """Segmentation: the code ignored by loss and metrics, and painted where augmentation uncovers."""
+    metrics_for: Callable[[ItemList], list[Metric]] | None = None
+    """The metrics for other validation items, where they depend on the items (pose: image sizes)."""
 
 
 def choose_splitter(cfg: TrainConfig) -> Splitter:
@@ -91,6 +96,7 @@ def _multilabel(cfg: TrainConfig) -> TaskSetup:
         loss_func=nn.BCEWithLogitsLoss(),
         metrics=[partial(accuracy_thresh, thresh=cfg.thresh), partial(fbeta, beta=2.0, thresh=cfg.thresh)],
         baseline=frequency_logits,
+        primary="fbeta",
     )
 
 
@@ -103,6 +109,7 @@ def _classify(cfg: TrainConfig) -> TaskSetup:
         loss_func=nn.CrossEntropyLoss(),
         metrics=[accuracy],
         baseline=frequency_logits,
+        primary="accuracy",
     )
 
 
@@ -124,6 +131,7 @@ def _segmentation(cfg: TrainConfig) -> TaskSetup:
         loss_func=PixelCrossEntropy(void),
         metrics=[partial(pixel_accuracy, void=void), partial(mean_iou, void=void)],
         baseline=background_logits(len(codes)),
+        primary="mean_iou",
         void=void,
     )
 
@@ -136,6 +144,13 @@ def _pose(cfg: TrainConfig) -> TaskSetup:
         src=src,
         spec=CnnSpec(cfg.arch, n_out=2 * len(cfg.points)),
         loss_func=nn.MSELoss(),
-        metrics=[partial(mean_pixel_error, sizes=image_sizes(src.valid))],
+        metrics=_pose_metrics(src.valid),
         baseline=mean_points,
+        primary="mean_pixel_error",
+        higher_is_better=False,
+        metrics_for=_pose_metrics,
     )
+
+
+def _pose_metrics(items: ItemList) -> list[Metric]:
+    return [partial(mean_pixel_error, sizes=image_sizes(items))]

@@ -1,0 +1,226 @@
+"""Fine-tune a served model on its feedback: the seed's answer to "how to use online feedback".
+
+Add the labelled new data to the training set, load the old model, unfreeze, train some more, and
+publish the result as the next version, which the running server hot-swaps. The new version is
+published only if it is not worse on the original validation set than the old one by more than
+`tolerance` (in the task's primary metric); `force` publishes anyway. A held-out part of the
+feedback is scored before and after, so the gain on the corrected cases is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from serving.bundle import load_bundle
+from serving.pipeline import MultiLabelPostprocess, SegmentationPostprocess
+from training.config import TrainConfig, load_config
+from training.data import (
+    ItemList,
+    LabelledData,
+    MaskFromFunction,
+    MaskInFolder,
+    PointsFromColumns,
+    TagsFromColumn,
+)
+from training.data.bunch import Stats
+from training.data.labellers import Labeller
+from training.errors import ConfigError, DataError
+from training.export import export_stage
+from training.learner import Learner
+from training.metrics import Metric, metric_name
+from training.models import layer_groups
+from training.run import stage_meta, train_transforms, write_json_atomic
+from training.tasks import TaskSetup, setup_task
+
+__all__ = ["FinetuneReport", "finetune"]
+
+STAGE = "finetune"
+
+
+@dataclass
+class FinetuneReport:
+    metric: str
+    higher_is_better: bool
+    valid_before: dict[str, float]
+    valid_after: dict[str, float]
+    feedback_before: dict[str, float]
+    feedback_after: dict[str, float]
+    records: int
+    trained_on: int
+    held_out: int
+    published: str | None
+    decision: str
+
+
+def finetune(
+    bundle: Path,
+    feedback: Path,
+    data: Path,
+    out: Path,
+    models: Path,
+    *,
+    config: Path | None = None,
+    epochs: int = 5,
+    lr: float | str = "1e-5:1e-3",
+    bs: int | None = None,
+    weight: int = 1,
+    holdout: float = 0.2,
+    tolerance: float = 0.01,
+    force: bool = False,
+    seed: int = 0,
+    num_workers: int | None = None,
+) -> FinetuneReport:
+    """Train `bundle`'s network on `data` (its original training set) plus `feedback`, and publish it
+    as the next version of the same model in `models` if it holds up; see the module's docstring."""
+    if weight < 1 or not 0 <= holdout < 1:
+        raise ConfigError(f"--weight must be ≥ 1 and --holdout in [0, 1); got {weight} and {holdout}")
+    served = load_bundle(bundle)
+    manifest, pipeline = served.manifest, served.pipeline
+    if manifest.task not in ("multilabel", "segmentation", "pose"):
+        raise ConfigError(f"{bundle}: fine-tuning {manifest.task} models is not supported")
+    cfg = _config(config, manifest.task, data, out, pipeline, epochs, lr, bs, seed, num_workers)
+    task = setup_task(cfg)
+    if task.src.classes != manifest.labels:
+        raise ConfigError(
+            f"--data {data} has classes {task.src.classes}, but {bundle} was trained on {manifest.labels}"
+        )
+    fb_train, fb_held = _split(_read_feedback(feedback, manifest.task, task, cfg), holdout, seed)
+    combined = _with_extra_training(task.src, fb_train, weight)
+    stats: Stats = (pipeline.preprocess.mean, pipeline.preprocess.std)
+    loaders = combined.transform(train_transforms(cfg, task), size=cfg.size).databunch(
+        bs=cfg.bs, num_workers=cfg.num_workers, seed=seed
+    )
+    loaders.normalize(stats)
+    torch.manual_seed(seed)
+    model = pipeline.network.build()
+    learn = Learner(
+        loaders, model, task.loss_func, task.metrics, layer_groups(model), wd=cfg.wd, path=out,
+        meta=stage_meta(cfg, task, manifest.labels, stats),
+    )  # fmt: skip
+    held_metrics = task.metrics_for(fb_held.train) if task.metrics_for and fb_held else task.metrics
+    valid_before, feedback_before = learn.validate()[1], _score(learn, fb_held, held_metrics, stats)
+    learn.unfreeze()
+    learn.fit_one_cycle(epochs, cfg.learning_rate, stage=STAGE)
+    valid_after, feedback_after = learn.validate()[1], _score(learn, fb_held, held_metrics, stats)
+
+    change = valid_after[task.primary] - valid_before[task.primary]
+    worse_by = -change if task.higher_is_better else change
+    published, decision = None, f"{task.primary} on the original validation set moved by {change:+.4f}"
+    if worse_by > tolerance and not force:
+        decision += f": worse by more than --tolerance {tolerance}; not published (--force publishes anyway)"
+    else:
+        published = str(export_stage(out, STAGE, manifest.name, models))
+        decision += f"; published {published}"
+    report = FinetuneReport(
+        task.primary, task.higher_is_better, valid_before, valid_after, feedback_before, feedback_after,
+        len(fb_train) + len(fb_held), len(fb_train), len(fb_held), published, decision,
+    )  # fmt: skip
+    write_json_atomic(out / f"{STAGE}.report.json", dataclasses.asdict(report))
+    return report
+
+
+def _config(
+    path: Path | None,
+    task: str,
+    data: Path,
+    out: Path,
+    pipeline: Any,
+    epochs: int,
+    lr: float | str,
+    bs: int | None,
+    seed: int,
+    num_workers: int | None,
+) -> TrainConfig:
+    """The original run's options (from its `--config` file, if given), with what the bundle fixes:
+    its task, architecture, input size, threshold, Void code and point names."""
+    post = pipeline.postprocess
+    fixed: dict[str, Any] = {"task": task, "data": data, "out": out, "arch": pipeline.network.spec.arch}
+    fixed |= {"size": pipeline.preprocess.size, "epochs": epochs, "lr": lr, "bs": bs, "seed": seed}
+    fixed |= {
+        "num_workers": num_workers,
+        "stage": STAGE,
+        "unfreeze": True,
+        "from_stage": None,
+        "resume": False,
+    }
+    if isinstance(post, MultiLabelPostprocess):
+        fixed["thresh"] = post.thresholds[0]
+    elif isinstance(post, SegmentationPostprocess):
+        fixed["void"] = None if post.void is None else post.codes[post.void]
+    else:
+        fixed["points"] = list(post.points)
+    return load_config(path, fixed)
+
+
+def _read_feedback(
+    folder: Path, task: str, setup: TaskSetup, cfg: TrainConfig
+) -> tuple[ItemList, torch.Tensor]:
+    """The stored records as items and targets, encoded with the model's own classes."""
+    index = {"multilabel": "labels.csv", "segmentation": "records.csv", "pose": "points.csv"}[task]
+    if not (folder / index).is_file():
+        raise DataError(f"--feedback {folder}: no {index}; is it a feedback store's <model> folder?")
+    items = ItemList.from_csv(folder, index, column="image_name", folder="images")
+    labeller: Labeller
+    if task == "multilabel":
+        labeller = TagsFromColumn("tags")
+    elif task == "segmentation":
+        labeller = MaskFromFunction(MaskInFolder(folder / "labels"), setup.src.classes)
+    else:
+        labeller = PointsFromColumns(cfg.points)
+    targets = setup.src.encoder.encode(labeller(items), items)
+    if task == "segmentation" and targets.shape[1:] != setup.src.y_train.shape[1:]:
+        raise DataError(
+            f"feedback masks are {tuple(targets.shape[1:])}, the training masks "
+            f"{tuple(setup.src.y_train.shape[1:])} (height, width); fine-tuning a segmenter needs feedback "
+            "at the training images' size"
+        )
+    return items, targets
+
+
+def _split(
+    records: tuple[ItemList, torch.Tensor], holdout: float, seed: int
+) -> tuple[LabelledPart, LabelledPart]:
+    items, targets = records
+    n = len(items)
+    if n == 0:
+        raise DataError("the feedback store holds no records")
+    held = round(n * holdout) if n >= 2 else 0
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    pick = lambda idx: LabelledPart(items.subset(idx), targets[idx])  # noqa: E731
+    return pick(sorted(order[held:])), pick(sorted(order[:held]))
+
+
+@dataclass(frozen=True)
+class LabelledPart:
+    train: ItemList
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+
+def _with_extra_training(src: LabelledData, extra: LabelledPart, weight: int) -> LabelledData:
+    """`src` with `extra` added to its training split `weight` times (oversampling the corrections)."""
+    items = list(src.train.items) + list(extra.train.items) * weight
+    origins = [src.train.origin(i) for i in range(len(src.train))]
+    origins += [extra.train.origin(i) for i in range(len(extra.train))] * weight
+    y = torch.cat([src.y_train, *[extra.y.to(src.y_train.dtype)] * weight])
+    return dataclasses.replace(src, train=ItemList(items=items, origins=origins), y_train=y)  # type: ignore[arg-type]
+
+
+def _score(learn: Learner, part: LabelledPart, metrics: list[Metric], stats: Stats) -> dict[str, float]:
+    """`metrics` of the learner's model on held-out feedback (empty when none was held out)."""
+    if not len(part):
+        return {}
+    src = learn.data.src
+    held = dataclasses.replace(src, train=part.train, valid=part.train, y_train=part.y, y_valid=part.y)
+    loader = (
+        held.transform(([], []), size=src.size).databunch(bs=learn.data.bs, num_workers=0).normalize(stats)
+    )
+    preds, targets = learn.get_preds(loader.valid_dl)
+    return {metric_name(m): float(m(preds, targets)) for m in metrics}
