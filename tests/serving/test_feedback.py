@@ -180,3 +180,33 @@ def test_a_full_store_says_so(bundle_path: Path, jpegs: list[bytes], tmp_path: P
         assert [stub.Feedback(request).records for _ in range(2)] == [1, 2]
         err = refused(stub, request, tmp_path / "fb")
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "maximum of 2 records" in err.details()
+
+
+def test_a_crash_while_storing_loses_only_that_record(
+    bundle_path: Path, jpegs: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record is its image, then its CSV row: dying between the two leaves an image no row names,
+    and the CSV as it was, readable, with every earlier record."""
+    from serving import feedback as module
+    from serving.bundle import load_bundle
+
+    manifest = load_bundle(bundle_path).manifest
+    store = module.FeedbackStore(tmp_path, max_records=10)
+    record = module.check_correction(module.Correction(jpegs[0], ["red"]), manifest, 10**8, 10**8)
+    first, _ = store.add(manifest, record)
+    real_write = module.write_atomically
+
+    def dies_on_the_csv(path: Path, data: bytes) -> None:
+        if path.suffix == ".csv":
+            raise OSError("power cut")
+        real_write(path, data)
+
+    monkeypatch.setattr(module, "write_atomically", dies_on_the_csv)
+    with pytest.raises(OSError, match="power cut"):
+        store.add(manifest, record)
+    monkeypatch.undo()
+    assert [r["image_name"] for r in rows(tmp_path / "tags" / "labels.csv")] == [f"{first}.jpg"]
+    assert len(list((tmp_path / "tags" / "images").iterdir())) == 2  # the orphan, which no row names
+    assert not [p for p in (tmp_path / "tags").rglob(".*.tmp")]  # no half-written file anywhere
+    third, count = module.FeedbackStore(tmp_path, max_records=10).add(manifest, record)  # a restarted server
+    assert count == 2 and third != first

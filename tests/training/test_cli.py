@@ -282,3 +282,25 @@ def test_void_must_be_one_of_the_codes(seg_images: Path, tmp_path: Path) -> None
     )
     assert result.exit_code == 2
     assert "--void 'Unlabelled' is not one of the codes in" in result.output and "'Void'" in result.output
+
+
+def test_finetune_reports_and_exits_1_when_it_does_not_publish(
+    bundle_path: Path, tag_images: Path, tmp_path: Path
+) -> None:
+    from serving.bundle import load_bundle
+    from serving.feedback import Correction, FeedbackStore, check_correction
+
+    manifest = load_bundle(bundle_path).manifest
+    store = FeedbackStore(tmp_path / "feedback", max_records=10)
+    for image in sorted((tag_images / "train").glob("*.jpg"))[:4]:
+        store.add(manifest, check_correction(Correction(image.read_bytes(), ["red"]), manifest, 10**8, 10**8))
+    result = runner.invoke(app, [
+        "finetune", "--bundle", str(bundle_path), "--feedback", str(tmp_path / "feedback" / "tags"),
+        "--data", str(tag_images), "--epochs", "1", "--bs", "16", "--num-workers", "0",
+        "--tolerance", "-1", "--out", str(tmp_path / "out"), "--models", str(tmp_path / "models"),
+    ])  # fmt: skip  # a tolerance of -1 demands a gain of 1: never met, so nothing is published
+    assert result.exit_code == 1, result.output
+    report = json.loads((tmp_path / "out" / "finetune.report.json").read_text())
+    assert report["published"] is None and "not published" in report["decision"]
+    assert (report["records"], report["held_out"]) == (4, 1)
+    assert not (tmp_path / "models").exists()
