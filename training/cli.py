@@ -298,6 +298,9 @@ def finetune(
     models: Annotated[Path, typer.Option(help="model repository to publish into")] = Path("models"),
     epochs: Annotated[int, typer.Option(min=1)] = 5,
     lr: Annotated[str, typer.Option(help="max learning rate, or low:high over layer groups")] = "1e-5:1e-3",
+    lr_find: Annotated[
+        bool, typer.Option("--lr-find", help="take the rate from a sweep (plot in --out)")
+    ] = False,
     bs: BsOpt = None,
     weight: Annotated[int, typer.Option(min=1, help="times each feedback record joins the training set")] = 1,
     holdout: Annotated[float, typer.Option(help="share of feedback held out to measure the gain")] = 0.2,
@@ -314,7 +317,8 @@ def finetune(
     from training.finetune import finetune as run_finetune
 
     report = run_finetune(
-        bundle, feedback, data, out, models, config=config, epochs=epochs, lr=lr, bs=bs, weight=weight,
+        bundle, feedback, data, out, models, config=config, epochs=epochs, lr=lr, lr_find=lr_find, bs=bs,
+        weight=weight,
         holdout=holdout, tolerance=tolerance, force=force, seed=seed, num_workers=num_workers,
     )  # fmt: skip
     console.print_json(json.dumps(dataclasses.asdict(report)))

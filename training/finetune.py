@@ -67,6 +67,7 @@ def finetune(
     config: Path | None = None,
     epochs: int = 5,
     lr: float | str = "1e-5:1e-3",
+    lr_find: bool = False,
     bs: int | None = None,
     weight: int = 1,
     holdout: float = 0.2,
@@ -76,7 +77,8 @@ def finetune(
     num_workers: int | None = None,
 ) -> FinetuneReport:
     """Train `bundle`'s network on `data` (its original training set) plus `feedback`, and publish it
-    as the next version of the same model in `models` if it holds up; see the module's docstring."""
+    as the next version of the same model in `models` if it holds up; see the module's docstring.
+    With `lr_find`, the rate comes from a sweep on the combined data instead of `lr`."""
     if weight < 1 or not 0 <= holdout < 1:
         raise ConfigError(f"--weight must be ≥ 1 and --holdout in [0, 1); got {weight} and {holdout}")
     served = load_bundle(bundle)
@@ -105,7 +107,12 @@ def finetune(
     held_metrics = task.metrics_for(fb_held.train) if task.metrics_for and fb_held else task.metrics
     valid_before, feedback_before = learn.validate()[1], _score(learn, fb_held, held_metrics, stats)
     learn.unfreeze()
-    learn.fit_one_cycle(epochs, cfg.learning_rate, stage=STAGE)
+    rate: float | slice = cfg.learning_rate
+    if lr_find:  # the sweep's suggestion for the head, a tenth of it for the body (fastai's slice(hi))
+        found = learn.lr_find()
+        found.plot(out / "lr_find.png")
+        rate = slice(found.suggestion)
+    learn.fit_one_cycle(epochs, rate, stage=STAGE)
     valid_after, feedback_after = learn.validate()[1], _score(learn, fb_held, held_metrics, stats)
 
     change = valid_after[task.primary] - valid_before[task.primary]

@@ -296,7 +296,7 @@ def test_finetune_reports_and_exits_1_when_it_does_not_publish(
         store.add(manifest, check_correction(Correction(image.read_bytes(), ["red"]), manifest, 10**8, 10**8))
     result = runner.invoke(app, [
         "finetune", "--bundle", str(bundle_path), "--feedback", str(tmp_path / "feedback" / "tags"),
-        "--data", str(tag_images), "--epochs", "1", "--bs", "16", "--num-workers", "0",
+        "--data", str(tag_images), "--epochs", "1", "--bs", "16", "--num-workers", "0", "--lr-find",
         "--tolerance", "-1", "--out", str(tmp_path / "out"), "--models", str(tmp_path / "models"),
     ])  # fmt: skip  # a tolerance of -1 demands a gain of 1: never met, so nothing is published
     assert result.exit_code == 1, result.output
@@ -304,3 +304,4 @@ def test_finetune_reports_and_exits_1_when_it_does_not_publish(
     assert report["published"] is None and "not published" in report["decision"]
     assert (report["records"], report["held_out"]) == (4, 1)
     assert not (tmp_path / "models").exists()
+    assert (tmp_path / "out" / "lr_find.png").is_file()  # the rate came from a sweep
