@@ -164,7 +164,15 @@ class ModelRepository:
             None,
         )
         self.on_change(state)
-        log.info("serving model", extra={"model": name, "version": model.version, "task": model.task})
+        log.info(
+            "serving model",
+            extra={
+                "model": name,
+                "version": model.version,
+                "task": model.task,
+                "runtime": model.runtime.describe(),
+            },
+        )
         if old is not None:
             self._retire(old)
 

@@ -139,3 +139,9 @@ def test_a_pipeline_that_disagrees_with_its_manifest_is_refused(bundle_path: Pat
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="labels that differ from the manifest"):
         load_bundle(folder)
+
+
+def test_each_runtime_says_what_it_runs_on(bundle_path: Path) -> None:
+    bundle = load_bundle(bundle_path)
+    assert bundle.runtime("onnx").describe().endswith("on cpu (CPUExecutionProvider)")
+    assert bundle.runtime("torch").describe().endswith("on cpu (float32)")

@@ -160,6 +160,9 @@ class FailsOnce:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return self.inner.run(batch)  # type: ignore[attr-defined]
 
+    def describe(self) -> str:
+        return "a runtime that fails once"
+
 
 def test_a_failing_batch_fails_its_callers_with_internal_and_the_next_batch_runs(bundle_path: Path) -> None:
     async def scenario() -> tuple[list[object], np.ndarray]:

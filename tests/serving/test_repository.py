@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,6 +43,11 @@ def test_a_new_version_swaps_in_while_clients_run_without_a_failed_request(
     switched = versions.index("2")
     assert set(versions[:switched]) == {"1"} and versions[-16:] == ["2"] * 16
     assert '"message": "unloaded model", "model": "tags", "version": 1' in server.stderr
+    # the log says which runtime and device were picked (device=auto on a CPU-only host)
+    assert re.search(
+        r'"message": "serving model".*"runtime": "onnxruntime [\d.]+ on cpu \(CPUExecutionProvider\)"',
+        server.stderr,
+    )
 
 
 def test_a_broken_bundle_is_reported_while_the_others_serve(
