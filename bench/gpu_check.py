@@ -52,6 +52,25 @@ def items_per_second(run: Callable[[], object], batch: int, device: torch.device
     return statistics.median(rates)
 
 
+def served_runtimes(model: nn.Module, device: torch.device) -> dict[str, object]:
+    """The server's own TorchRuntime on this device (fp16, channels_last, pinned upload) against
+    the CPU fp32 one, on the same weights: what `serve-kit` would answer here."""
+    if device.type != "cuda":
+        return {"skipped": "CPU run: the serving runtimes' CUDA paths need a GPU"}
+    try:
+        from serving.networks import CnnSpec
+        from serving.pipeline import Network
+        from serving.runtimes import TorchRuntime
+    except ImportError as err:
+        return {"skipped": f"serving not importable here ({err})"}
+    network = Network.from_module(CnnSpec("resnet34", 17), copy.deepcopy(model).float().cpu())
+    batch = torch.randn(32, 3, 224, 224).numpy()
+    on_gpu, on_cpu = TorchRuntime(network, "cuda"), TorchRuntime(network, "cpu")
+    gap = float(abs(on_gpu.run(batch) - on_cpu.run(batch)).max())
+    rate = items_per_second(lambda: on_gpu.run(batch), 32, device, 2.0)
+    return {"torch_runtime": on_gpu.describe(), "items_s_at_32": round(rate, 1), "max_abs_diff_vs_cpu": gap}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -94,12 +113,14 @@ def main() -> None:
     scaler.update()
     if device.type == "cuda":
         torch.cuda.synchronize()
+    runtimes = served_runtimes(fp32, device)
     step = {"loss": round(float(loss), 4), "finite": bool(torch.isfinite(loss))}
     step["seconds"] = round(time.perf_counter() - began, 3)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(json.dumps({
         "bench": "gpu_check", "device": name, "torch": torch.__version__, "network": source,
         "size": args.size, "low_precision": str(half), "inference": results, "train_step": step,
+        "serving_runtimes": runtimes,
         "target_speedup_at_64": 1.8,
     }))  # fmt: skip
 
