@@ -104,6 +104,34 @@ class ItemList:
         return cls(items=items, rows=text_rows, origins=origins)
 
     @classmethod
+    def from_text_csv(cls, path: Path, csv_name: str, column: str = "text") -> ItemList:
+        """Texts from `column` of `path/csv_name`; the rows stay, for labels and splits."""
+        rows, origins = read_csv(path / csv_name, required=(column,))
+        empty = [origin for row, origin in zip(rows, origins, strict=True) if not row[column].strip()]
+        if empty:
+            raise DataError(f"{empty[0]}: column {column!r} is empty ({len(empty)} such rows)")
+        return cls(items=[row[column] for row in rows], rows=rows, origins=origins)
+
+    @classmethod
+    def from_text_folders(cls, path: Path, label: str = "label", suffix: str = ".txt") -> ItemList:
+        """Texts in `path/<label>/*.txt` (one file a text, its folder its label; `path/<split>/<label>/`
+        also works): each row holds `label`, the file and its split folder, for FromColumn/ColumnSplitter."""
+        if not path.is_dir():
+            raise DataError(f"{path}: no such folder")
+        files = sorted(p for p in path.rglob(f"*{suffix}") if p.is_file())
+        if not files:
+            raise DataError(f"{path}: no {suffix} files under <label>/ folders")
+        texts, rows = [], []
+        for file in files:
+            try:
+                texts.append(file.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as err:
+                raise DataError(f"{file}: not UTF-8 text ({err})") from err
+            parts = file.relative_to(path).parts
+            rows.append({label: file.parent.name, "file": str(file), "split": parts[0] if len(parts) > 2 else ""})
+        return cls(items=texts, rows=rows, origins=[str(f) for f in files])
+
+    @classmethod
     def from_list(cls, items: Sequence[Path | str]) -> ItemList:
         """Paths (checked to exist) or texts given directly."""
         if items and all(isinstance(i, Path) for i in items):
