@@ -13,6 +13,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from serving.awd_lstm import LanguageModel, TextClassifier
 from serving.networks import CnnSpec, build_cnn, cnn_body, resnet
 from serving.pipeline import Network, NetworkSpec
 from serving.unet import Unet, UnetSpec, build_unet
@@ -26,6 +27,7 @@ __all__ = [
     "layer_groups",
     "save_body_weights",
     "spec_from_meta",
+    "text_layer_groups",
     "unet_layer_groups",
 ]
 
@@ -41,9 +43,14 @@ def create_model(spec: NetworkSpec, weights: Path | None = None) -> nn.Module:
 
 
 def layer_groups(model: nn.Module) -> list[nn.Module]:
-    return (
-        unet_layer_groups(model) if isinstance(model, Unet) else cnn_layer_groups(cast(nn.Sequential, model))
-    )
+    """The groups `freeze_to` and discriminative rates work on, for each kind of network."""
+    if isinstance(model, Unet):
+        return unet_layer_groups(model)
+    if isinstance(model, TextClassifier):
+        return text_layer_groups(model)
+    if isinstance(model, LanguageModel):
+        return [model]  # trained whole: its decoder shares the embedding's weights
+    return cnn_layer_groups(cast(nn.Sequential, model))
 
 
 def spec_from_meta(meta: dict[str, Any]) -> NetworkSpec:
@@ -81,6 +88,13 @@ def cnn_layer_groups(model: nn.Sequential) -> list[nn.Module]:
     """
     body = cast(nn.Sequential, model[0])
     return [body[:6], body[6:], model[1]]
+
+
+def text_layer_groups(model: TextClassifier) -> list[nn.Module]:
+    """ULMFiT's groups for gradual unfreezing: embedding with the first LSTM, each further LSTM, then
+    the head. `freeze_to(-1)`, `freeze_to(-2)`, ... `unfreeze()` thaw them from the top."""
+    rnns = list(model.encoder.rnns)
+    return [nn.ModuleList([model.encoder.embedding, rnns[0]]), *rnns[1:], model.head]
 
 
 def unet_layer_groups(model: Unet) -> list[nn.Module]:

@@ -1,0 +1,57 @@
+"""The AWD-LSTM-style networks: a tied language model, and a classifier whose answer for a text does
+not depend on the padding its batch adds; gradual unfreezing thaws exactly the intended groups."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from serving.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
+from training.learner import Learner
+from training.models import layer_groups
+
+SPEC = AwdLstmSpec(vocab_size=60, emb=16, hidden=24, layers=3)
+
+
+def test_the_language_model_predicts_every_next_token_with_a_tied_decoder() -> None:
+    model = build_text_network(SPEC)
+    assert isinstance(model, LanguageModel)
+    assert model(torch.randint(1, 60, (4, 9))).shape == (4, 9, 60)
+    assert model.decoder.weight is model.encoder.embedding.weight
+
+
+def test_padding_never_changes_a_texts_answer() -> None:
+    torch.manual_seed(0)
+    model = TextClassifier(AwdLstmSpec(vocab_size=60, emb=16, hidden=24, layers=3, n_classes=2)).eval()
+    short = torch.randint(3, 60, (1, 5))
+    long = torch.randint(3, 60, (1, 40))
+    batch = torch.zeros(2, 40, dtype=torch.long)  # xxpad is 0
+    batch[0, :5], batch[1] = short[0], long[0]
+    with torch.inference_mode():
+        alone, together = model(short), model(batch)
+    torch.testing.assert_close(together[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_language_models_encoder_starts_the_classifier() -> None:
+    lm = LanguageModel(SPEC)
+    classifier = TextClassifier(AwdLstmSpec(vocab_size=60, emb=16, hidden=24, layers=3, n_classes=2))
+    classifier.encoder.load_state_dict(lm.encoder.state_dict())
+    assert torch.equal(classifier.encoder.embedding.weight, lm.encoder.embedding.weight)
+
+
+def test_gradual_unfreezing_thaws_one_group_at_a_time_from_the_top() -> None:
+    model = TextClassifier(AwdLstmSpec(vocab_size=60, emb=16, hidden=24, layers=3, n_classes=2))
+    groups = layer_groups(model)
+    assert len(groups) == 4  # embedding + LSTM 1, LSTM 2, LSTM 3, head
+    learn = Learner.__new__(Learner)  # freezing needs only the groups
+    learn.layer_groups = groups
+
+    def trainable() -> list[bool]:
+        return [all(p.requires_grad for p in g.parameters() if p.dim() > 1) for g in groups]
+
+    expected = {-1: [False, False, False, True], -2: [False, False, True, True], 0: [True] * 4}
+    for n, thawed in expected.items():
+        learn.freeze_to(n)
+        assert trainable() == thawed, n
+    norms = [m for m in model.head.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert norms and all(p.requires_grad for m in norms for p in m.parameters())
