@@ -101,6 +101,7 @@ class Learner:
         self.n_frozen = 0
         self.amp_dtype: torch.dtype | None = None
         self.opt: Optimizer | None = None
+        self.stream_validation = False  # True for language models: see `validate`
 
     @property
     def device(self) -> torch.device:
@@ -293,10 +294,29 @@ class Learner:
             return self.model(self.data.valid_dl.prepare(batch)).float().cpu()
 
     def validate(self) -> tuple[float, dict[str, float]]:
-        """Validation loss and every metric, each computed over the whole validation set."""
+        """Validation loss and every metric, each computed over the whole validation set.
+
+        With `stream_validation` they are per-batch values averaged by batch size instead: exact
+        for means over items (cross-entropy, accuracy), and the only way for a language model,
+        whose outputs over a whole set (tokens × vocabulary) would not fit in memory."""
+        if self.stream_validation:
+            return self._streamed_validation()
         preds, targets = self.get_preds()
         loss = float(self.loss_func(preds, targets))
         return loss, {metric_name(m): float(m(preds, targets)) for m in self.metrics}
+
+    def _streamed_validation(self) -> tuple[float, dict[str, float]]:
+        self.model.eval()
+        totals = torch.zeros(1 + len(self.metrics), dtype=torch.float64)
+        count = 0
+        with torch.inference_mode():
+            for x, y in self.data.valid_dl:
+                preds = self.model(x).float()
+                values = [self.loss_func(preds, y), *(m(preds, y) for m in self.metrics)]
+                totals += torch.tensor([float(v) for v in values], dtype=torch.float64) * y.numel()
+                count += y.numel()
+        means = (totals / max(count, 1)).tolist()
+        return means[0], {metric_name(m): v for m, v in zip(self.metrics, means[1:], strict=True)}
 
     # ---- ranks (torchrun) --------------------------------------------------------------------
 

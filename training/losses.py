@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-__all__ = ["PixelCrossEntropy"]
+__all__ = ["PixelCrossEntropy", "next_token_loss"]
 
 
 class PixelCrossEntropy(nn.Module):
@@ -22,3 +22,8 @@ class PixelCrossEntropy(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         ignore = -100 if self.void is None else self.void
         return functional.cross_entropy(logits, targets.long(), ignore_index=ignore)
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """A language model's cross-entropy: (N, T, vocab) logits against (N, T) next tokens."""
+    return functional.cross_entropy(logits.flatten(0, 1), targets.flatten())

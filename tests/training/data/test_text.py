@@ -122,3 +122,24 @@ def test_the_learner_trains_on_text_batches(tmp_path: Path, tokenizer: TextToken
     assert learn.history[-1].metrics["accuracy"] >= 0.75
     lm = TextDataBunch.language_model(labelled(write_reviews(tmp_path)), tokenizer, bs=4, bptt=5, device="cpu")
     assert len(lm.train_dl) > 0 and len(lm.valid_dl) > 0
+
+
+def test_a_language_model_validates_batch_by_batch(tmp_path: Path, tokenizer: TextTokenizer) -> None:
+    """Streamed validation equals the whole-set one for means over tokens, without holding the set."""
+    from serving.awd_lstm import AwdLstmSpec, LanguageModel
+    from training.losses import next_token_loss
+
+    lm = TextDataBunch.language_model(labelled(write_reviews(tmp_path)), tokenizer, bs=4, bptt=6, device="cpu")
+    torch.manual_seed(0)
+    model = LanguageModel(AwdLstmSpec(tokenizer.vocab_size, emb=8, hidden=12, layers=2))
+    learn = Learner(lm, model, next_token_loss, [accuracy])  # type: ignore[arg-type]
+    learn.stream_validation = True  # windows differ in length: the whole set would not even stack
+    loss, metrics = learn.validate()
+    model.eval()
+    with torch.inference_mode():  # the same means, over every token at once
+        pairs = [(model(x).flatten(0, 1), y.flatten()) for x, y in lm.valid_dl]
+    logits, targets = torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs])
+    assert loss == pytest.approx(float(nn.functional.cross_entropy(logits, targets)), rel=1e-5)
+    assert metrics["accuracy"] == pytest.approx(float(accuracy(logits, targets)), rel=1e-5)
+    learn.fit(1, 1e-2)
+    assert learn.history[0].valid_loss < loss  # it learns which token comes next
