@@ -145,15 +145,18 @@ def _check_mask(data: bytes, size: tuple[int, int], n_codes: int) -> None:
 def _points(
     points: Sequence[tuple[str, float, float]], known: list[str], width: int, height: int
 ) -> dict[str, str]:
-    names = [name for name, _, _ in points]
-    if sorted(names) != sorted(known):
-        raise FeedbackError(f"points must name each of {known} once; got {[shown(n) for n in names]}")
-    row = {}
-    for name, x, y in points:
+    """The CSV columns of the points (`<name>_x`, `<name>_y`), in the model's point order."""
+    given = {name: (x, y) for name, x, y in points}
+    if len(points) != len(known) or set(given) != set(known):
+        raise FeedbackError(f"points must name each of {known} once; got {[shown(n) for n, _, _ in points]}")
+    for name, (x, y) in given.items():
         if not (0 <= x <= width and 0 <= y <= height):
             raise FeedbackError(f"point {name!r} at ({x:g}, {y:g}) lies outside the {width}×{height} image")
-        row[f"{name}_x"], row[f"{name}_y"] = f"{x:.2f}", f"{y:.2f}"
-    return {f"{n}_{axis}": row[f"{n}_{axis}"] for n in known for axis in ("x", "y")}
+    return {
+        f"{name}_{axis}": f"{value:.2f}"
+        for name in known
+        for axis, value in zip("xy", given[name], strict=True)
+    }
 
 
 class FeedbackStore:

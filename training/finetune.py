@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from serving.bundle import load_bundle
+from serving.feedback import CSV_NAMES
 from serving.pipeline import MultiLabelPostprocess, SegmentationPostprocess
 from training.config import TrainConfig, load_config
 from training.data import (
@@ -168,7 +169,7 @@ def _read_feedback(
     folder: Path, task: str, setup: TaskSetup, cfg: TrainConfig
 ) -> tuple[ItemList, torch.Tensor]:
     """The stored records as items and targets, encoded with the model's own classes."""
-    index = {"multilabel": "labels.csv", "segmentation": "records.csv", "pose": "points.csv"}[task]
+    index = CSV_NAMES[task]  # the layout the server's feedback store writes
     if not (folder / index).is_file():
         raise DataError(f"--feedback {folder}: no {index}; is it a feedback store's <model> folder?")
     items = ItemList.from_csv(folder, index, column="image_name", folder="images")

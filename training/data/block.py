@@ -110,7 +110,8 @@ class LabelledData:
 
 class Carrier(Protocol):
     """A target that must move with its image (masks, points): wrapped as a tv_tensor for the
-    transforms, and optionally checked and converted back afterwards."""
+    transforms (a `DataError` when it does not fit its image), and optionally checked and
+    converted back afterwards."""
 
     def wrap(self, target: torch.Tensor, canvas: tuple[int, int]) -> Any: ...
 
@@ -150,13 +151,10 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             image, target = self.tfm(image, target)
             return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
         canvas = (int(image.shape[-2]), int(image.shape[-1]))
-        target = self.targets[i]
-        if target.dim() == 2 and tuple(target.shape) != canvas:
-            raise DataError(
-                f"{self.items.origin(i)}: image is {canvas} but its mask is {tuple(target.shape)} "
-                "(height, width); they must match"
-            )
-        wrapped = self.carrier.wrap(target, canvas)
+        try:
+            wrapped = self.carrier.wrap(self.targets[i], canvas)
+        except DataError as err:  # the carrier says what does not fit; the item says where
+            raise DataError(f"{self.items.origin(i)}: {err}") from err
         for tfm in [self.tfm] * MAX_DRAWS + [self.plain or self.tfm]:
             moved_image, moved = tfm(image, wrapped)
             result = moved if self.unwrap is None else self.unwrap(moved, tuple(moved_image.shape[-2:]))

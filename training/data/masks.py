@@ -70,6 +70,10 @@ class MaskEncoder:
         return target
 
     def wrap(self, target: torch.Tensor, canvas: tuple[int, int]) -> Any:
+        if tuple(target.shape) != canvas:
+            raise DataError(
+                f"image is {canvas} but its mask is {tuple(target.shape)} (height, width); they must match"
+            )
         return tv_tensors.Mask(target)
 
 
