@@ -1,5 +1,7 @@
 """The GPU check for a lent device (one short run): fp16 vs fp32 inference of the PyTorch runtime, their
-parity, and one fp16 training step, for resnet34 at batch 1, 16 and 64. Prints one JSON line.
+parity, and one fp16 training step, for resnet34 at batch 1, 16 and 64; CUDA graphs (torch.compile's
+reduce-overhead mode) against eager fp16; images prepared on the GPU (nvJPEG decode, resize,
+normalize) against the server's host path. Prints one JSON line.
 
 Needs only torch and torchvision (the lent machine has PyTorch with CUDA, no onnxruntime-gpu, no
 network). It uses this project's own network builder and `TorchRuntime` path when they import there,
@@ -12,13 +14,17 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 
@@ -71,12 +77,86 @@ def served_runtimes(model: nn.Module, device: torch.device) -> dict[str, object]
     return {"torch_runtime": on_gpu.describe(), "items_s_at_32": round(rate, 1), "max_abs_diff_vs_cpu": gap}
 
 
+def photo_like_jpegs(count: int, height: int, width: int) -> list[bytes]:
+    """Smooth gradients with mild noise: JPEGs of a photo's size and compressed size, no data set."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    jpegs = []
+    for _ in range(count):
+        phases = rng.random(3) * 6
+        planes = [np.sin(6 * x + 3 * y + p) for p in phases]
+        pixels = (np.stack(planes, -1) * 100 + 128 + rng.normal(0, 8, (height, width, 3))).clip(0, 255)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+        jpegs.append(buffer.getvalue())
+    return jpegs
+
+
+def image_preparation(device: torch.device, seconds: float, threads: int) -> dict[str, object]:
+    """A batch of 64 photo-sized JPEGs prepared for a 224-pixel model: the server's host path (its
+    decode pool, `threads` wide) against `serving.device_images.prepare_on_device`."""
+    try:
+        from serving.device_images import prepare_on_device
+        from serving.pipeline import ImagePreprocess
+    except ImportError as err:
+        return {"skipped": f"serving not importable here ({err})"}
+    preprocess = ImagePreprocess(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    results: dict[str, object] = {}
+    with ThreadPoolExecutor(threads) as pool:
+        for height, width in ((480, 640), (1080, 1920)):
+            jpegs = photo_like_jpegs(64, height, width)
+
+            def on_host(jpegs: list[bytes] = jpegs) -> torch.Tensor:
+                items = list(pool.map(preprocess.prepare, jpegs))
+                return torch.from_numpy(np.stack([item for item, _ in items])).to(device)
+
+            def on_device(jpegs: list[bytes] = jpegs) -> torch.Tensor:
+                return prepare_on_device(preprocess, jpegs, device)[0]
+
+            host = items_per_second(on_host, 64, device, seconds)
+            gpu = items_per_second(on_device, 64, device, seconds)
+            std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
+            levels = float(((on_host() - on_device()) * std * 255).abs().max())
+            results[f"{width}x{height}"] = {
+                "host_images_s": round(host, 1), "device_images_s": round(gpu, 1),
+                "speedup": round(gpu / host, 2), "max_level_diff": round(levels, 2),
+            }  # fmt: skip
+    return {"host_threads": threads, "batch": 64, **results}
+
+
+def cuda_graphs(model: nn.Module, device: torch.device, size: int, seconds: float) -> dict[str, object]:
+    """torch.compile(mode="reduce-overhead") (CUDA graphs) against eager fp16, batch 1 and 64."""
+    if device.type != "cuda":
+        return {"skipped": "CUDA graphs need a GPU"}
+    results: dict[str, object] = {}
+    try:
+        began = time.perf_counter()
+        compiled = torch.compile(model, mode="reduce-overhead")
+        for batch in (1, 64):
+            x = torch.randn(batch, 3, size, size, device=device, dtype=torch.float16)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                eager = items_per_second(partial(model, x), batch, device, seconds)
+                graphs = items_per_second(partial(compiled, x), batch, device, seconds)
+                gap = float((model(x).float() - compiled(x).float()).abs().max())
+            results[str(batch)] = {
+                "eager_items_s": round(eager, 1), "graphs_items_s": round(graphs, 1),
+                "speedup": round(graphs / eager, 2), "max_abs_diff": round(gap, 4),
+            }  # fmt: skip
+        results["compile_and_measure_s"] = round(time.perf_counter() - began, 1)
+    except Exception as err:  # a compiler failure is a finding to report, not a reason to lose the rest
+        results["failed"] = f"{type(err).__name__}: {err}"[:400]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--decode-threads", type=int, default=4, help="the server's decode_threads")
+    parser.add_argument("--no-compile", action="store_true", help="skip the CUDA graphs measurement")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -113,14 +193,18 @@ def main() -> None:
     scaler.update()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    runtimes = served_runtimes(fp32, device)
-    step = {"loss": round(float(loss), 4), "finite": bool(torch.isfinite(loss))}
+    step = {"loss": round(float(loss.detach()), 4), "finite": bool(torch.isfinite(loss.detach()))}
     step["seconds"] = round(time.perf_counter() - began, 3)
+    runtimes = served_runtimes(fp32, device)
+    preparation = image_preparation(device, args.seconds, args.decode_threads)
+    graphs: dict[str, object] = {"skipped": "--no-compile"}
+    if not args.no_compile:
+        graphs = cuda_graphs(reduced, device, args.size, args.seconds)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(json.dumps({
         "bench": "gpu_check", "device": name, "torch": torch.__version__, "network": source,
         "size": args.size, "low_precision": str(half), "inference": results, "train_step": step,
-        "serving_runtimes": runtimes,
+        "serving_runtimes": runtimes, "image_preparation": preparation, "cuda_graphs": graphs,
         "target_speedup_at_64": 1.8,
     }))  # fmt: skip
 

@@ -1,6 +1,7 @@
 """One served model version: its bundle, its runtime, its batch queue, and who is using it.
 
-Images are decoded and prepared in a shared thread pool (several at once, off the event loop);
+Images are decoded and prepared in a shared thread pool (several at once, off the event loop), or,
+for a model PyTorch runs on CUDA, decoded, resized and normalized on the GPU (`device_images`);
 prepared items go through the model's `DynamicBatcher`, whose batches run in the model's own
 inference thread. A `Lease` counts a request in flight, so a retired version is stopped only
 after the requests that chose it have their answers.
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from serving.batcher import BatchingConfig, DynamicBatcher
 from serving.bundle import Bundle
+from serving.device_images import ItemDecodeError, prepare_on_device
 from serving.images import ImageDecodeError
 from serving.metrics import ModelMetrics
 from serving.pipeline import Size
@@ -29,6 +32,9 @@ from serving.runtimes import Device, Runtime, RuntimeName
 __all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
 
 log = logging.getLogger(__name__)
+
+Item = np.ndarray | torch.Tensor
+"""A prepared image (C, H, W): float32 in host memory, or already on the inference device."""
 
 
 class TooManyItemsError(ValueError):
@@ -60,15 +66,17 @@ class ServedModel:
         decode_pool: Executor,
         metrics: ModelMetrics,
         max_image_pixels: int,
+        prepare_on_gpu: bool = False,
     ) -> None:
         self.bundle, self.metrics = bundle, metrics
         self.name, self.version = bundle.manifest.name, bundle.manifest.version
         self.task = bundle.manifest.task
         self.runtime: Runtime = bundle.runtime(runtime, device)
         self.device = device
+        self.prepare_on_gpu = prepare_on_gpu and device == "cuda" and runtime == "torch"
         self.decode_pool, self.max_image_pixels = decode_pool, max_image_pixels
         self.inference = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{self.name}-{self.version}")
-        self.batcher: DynamicBatcher[np.ndarray, np.ndarray] = DynamicBatcher(
+        self.batcher: DynamicBatcher[Item, np.ndarray] = DynamicBatcher(
             self._run_batch, batching, self.inference
         )
         size = bundle.pipeline.preprocess.size
@@ -114,13 +122,23 @@ class ServedModel:
             raise TooManyItemsError(f"{count} items in one request; at most {limit} (max_queue_size) fit")
         self.batcher.check_room(count)
 
-    async def prepare_images(self, images: Sequence[bytes]) -> tuple[list[np.ndarray], list[Size]]:
+    async def prepare_images(self, images: Sequence[bytes]) -> tuple[list[Item], list[Size]]:
         """Encoded images → prepared float32 items (C, H, W) and each image's original size,
-        decoded in parallel in the pool."""
+        decoded in parallel in the pool (or together on the GPU)."""
         loop = asyncio.get_running_loop()
+        if self.prepare_on_gpu:
+            preprocess, pixels = self.bundle.pipeline.preprocess, self.max_image_pixels
+            try:
+                batch, on_gpu_sizes = await loop.run_in_executor(
+                    self.decode_pool, prepare_on_device, preprocess, images, "cuda", pixels
+                )
+            except ItemDecodeError as err:
+                raise ItemError(err.index, str(err)) from err
+            return list(batch), on_gpu_sizes
         tasks = [loop.run_in_executor(self.decode_pool, self._prepare_one, data) for data in images]
         results = await asyncio.gather(*tasks, return_exceptions=True)
-        prepared, sizes = [], []
+        prepared: list[Item] = []
+        sizes: list[Size] = []
         for index, result in enumerate(results):
             if isinstance(result, ImageDecodeError):
                 raise ItemError(index, str(result)) from result
@@ -133,7 +151,7 @@ class ServedModel:
     def _prepare_one(self, data: bytes) -> tuple[np.ndarray, Size]:
         return self.bundle.pipeline.preprocess.prepare(data, self.max_image_pixels)
 
-    async def infer(self, items: Sequence[np.ndarray], timeout: float | None) -> np.ndarray:
+    async def infer(self, items: Sequence[Item], timeout: float | None) -> np.ndarray:
         """The network's raw outputs for prepared items, one row each, in order."""
         rows = await self.batcher.submit_many(items, timeout)
         return np.stack(rows)
@@ -141,8 +159,15 @@ class ServedModel:
     def postprocess(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[dict[str, Any]]:
         return self.bundle.pipeline.postprocess(outputs, sizes)
 
-    def _run_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
+    def _run_batch(self, items: list[Item]) -> list[np.ndarray]:
         started = time.perf_counter()
-        outputs = self.runtime.run(np.stack(items))
+        outputs = self.runtime.run(stack(items))
         self.metrics.batch_ran(len(items), time.perf_counter() - started)
         return list(outputs)
+
+
+def stack(items: list[Item]) -> np.ndarray | torch.Tensor:
+    """One batch, where its items are: on the device (prepared there) or in host memory."""
+    if isinstance(items[0], torch.Tensor):
+        return torch.stack([torch.as_tensor(item) for item in items])
+    return np.stack(items)

@@ -66,10 +66,10 @@ class ImagePreprocess:
         return resize(image, [self.size, self.size], antialias=True)
 
     def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Decoded uint8 images → one normalized float32 batch (N, 3, size, size)."""
+        """Decoded uint8 images → one normalized float32 batch (N, 3, size, size), on their device."""
         batch = torch.stack([self.resized(image) for image in images]).float().div_(255)
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
         return batch.sub_(mean).div_(std)
 
 

@@ -171,6 +171,7 @@ class ModelRepository:
                 "version": model.version,
                 "task": model.task,
                 "runtime": model.runtime.describe(),
+                "images_prepared_on": "gpu" if model.prepare_on_gpu else "cpu",
             },
         )
         if old is not None:
@@ -198,6 +199,7 @@ class ModelRepository:
             self.decode_pool,
             self.metrics.for_model(name, bundle.manifest.version),
             self.settings.max_image_pixels,
+            self.settings.prepare_on_gpu,
         )
         model.warm_up()
         return model

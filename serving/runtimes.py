@@ -26,7 +26,7 @@ Device = Literal["cpu", "cuda"]
 class Runtime(Protocol):
     name: str
 
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
+    def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray: ...
 
     def describe(self) -> str: ...
 
@@ -55,7 +55,10 @@ class OnnxRuntime:
         self.output_name = self.session.get_outputs()[0].name
         self.device = device
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        """A batch on a device comes to the host first: ONNX Runtime binds host or its own memory."""
+        if isinstance(batch, torch.Tensor):
+            batch = batch.cpu().numpy()
         inputs = np.ascontiguousarray(batch, dtype=np.float32)
         if self.device == "cuda":
             return self._run_bound(inputs)
@@ -93,10 +96,16 @@ class TorchRuntime:
         if self.cuda:  # tensor cores want NHWC; on the CPU the default layout is the faster one here
             self.model = self.model.to(memory_format=torch.channels_last)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        """A host batch is uploaded once (pinned, non-blocking); one already on the device is used there."""
+        if isinstance(batch, torch.Tensor):
+            inputs = batch.to(self.device, self.dtype)
+        else:
+            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            if self.cuda:
+                inputs = inputs.pin_memory().to(self.device, non_blocking=True)
+            inputs = inputs.to(self.dtype)
         if self.cuda:
-            inputs = inputs.pin_memory().to(self.device, non_blocking=True).to(self.dtype)
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             return self.model(inputs).float().cpu().numpy()

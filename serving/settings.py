@@ -72,6 +72,9 @@ class ServerSettings(BaseSettings):
     models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides")
     inference_threads: int | None = Field(None, ge=1, description="intra-op threads per model (None: all)")
     decode_threads: int = Field(4, ge=1, le=256, description="threads decoding and resizing images")
+    prepare_on_gpu: bool = Field(
+        True, description="models PyTorch runs on CUDA: decode JPEGs, resize, normalize on the GPU"
+    )
     max_concurrent_rpcs: int = Field(
         1024, ge=1, description="calls in progress at once; more: RESOURCE_EXHAUSTED"
     )

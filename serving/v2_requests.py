@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from serving.engine import ServedModel
+from serving.engine import Item, ServedModel
 from serving.outputs import IMAGES, PIXELS, input_tensors, output_tensors
 from serving.pipeline import Size
 from serving.quoting import shown
@@ -25,7 +25,7 @@ __all__ = ["check_shape", "queue_timeout", "read_input", "requested_outputs"]
 Request = Any  # an `inference.ModelInferRequest`, from whichever generated module
 
 
-async def read_input(request: Request, model: ServedModel) -> tuple[list[np.ndarray], list[Size]]:
+async def read_input(request: Request, model: ServedModel) -> tuple[list[Item], list[Size]]:
     """The request's one input as prepared items and each item's original (height, width), every
     disagreement named.
 
