@@ -1,7 +1,8 @@
 """The GPU check for a lent device (one short run): fp16 vs fp32 inference of the PyTorch runtime, their
-parity, and one fp16 training step, for resnet34 at batch 1, 16 and 64; CUDA graphs (torch.compile's
-reduce-overhead mode) against eager fp16; images prepared on the GPU (nvJPEG decode, resize,
-normalize) against the server's host path. Prints one JSON line.
+parity, and one fp16 training step, for resnet34 at batch 1, 16 and 64; the serving TorchRuntime eager,
+with captured CUDA graphs and with torch.compile's; images prepared on the GPU (nvJPEG decode, resize,
+normalize) against the server's host path; a real bundle (`--bundle`) served by `ServedModel` on the
+GPU. Prints one JSON line.
 
 Needs only torch and torchvision (the lent machine has PyTorch with CUDA, no onnxruntime-gpu, no
 network). It uses this project's own network builder and `TorchRuntime` path when they import there,
@@ -58,9 +59,10 @@ def items_per_second(run: Callable[[], object], batch: int, device: torch.device
     return statistics.median(rates)
 
 
-def served_runtimes(model: nn.Module, device: torch.device) -> dict[str, object]:
-    """The server's own TorchRuntime on this device (fp16, channels_last, pinned upload) against
-    the CPU fp32 one, on the same weights: what `serve-kit` would answer here."""
+def served_runtimes(model: nn.Module, device: torch.device, size: int, seconds: float) -> dict[str, object]:
+    """The server's own TorchRuntime on this device (fp16, channels_last, pinned upload) eager, with
+    captured CUDA graphs and with torch.compile's, at batch 1, 16 and 64; parity against the CPU's
+    fp32 TorchRuntime on the same weights: what `serve-kit --runtime torch` would answer here."""
     if device.type != "cuda":
         return {"skipped": "CPU run: the serving runtimes' CUDA paths need a GPU"}
     try:
@@ -70,11 +72,80 @@ def served_runtimes(model: nn.Module, device: torch.device) -> dict[str, object]
     except ImportError as err:
         return {"skipped": f"serving not importable here ({err})"}
     network = Network.from_module(CnnSpec("resnet34", 17), copy.deepcopy(model).float().cpu())
-    batch = torch.randn(32, 3, 224, 224).numpy()
-    on_gpu, on_cpu = TorchRuntime(network, "cuda"), TorchRuntime(network, "cpu")
-    gap = float(abs(on_gpu.run(batch) - on_cpu.run(batch)).max())
-    rate = items_per_second(lambda: on_gpu.run(batch), 32, device, 2.0)
-    return {"torch_runtime": on_gpu.describe(), "items_s_at_32": round(rate, 1), "max_abs_diff_vs_cpu": gap}
+    on_cpu = TorchRuntime(network, "cpu")
+    results: dict[str, object] = {}
+    for graphs in ("off", "capture", "compile"):
+        began = time.perf_counter()
+        try:
+            runtime = TorchRuntime(network, "cuda", graphs, max_batch=64)
+            rates, gaps = {}, []
+            for batch in (1, 16, 64):
+                inputs = torch.randn(batch, 3, size, size).numpy()
+                rate = items_per_second(partial(runtime.run, inputs), batch, device, seconds)
+                rates[str(batch)] = round(rate, 1)
+                gaps.append(float(abs(runtime.run(inputs) - on_cpu.run(inputs)).max()))
+            results[graphs] = {
+                "describe": runtime.describe(), "items_s": rates,
+                "max_abs_diff_vs_cpu_fp32": round(max(gaps), 4),
+                "build_and_measure_s": round(time.perf_counter() - began, 1),
+            }  # fmt: skip
+        except Exception as err:  # a compiler failure is a finding to report, not a reason to lose the rest
+            results[graphs] = {"failed": f"{type(err).__name__}: {err}"[:400]}
+    return results
+
+
+def served_engine(bundle_dir: str | None, device: torch.device, seconds: float) -> dict[str, object]:
+    """A real bundle through `ServedModel` (dynamic batcher, decode pool, runtime) on this GPU, as
+    64 one-image requests at a time: images prepared on the host or on the GPU, CUDA graphs off or
+    captured; answers compared with the bundle's own ONNX Runtime on the CPU."""
+    if bundle_dir is None:
+        return {"skipped": "needs --bundle"}
+    import asyncio
+
+    from serving.batcher import BatchingConfig
+    from serving.bundle import load_bundle
+    from serving.cuda_graphs import GraphMode
+    from serving.engine import ServedModel
+    from serving.metrics import ServerMetrics
+    from serving.runtimes import Device
+
+    bundle = load_bundle(bundle_dir)
+    jpegs = photo_like_jpegs(64, 480, 640)
+    expected = bundle.runtime("onnx").run(bundle.prepare(jpegs))
+    results: dict[str, object] = {"bundle": bundle.manifest.name, "size": bundle.pipeline.preprocess.size}
+    where: Device = "cuda" if device.type == "cuda" else "cpu"
+    configurations: list[tuple[bool, GraphMode]] = [(False, "off"), (True, "off"), (True, "capture")]
+    for prepare_on_gpu, graphs in configurations:
+        pool = ThreadPoolExecutor(4)
+        model = ServedModel(
+            bundle, "torch", where, BatchingConfig(32, 2000, 1024), pool,
+            ServerMetrics().for_model(f"m{prepare_on_gpu}{graphs}", 1), 40_000_000, prepare_on_gpu, graphs,
+        )  # fmt: skip
+        model.warm_up()
+
+        async def one(data: bytes, model: ServedModel = model) -> np.ndarray:
+            items, _ = await model.prepare_images([data])
+            return await model.infer(items, None)
+
+        async def rounds(model: ServedModel = model) -> tuple[float, np.ndarray]:
+            model.start()
+            try:
+                answers = np.concatenate(await asyncio.gather(*(one(d) for d in jpegs)))
+                count, began = 0, time.perf_counter()
+                while time.perf_counter() - began < seconds * 3:
+                    await asyncio.gather(*(one(d) for d in jpegs))
+                    count += len(jpegs)
+                return count / (time.perf_counter() - began), answers
+            finally:
+                await model.stop()
+
+        rate, answers = asyncio.run(rounds())
+        pool.shutdown()
+        results[f"{'gpu' if prepare_on_gpu else 'host'}_prep_graphs_{graphs}"] = {
+            "images_s": round(rate, 1),
+            "max_abs_logit_diff_vs_onnx_cpu": round(float(abs(answers - expected).max()), 4),
+        }  # fmt: skip
+    return results
 
 
 def photo_like_jpegs(count: int, height: int, width: int) -> list[bytes]:
@@ -124,31 +195,6 @@ def image_preparation(device: torch.device, seconds: float, threads: int) -> dic
     return {"host_threads": threads, "batch": 64, **results}
 
 
-def cuda_graphs(model: nn.Module, device: torch.device, size: int, seconds: float) -> dict[str, object]:
-    """torch.compile(mode="reduce-overhead") (CUDA graphs) against eager fp16, batch 1 and 64."""
-    if device.type != "cuda":
-        return {"skipped": "CUDA graphs need a GPU"}
-    results: dict[str, object] = {}
-    try:
-        began = time.perf_counter()
-        compiled = torch.compile(model, mode="reduce-overhead")
-        for batch in (1, 64):
-            x = torch.randn(batch, 3, size, size, device=device, dtype=torch.float16)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                eager = items_per_second(partial(model, x), batch, device, seconds)
-                graphs = items_per_second(partial(compiled, x), batch, device, seconds)
-                gap = float((model(x).float() - compiled(x).float()).abs().max())
-            results[str(batch)] = {
-                "eager_items_s": round(eager, 1), "graphs_items_s": round(graphs, 1),
-                "speedup": round(graphs / eager, 2), "max_abs_diff": round(gap, 4),
-            }  # fmt: skip
-        results["compile_and_measure_s"] = round(time.perf_counter() - began, 1)
-    except Exception as err:  # a compiler failure is a finding to report, not a reason to lose the rest
-        results["failed"] = f"{type(err).__name__}: {err}"[:400]
-    return results
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -156,7 +202,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--decode-threads", type=int, default=4, help="the server's decode_threads")
-    parser.add_argument("--no-compile", action="store_true", help="skip the CUDA graphs measurement")
+    parser.add_argument("--bundle", help="an exported bundle to serve through ServedModel on the GPU")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -195,16 +241,17 @@ def main() -> None:
         torch.cuda.synchronize()
     step = {"loss": round(float(loss.detach()), 4), "finite": bool(torch.isfinite(loss.detach()))}
     step["seconds"] = round(time.perf_counter() - began, 3)
-    runtimes = served_runtimes(fp32, device)
+    runtimes = served_runtimes(fp32, device, args.size, args.seconds)
     preparation = image_preparation(device, args.seconds, args.decode_threads)
-    graphs: dict[str, object] = {"skipped": "--no-compile"}
-    if not args.no_compile:
-        graphs = cuda_graphs(reduced, device, args.size, args.seconds)
+    try:
+        engine = served_engine(args.bundle, device, args.seconds)
+    except Exception as err:  # report it beside the numbers above instead of losing them
+        engine = {"failed": f"{type(err).__name__}: {err}"[:400]}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(json.dumps({
         "bench": "gpu_check", "device": name, "torch": torch.__version__, "network": source,
         "size": args.size, "low_precision": str(half), "inference": results, "train_step": step,
-        "serving_runtimes": runtimes, "image_preparation": preparation, "cuda_graphs": graphs,
+        "serving_runtimes": runtimes, "image_preparation": preparation, "served_engine": engine,
         "target_speedup_at_64": 1.8,
     }))  # fmt: skip
 

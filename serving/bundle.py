@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from serving.cuda_graphs import GraphMode
 from serving.durable import fsync_dir, write_atomically
 from serving.networks import CNN_ARCHS, CnnSpec
 from serving.pipeline import (
@@ -327,13 +328,20 @@ class Bundle:
     threads: int | None = None
     _runtimes: dict[str, Runtime] = field(default_factory=dict, repr=False)
 
-    def runtime(self, name: RuntimeName = "onnx", device: Device = "cpu") -> Runtime:
-        key = f"{name}:{device}"
+    def runtime(
+        self,
+        name: RuntimeName = "onnx",
+        device: Device = "cpu",
+        graphs: GraphMode = "off",
+        max_batch: int = 64,
+    ) -> Runtime:
+        """Built once per (runtime, device, graphs); `graphs` and `max_batch` matter to torch on CUDA only."""
+        key = f"{name}:{device}:{graphs}:{max_batch}"
         if key not in self._runtimes:
             if name == "onnx":
                 self._runtimes[key] = OnnxRuntime(self.onnx_model, self.threads, device)
             elif name == "torch":
-                self._runtimes[key] = TorchRuntime(self.pipeline.network, device)
+                self._runtimes[key] = TorchRuntime(self.pipeline.network, device, graphs, max_batch)
             else:
                 raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")
         return self._runtimes[key]

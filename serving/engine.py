@@ -23,6 +23,7 @@ import torch
 
 from serving.batcher import BatchingConfig, DynamicBatcher
 from serving.bundle import Bundle
+from serving.cuda_graphs import GraphMode, buckets
 from serving.device_images import ItemDecodeError, prepare_on_device
 from serving.images import ImageDecodeError
 from serving.metrics import ModelMetrics
@@ -67,11 +68,13 @@ class ServedModel:
         metrics: ModelMetrics,
         max_image_pixels: int,
         prepare_on_gpu: bool = False,
+        graphs: GraphMode = "off",
     ) -> None:
         self.bundle, self.metrics = bundle, metrics
         self.name, self.version = bundle.manifest.name, bundle.manifest.version
         self.task = bundle.manifest.task
-        self.runtime: Runtime = bundle.runtime(runtime, device)
+        self.graphs: GraphMode = graphs if device == "cuda" and runtime == "torch" else "off"
+        self.runtime: Runtime = bundle.runtime(runtime, device, self.graphs, batching.max_batch_size)
         self.device = device
         self.prepare_on_gpu = prepare_on_gpu and device == "cuda" and runtime == "torch"
         self.decode_pool, self.max_image_pixels = decode_pool, max_image_pixels
@@ -86,10 +89,14 @@ class ServedModel:
         self._idle.set()
 
     def warm_up(self) -> None:
-        """Run one batch of each size a caller is likely to see first, so no request pays for it."""
-        for n in sorted({1, self.batcher.config.max_batch_size}):
-            shape = self.input_shape
-            self.runtime.run(np.zeros((n, shape.channels, shape.height, shape.width), np.float32))
+        """Run one batch of each size a caller is likely to see first (with CUDA graphs: every
+        bucket, captured on the inference thread that will replay them), so no request pays for it."""
+        largest = self.batcher.config.max_batch_size
+        sizes = buckets(largest) if self.graphs != "off" else sorted({1, largest})
+        shape = self.input_shape
+        for n in sizes:
+            zeros = np.zeros((n, shape.channels, shape.height, shape.width), np.float32)
+            self.inference.submit(self.runtime.run, zeros).result()
 
     def start(self) -> None:
         self.batcher.start()

@@ -200,6 +200,7 @@ class ModelRepository:
             self.metrics.for_model(name, bundle.manifest.version),
             self.settings.max_image_pixels,
             self.settings.prepare_on_gpu,
+            self.settings.cuda_graphs,
         )
         model.warm_up()
         return model

@@ -9,12 +9,14 @@ when it loads a model, so an operator sees which runtime and device were picked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 import torch
 
+from serving.cuda_graphs import GraphedForward, GraphMode
 from serving.pipeline import Network
 
 __all__ = ["Device", "OnnxRuntime", "Runtime", "RuntimeName", "TorchRuntime", "cuda_available"]
@@ -84,17 +86,24 @@ class OnnxRuntime:
 
 
 class TorchRuntime:
-    """The pickled network rebuilt in PyTorch: fp32 on the CPU (its fp16 weights upcast), fp16 on CUDA."""
+    """The pickled network rebuilt in PyTorch: fp32 on the CPU (its fp16 weights upcast), fp16 on CUDA,
+    where batches up to `max_batch` can replay CUDA graphs (`serving.cuda_graphs`)."""
 
     name = "torch"
 
-    def __init__(self, network: Network, device: Device = "cpu") -> None:
+    def __init__(
+        self, network: Network, device: Device = "cpu", graphs: GraphMode = "off", max_batch: int = 64
+    ) -> None:
         self.dtype = torch.float16 if device == "cuda" else torch.float32
         self.device = torch.device(device)
         self.model = network.build(self.dtype).to(self.device)
         self.cuda = device == "cuda"
         if self.cuda:  # tensor cores want NHWC; on the CPU the default layout is the faster one here
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.graphs: GraphMode = graphs if self.cuda else "off"
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = self.model
+        if self.graphs != "off":
+            self.forward = GraphedForward(self.model, max_batch, self.graphs)
 
     def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """A host batch is uploaded once (pinned, non-blocking); one already on the device is used there."""
@@ -108,12 +117,13 @@ class TorchRuntime:
         if self.cuda:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return self.model(inputs).float().cpu().numpy()
+            return self.forward(inputs).float().cpu().numpy()
 
     def describe(self) -> str:
         precision = str(self.dtype).removeprefix("torch.")
         layout = ", channels_last" if self.cuda else ""
-        return f"torch {torch.__version__} on {self.device.type} ({precision}{layout})"
+        graphs = f", CUDA graphs by {self.graphs}" if self.graphs != "off" else ""
+        return f"torch {torch.__version__} on {self.device.type} ({precision}{layout}{graphs})"
 
 
 def cuda_available(runtime: RuntimeName) -> bool:

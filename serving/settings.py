@@ -75,6 +75,9 @@ class ServerSettings(BaseSettings):
     prepare_on_gpu: bool = Field(
         True, description="models PyTorch runs on CUDA: decode JPEGs, resize, normalize on the GPU"
     )
+    cuda_graphs: Literal["off", "capture", "compile"] = Field(
+        "capture", description="models PyTorch runs on CUDA: replay CUDA graphs per batch-size bucket"
+    )
     max_concurrent_rpcs: int = Field(
         1024, ge=1, description="calls in progress at once; more: RESOURCE_EXHAUSTED"
     )
