@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import torch
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
@@ -154,7 +155,7 @@ class FailsOnce:
     def __init__(self, inner: object) -> None:
         self.inner, self.name, self.failed = inner, "flaky", False
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         if not self.failed:
             self.failed = True
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
