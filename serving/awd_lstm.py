@@ -116,7 +116,7 @@ class TextClassifier(nn.Module):
         real = (tokens != PAD).unsqueeze(-1)  # (N, T, 1)
         count = real.sum(1).clamp_min(1)
         last = outputs.gather(1, (count - 1).unsqueeze(-1).expand(-1, 1, outputs.shape[-1])).squeeze(1)
-        biggest = outputs.masked_fill(~real, float("-inf")).amax(1)
+        biggest = outputs.masked_fill(~real, -1e4).amax(1)  # not -inf: fp16 ONNX, and no NaN ever
         mean = (outputs * real).sum(1) / count
         return self.head(torch.cat([last, biggest, mean], dim=1))
 

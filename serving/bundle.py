@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from serving.awd_lstm import AwdLstmSpec
 from serving.cuda_graphs import GraphMode
 from serving.durable import fsync_dir, write_atomically
 from serving.networks import CNN_ARCHS, CnnSpec
@@ -45,6 +46,7 @@ from serving.pipeline import (
     Task,
 )
 from serving.runtimes import Device, OnnxRuntime, Runtime, RuntimeName, TorchRuntime
+from serving.text_pipeline import SentimentPostprocess, TextPreprocess
 from serving.unet import UnetSpec
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "Manifest",
     "Parity",
     "TensorSpec",
+    "TextInput",
     "is_version",
     "load_bundle",
     "publish",
@@ -67,6 +70,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAX_INPUT_SIZE = 4096  # pixels a side; a bundle asking for more is damaged or hostile
+MAX_TOKENS = 65_536  # a text bundle's token limit, likewise
 MANIFEST, PIPELINE, ONNX_MODEL = "manifest.json", "pipeline.pkl", "model.onnx"
 
 
@@ -89,6 +93,14 @@ class ImageInput(BaseModel):
     std: list[float]
 
 
+class TextInput(BaseModel):
+    """A text model's limit: texts over `max_tokens` tokens are cut (`truncate`) or refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_tokens: int
+    truncate: bool
+
+
 class Parity(BaseModel):
     """ONNX fp16 against PyTorch fp32 on a real validation batch, measured at export.
 
@@ -102,7 +114,7 @@ class Parity(BaseModel):
     max_abs_diff: float
     agreement: float  # share of items (pixels, for segmentation) whose answer is identical
     items: int
-    measure: Literal["score", "logit", "pixel"] = "score"
+    measure: Literal["score", "logit", "pixel", "probability"] = "score"
 
 
 class Manifest(BaseModel):
@@ -115,6 +127,7 @@ class Manifest(BaseModel):
     labels: list[str]
     thresholds: list[float] | None = None
     input: ImageInput | None = None  # None for text tasks (their tokenizer travels in the pipeline)
+    text: TextInput | None = None  # text tasks only
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     parity: Parity
@@ -212,8 +225,10 @@ def check_consistency(folder: Path, manifest: Manifest, pipeline: Pipeline) -> N
     pre, post, spec = pipeline.preprocess, pipeline.postprocess, getattr(pipeline.network, "spec", None)
     expected = _TASK_PARTS.get(pipeline.task)
     problems: list[str] = []
-    if expected is None:
-        problems.append(f"task {pipeline.task!r}, which no image pipeline answers")
+    if pipeline.task == "sentiment":
+        problems = _text_problems(manifest, pipeline)
+    elif expected is None:
+        problems.append(f"task {pipeline.task!r}, which no pipeline answers")
     elif not (isinstance(pre, ImagePreprocess) and isinstance(post, expected[0])):
         problems.append(f"pre/postprocessing of unexpected types for a {pipeline.task} model")
     elif not isinstance(pipeline.network, Network) or not isinstance(spec, expected[1]):
@@ -246,6 +261,31 @@ def check_consistency(folder: Path, manifest: Manifest, pipeline: Pipeline) -> N
         raise BundleError(f"{folder / PIPELINE}: the pipeline has {'; '.join(problems)}")
 
 
+def _text_problems(manifest: Manifest, pipeline: Pipeline) -> list[str]:
+    pre, post, spec = pipeline.preprocess, pipeline.postprocess, getattr(pipeline.network, "spec", None)
+    if not (isinstance(pre, TextPreprocess) and isinstance(post, SentimentPostprocess)):
+        return ["pre/postprocessing of unexpected types for a sentiment model"]
+    if not isinstance(pipeline.network, Network) or not isinstance(spec, AwdLstmSpec):
+        return ["a network of an unexpected type for a sentiment model"]
+    problems = []
+    if manifest.task != "sentiment":
+        problems.append(f"task 'sentiment' (manifest: {manifest.task!r})")
+    if list(post.labels) != manifest.labels:
+        problems.append("labels that differ from the manifest's")
+    text = manifest.text
+    if text is None or (text.max_tokens, text.truncate) != (pre.max_tokens, pre.truncate):
+        problems.append("a token limit that differs from the manifest's")
+    if not isinstance(pre.max_tokens, int) or not 1 <= pre.max_tokens <= MAX_TOKENS:
+        problems.append(f"a token limit of {pre.max_tokens} (allowed 1..{MAX_TOKENS})")
+    try:
+        vocab = pre.tokenizer.vocab_size
+    except Exception as err:  # the tokenizer's JSON is whatever the file held
+        return [*problems, f"a tokenizer that does not load ({err})"]
+    if spec.n_classes != len(post.labels) or spec.vocab_size != vocab:
+        problems.append(f"a network spec that cannot be right ({spec})")
+    return problems
+
+
 _TASK_PARTS: dict[str, tuple[type, type]] = {
     "multilabel": (MultiLabelPostprocess, CnnSpec),
     "segmentation": (SegmentationPostprocess, UnetSpec),
@@ -255,13 +295,13 @@ _TASK_PARTS: dict[str, tuple[type, type]] = {
 
 def _names(post: Postprocess) -> tuple[str, ...]:
     """What the manifest lists as `labels`: tags, codes, or point names."""
-    if isinstance(post, MultiLabelPostprocess):
+    if isinstance(post, MultiLabelPostprocess | SentimentPostprocess):
         return post.labels
     return post.codes if isinstance(post, SegmentationPostprocess) else post.points
 
 
-def _spec_fits(spec: CnnSpec | UnetSpec, post: Postprocess) -> bool:
-    if spec.arch not in CNN_ARCHS:
+def _spec_fits(spec: CnnSpec | UnetSpec | AwdLstmSpec, post: Postprocess) -> bool:
+    if isinstance(spec, AwdLstmSpec) or spec.arch not in CNN_ARCHS:
         return False
     if isinstance(spec, UnetSpec):
         return spec.n_classes == len(_names(post))
@@ -346,20 +386,32 @@ class Bundle:
                 raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")
         return self._runtimes[key]
 
-    def prepare(self, images: Sequence[bytes | Path]) -> np.ndarray:
-        """Encoded images (bytes or files) → the float32 batch the network takes."""
-        return self.pipeline.preprocess(self._decode(images)).numpy()
+    def prepare(self, inputs: Sequence[bytes | Path | str]) -> np.ndarray:
+        """Encoded images (bytes or files) → the float32 batch the network takes; for a text model,
+        texts (str, UTF-8 bytes or text files) → its padded int64 token ids."""
+        pre = self.pipeline.preprocess
+        if isinstance(pre, TextPreprocess):
+            return pre([i.read_bytes() if isinstance(i, Path) else i for i in inputs])
+        return pre(self._decode(inputs)).numpy()
 
-    def predict(self, images: Sequence[bytes | Path], runtime: RuntimeName = "onnx") -> list[dict[str, Any]]:
-        """One answer per image, in order, in the task's terms: labels over their thresholds with
-        every label's score; a class-id `mask` at the image's size; `points` in its pixels."""
-        decoded = self._decode(images)
+    def predict(
+        self, inputs: Sequence[bytes | Path | str], runtime: RuntimeName = "onnx"
+    ) -> list[dict[str, Any]]:
+        """One answer per input, in order, in the task's terms: labels over their thresholds with
+        every label's score; a class-id `mask` at the image's size; `points` in its pixels; a text's
+        `label` with every class's probability."""
+        if isinstance(self.pipeline.preprocess, TextPreprocess):
+            return self.pipeline.postprocess(self.runtime(runtime).run(self.prepare(inputs)), [])
+        decoded = self._decode(inputs)
         outputs = self.runtime(runtime).run(self.pipeline.preprocess(decoded).numpy())
         return self.pipeline.postprocess(outputs, [(int(d.shape[-2]), int(d.shape[-1])) for d in decoded])
 
-    def _decode(self, images: Sequence[bytes | Path]) -> list[torch.Tensor]:
-        decode = self.pipeline.preprocess.decode
-        return [decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]
+    def _decode(self, images: Sequence[bytes | Path | str]) -> list[torch.Tensor]:
+        pre = self.pipeline.preprocess
+        assert isinstance(pre, ImagePreprocess)
+        if any(isinstance(i, str) for i in images):
+            raise TypeError("an image model takes encoded images (bytes) or image files (Path), not str")
+        return [pre.decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]  # type: ignore[arg-type]
 
 
 def load_bundle(path: Path | str, threads: int | None = None) -> Bundle:

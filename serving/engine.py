@@ -27,8 +27,11 @@ from serving.cuda_graphs import GraphMode, buckets
 from serving.device_images import ItemDecodeError, prepare_on_device
 from serving.images import ImageDecodeError
 from serving.metrics import ModelMetrics
-from serving.pipeline import Size
+from serving.pipeline import ImagePreprocess, Size
 from serving.runtimes import Device, Runtime, RuntimeName
+from serving.text import BOS
+from serving.text_batches import run_by_length
+from serving.text_pipeline import TextError, TextPreprocess
 
 __all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
 
@@ -73,17 +76,20 @@ class ServedModel:
         self.bundle, self.metrics = bundle, metrics
         self.name, self.version = bundle.manifest.name, bundle.manifest.version
         self.task = bundle.manifest.task
-        self.graphs: GraphMode = graphs if device == "cuda" and runtime == "torch" else "off"
+        self.text = isinstance(bundle.pipeline.preprocess, TextPreprocess)
+        # CUDA graphs need fixed shapes: a text batch's length varies with every batch
+        on_gpu = device == "cuda" and runtime == "torch" and not self.text
+        self.graphs: GraphMode = graphs if on_gpu else "off"
         self.runtime: Runtime = bundle.runtime(runtime, device, self.graphs, batching.max_batch_size)
         self.device = device
-        self.prepare_on_gpu = prepare_on_gpu and device == "cuda" and runtime == "torch"
+        self.prepare_on_gpu = prepare_on_gpu and on_gpu
         self.decode_pool, self.max_image_pixels = decode_pool, max_image_pixels
         self.inference = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{self.name}-{self.version}")
         self.batcher: DynamicBatcher[Item, np.ndarray] = DynamicBatcher(
             self._run_batch, batching, self.inference
         )
-        size = bundle.pipeline.preprocess.size
-        self.input_shape = ImageShape(3, size, size)
+        pre = bundle.pipeline.preprocess
+        self.input_shape = None if isinstance(pre, TextPreprocess) else ImageShape(3, pre.size, pre.size)
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -95,8 +101,12 @@ class ServedModel:
         sizes = buckets(largest) if self.graphs != "off" else sorted({1, largest})
         shape = self.input_shape
         for n in sizes:
-            zeros = np.zeros((n, shape.channels, shape.height, shape.width), np.float32)
-            self.inference.submit(self.runtime.run, zeros).result()
+            if shape is None:  # a text model: `xxbos` and padding
+                batch = np.zeros((n, 16), np.int64)
+                batch[:, 0] = BOS
+            else:
+                batch = np.zeros((n, shape.channels, shape.height, shape.width), np.float32)
+            self.inference.submit(self.runtime.run, batch).result()
 
     def start(self) -> None:
         self.batcher.start()
@@ -133,8 +143,11 @@ class ServedModel:
         """Encoded images → prepared float32 items (C, H, W) and each image's original size,
         decoded in parallel in the pool (or together on the GPU)."""
         loop = asyncio.get_running_loop()
+        preprocess = self.bundle.pipeline.preprocess
+        if not isinstance(preprocess, ImagePreprocess):
+            raise TypeError(f"model {self.name!r} takes texts, not images")
         if self.prepare_on_gpu:
-            preprocess, pixels = self.bundle.pipeline.preprocess, self.max_image_pixels
+            pixels = self.max_image_pixels
             try:
                 batch, on_gpu_sizes = await loop.run_in_executor(
                     self.decode_pool, prepare_on_device, preprocess, images, "cuda", pixels
@@ -156,7 +169,17 @@ class ServedModel:
         return prepared, sizes
 
     def _prepare_one(self, data: bytes) -> tuple[np.ndarray, Size]:
-        return self.bundle.pipeline.preprocess.prepare(data, self.max_image_pixels)
+        preprocess = self.bundle.pipeline.preprocess
+        assert isinstance(preprocess, ImagePreprocess)
+        return preprocess.prepare(data, self.max_image_pixels)
+
+    async def prepare_texts(self, texts: Sequence[bytes | str]) -> list[Item]:
+        """UTF-8 texts → token id rows, tokenized in the pool (the tokenizer is Rust and releases
+        the GIL); the first unusable text is named by its index."""
+        preprocess = self.bundle.pipeline.preprocess
+        if not isinstance(preprocess, TextPreprocess):
+            raise TypeError(f"model {self.name!r} takes images, not texts")
+        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, tokenize, preprocess, texts)
 
     async def infer(self, items: Sequence[Item], timeout: float | None) -> np.ndarray:
         """The network's raw outputs for prepared items, one row each, in order."""
@@ -168,9 +191,21 @@ class ServedModel:
 
     def _run_batch(self, items: list[Item]) -> list[np.ndarray]:
         started = time.perf_counter()
-        outputs = self.runtime.run(stack(items))
+        # token id rows of many lengths run in groups of similar length
+        text = self.text
+        rows = run_by_length(items, self.runtime.run) if text else list(self.runtime.run(stack(items)))  # type: ignore[arg-type]
         self.metrics.batch_ran(len(items), time.perf_counter() - started)
-        return list(outputs)
+        return rows
+
+
+def tokenize(preprocess: TextPreprocess, texts: Sequence[bytes | str]) -> list[Item]:
+    items: list[Item] = []
+    for index, text in enumerate(texts):
+        try:
+            items.append(preprocess.prepare(text))
+        except TextError as err:
+            raise ItemError(index, str(err)) from err
+    return items
 
 
 def stack(items: list[Item]) -> np.ndarray | torch.Tensor:

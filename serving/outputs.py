@@ -14,12 +14,16 @@ from serving.engine import ServedModel
 from serving.pipeline import MultiLabelPostprocess, SegmentationPostprocess, Size
 from serving.status import RequestError
 from serving.tensors import pack_bytes, to_raw
+from serving.text_pipeline import SentimentPostprocess
 
 __all__ = [
     "IMAGES",
+    "LABEL",
     "MASK",
     "PIXELS",
     "POINTS",
+    "PROBABILITIES",
+    "TEXTS",
     "Tensor",
     "WireTensor",
     "check_sizes",
@@ -28,8 +32,9 @@ __all__ = [
     "output_tensors",
 ]
 
-IMAGES, PIXELS = "images", "pixels"
+IMAGES, PIXELS, TEXTS = "images", "pixels", "texts"
 MASK, POINTS = "mask", "points"
+PROBABILITIES, LABEL = "probabilities", "label"
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,10 @@ class Tensor:
 
 
 def input_tensors(model: ServedModel) -> list[WireTensor]:
-    """Encoded images (the server prepares them) or an already-prepared float32 batch."""
+    """Encoded images (the server prepares them) or an already-prepared float32 batch; UTF-8 texts."""
     shape = model.input_shape
+    if shape is None:
+        return [WireTensor(TEXTS, "BYTES", (-1,))]
     return [
         WireTensor(IMAGES, "BYTES", (-1,)),
         WireTensor(PIXELS, "FP32", (-1, shape.channels, shape.height, shape.width)),
@@ -65,6 +72,11 @@ def output_tensors(model: ServedModel) -> list[WireTensor]:
         return [WireTensor(MASK, "UINT8", (-1, -1, -1))]
     if model.task == "pose":
         return [WireTensor(POINTS, "FP32", (-1, len(manifest.labels), 2))]
+    if model.task == "sentiment":
+        return [
+            WireTensor(PROBABILITIES, "FP32", (-1, len(manifest.labels))),
+            WireTensor(LABEL, "BYTES", (-1,)),
+        ]
     raise NotImplementedError(f"task {model.task!r} has no V2 outputs yet")
 
 
@@ -96,5 +108,14 @@ def encode_outputs(model: ServedModel, outputs: np.ndarray, sizes: Sequence[Size
     if isinstance(post, SegmentationPostprocess):
         masks = np.stack(post.masks(outputs, sizes))
         return {MASK: Tensor(WireTensor(MASK, "UINT8", masks.shape), to_raw(masks, "UINT8"))}
+    if isinstance(post, SentimentPostprocess):
+        probabilities = post.probabilities(outputs)
+        labels = [post.labels[int(i)].encode() for i in probabilities.argmax(axis=1)]
+        return {
+            PROBABILITIES: Tensor(
+                WireTensor(PROBABILITIES, "FP32", probabilities.shape), to_raw(probabilities, "FP32")
+            ),
+            LABEL: Tensor(WireTensor(LABEL, "BYTES", (n,)), pack_bytes(labels)),
+        }
     points = post.pixels(outputs, sizes)
     return {POINTS: Tensor(WireTensor(POINTS, "FP32", points.shape), to_raw(points, "FP32"))}

@@ -19,8 +19,11 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2.functional import resize
 
+from serving.awd_lstm import AwdLstmSpec, build_text_network
 from serving.images import MAX_PIXELS, decode_image
 from serving.networks import CnnSpec, build_cnn
+from serving.text import TextTokenizer
+from serving.text_pipeline import SentimentPostprocess, TextPreprocess
 from serving.unet import UnetSpec, build_unet
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "Pipeline",
     "PosePostprocess",
     "Postprocess",
+    "Preprocess",
     "SegmentationPostprocess",
     "Size",
     "Task",
@@ -153,8 +157,9 @@ class PosePostprocess:
         ]
 
 
-Postprocess = MultiLabelPostprocess | SegmentationPostprocess | PosePostprocess
-NetworkSpec = CnnSpec | UnetSpec
+Postprocess = MultiLabelPostprocess | SegmentationPostprocess | PosePostprocess | SentimentPostprocess
+Preprocess = ImagePreprocess | TextPreprocess
+NetworkSpec = CnnSpec | UnetSpec | AwdLstmSpec
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,10 @@ class Network:
         return cls(spec, state)
 
     def build(self, dtype: torch.dtype = torch.float32) -> nn.Module:
-        model = build_unet(self.spec) if isinstance(self.spec, UnetSpec) else build_cnn(self.spec)
+        if isinstance(self.spec, AwdLstmSpec):
+            model = build_text_network(self.spec)
+        else:
+            model = build_unet(self.spec) if isinstance(self.spec, UnetSpec) else build_cnn(self.spec)
         model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in self.state.items()})
         return model.to(dtype).eval()
 
@@ -183,7 +191,7 @@ class Pipeline:
     """Everything between encoded bytes and an answer, for one task."""
 
     task: Task
-    preprocess: ImagePreprocess
+    preprocess: Preprocess
     network: Network
     postprocess: Postprocess
 
@@ -197,4 +205,8 @@ PIPELINE_CLASSES: tuple[type, ...] = (
     Network,
     CnnSpec,
     UnetSpec,
+    TextPreprocess,
+    TextTokenizer,
+    SentimentPostprocess,
+    AwdLstmSpec,
 )

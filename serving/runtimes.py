@@ -61,7 +61,8 @@ class OnnxRuntime:
         """A batch on a device comes to the host first: ONNX Runtime binds host or its own memory."""
         if isinstance(batch, torch.Tensor):
             batch = batch.cpu().numpy()
-        inputs = np.ascontiguousarray(batch, dtype=np.float32)
+        integer = np.issubdtype(batch.dtype, np.integer)  # a text model's token ids stay int64
+        inputs = np.ascontiguousarray(batch, dtype=np.int64 if integer else np.float32)
         if self.device == "cuda":
             return self._run_bound(inputs)
         outputs = self.session.run(None, {self.input_name: inputs})
@@ -108,6 +109,10 @@ class TorchRuntime:
 
     def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """A host batch is uploaded once (pinned, non-blocking); one already on the device is used there."""
+        if not isinstance(batch, torch.Tensor) and np.issubdtype(batch.dtype, np.integer):
+            ids = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.int64)).to(self.device)
+            with torch.inference_mode():  # a text model's token ids: no precision, no layout
+                return self.forward(ids).float().cpu().numpy()
         if isinstance(batch, torch.Tensor):
             inputs = batch.to(self.device, self.dtype)
         else:

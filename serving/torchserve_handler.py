@@ -25,7 +25,7 @@ import numpy as np
 
 from serving.bundle import Bundle, load_bundle
 from serving.images import ImageDecodeError, encode_mask_png
-from serving.pipeline import Size
+from serving.pipeline import ImagePreprocess, Size
 from serving.runtimes import Device, cuda_available
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,14 @@ class BundleHandler:
         runtime = settings.get("runtime", "onnx")
         gpu = context.system_properties.get("gpu_id") is not None and cuda_available(runtime)
         device: Device = "cuda" if gpu else "cpu"
+        pre = self.bundle.pipeline.preprocess
+        if not isinstance(pre, ImagePreprocess):
+            raise ValueError(
+                f"{self.bundle.manifest.name}: a {self.bundle.manifest.task} model; this handler serves "
+                "image models (serve text models with serve-kit)"
+            )
         self.runtime = self.bundle.runtime(runtime, device)
-        size = self.bundle.pipeline.preprocess.size
+        size = pre.size
         self.runtime.run(np.zeros((1, 3, size, size), np.float32))  # warm-up: the first request is not slow
         self.initialized = True
         log.info(
@@ -76,6 +82,7 @@ class BundleHandler:
         """Each request's image prepared for the network (with its original size), or why not."""
         assert self.bundle is not None
         preprocess = self.bundle.pipeline.preprocess
+        assert isinstance(preprocess, ImagePreprocess)  # initialize() refused any other
         prepared, errors = {}, {}
         for index, row in enumerate(data):
             try:

@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 
 from serving.engine import Item, ServedModel
-from serving.outputs import IMAGES, PIXELS, input_tensors, output_tensors
+from serving.outputs import IMAGES, PIXELS, TEXTS, input_tensors, output_tensors
 from serving.pipeline import Size
 from serving.quoting import shown
 from serving.status import RequestError
@@ -60,16 +60,18 @@ async def read_input(request: Request, model: ServedModel) -> tuple[list[Item], 
         raise RequestError(f"{len(request.raw_input_contents)} raw_input_contents for 1 input")
     model.admit(shape[0])
 
-    if tensor.name == IMAGES:
+    if tensor.name in (IMAGES, TEXTS):
         if typed:
-            images = list(tensor.contents.bytes_contents)
-            if len(images) != shape[0]:
+            elements = list(tensor.contents.bytes_contents)
+            if len(elements) != shape[0]:
                 raise RequestError(
-                    f"input {IMAGES!r}: shape {shape} needs {shape[0]} elements, got {len(images)}"
+                    f"input {name}: shape {shape} needs {shape[0]} elements, got {len(elements)}"
                 )
         else:
-            images = unpack_bytes(tensor.name, shape, request.raw_input_contents[0])
-        return await model.prepare_images(images)
+            elements = unpack_bytes(tensor.name, shape, request.raw_input_contents[0])
+        if tensor.name == TEXTS:
+            return await model.prepare_texts(elements), []
+        return await model.prepare_images(elements)
 
     if typed:
         values, count = tensor.contents.fp32_contents, element_count(tensor.name, shape)
@@ -82,12 +84,12 @@ async def read_input(request: Request, model: ServedModel) -> tuple[list[Item], 
 
 
 def check_shape(name: str, shape: list[int], expected: tuple[int, ...]) -> None:
-    """`shape` against the advertised one (-1: any size); BYTES images may also come as [N, 1]."""
-    if name == IMAGES and len(shape) == 2 and shape[1] == 1:
+    """`shape` against the advertised one (-1: any size); BYTES inputs may also come as [N, 1]."""
+    if name in (IMAGES, TEXTS) and len(shape) == 2 and shape[1] == 1:
         shape = shape[:1]
     fits = len(shape) == len(expected) and all(e in (-1, d) for d, e in zip(shape, expected, strict=True))
     if not fits or any(d < 0 for d in shape):
-        want = list(expected) if name != IMAGES else "[N] or [N, 1]"
+        want = list(expected) if name not in (IMAGES, TEXTS) else "[N] or [N, 1]"
         raise RequestError(f"input {name!r} must have shape {want} (-1: any), got {shown(shape)}")
 
 

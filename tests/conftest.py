@@ -169,3 +169,66 @@ def pose_bundle(pose_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from training.export import export_stage
 
     return export_stage(pose_run, "stage-1", "discs", tmp_path_factory.mktemp("pose-models"), parity_items=16)
+
+
+POSITIVE = ["wonderful", "superb", "moving", "brilliant", "funny", "loved"]
+NEGATIVE = ["dull", "terrible", "boring", "awful", "clumsy", "hated"]
+FILLER = ["the", "film", "story", "actors", "plot", "scenes", "music", "camera", "director", "ending", "it", "was", "and", "a", "of", "with"]
+
+
+def write_review_texts(root: Path, n: int = 120, n_valid: int = 30, seed: int = 0) -> Path:
+    """`reviews.csv` (text,label,is_valid) as `train-kit data sentiment` writes it: short reviews of
+    filler words whose label shows only in a few sentiment words (and their Capitals, sometimes),
+    and `sentences.csv`, unlabelled extra text for the language model."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+
+    def review(good: bool) -> str:
+        words = list(rng.choice(FILLER, int(rng.integers(6, 30))))
+        for _ in range(int(rng.integers(1, 4))):
+            word = str(rng.choice(POSITIVE if good else NEGATIVE))
+            words.insert(
+                int(rng.integers(0, len(words) + 1)), word.capitalize() if rng.random() < 0.3 else word
+            )
+        return " ".join(words) + " ."
+
+    with (root / "reviews.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label", "is_valid"])
+        for i in range(n):
+            good = i % 2 == 0
+            writer.writerow([review(good), "pos" if good else "neg", str(i >= n - n_valid).lower()])
+    with (root / "sentences.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text"])
+        writer.writerows([review(i % 2 == 0)] for i in range(n // 2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def review_texts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_review_texts(tmp_path_factory.mktemp("reviews"))
+
+
+@pytest.fixture(scope="session")
+def sentiment_run(review_texts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder after `train-kit sentiment` at toy size: `lm`, `encoder.pt`, `clf-1`, `clf-2`, `clf`."""
+    from training.sentiment import SentimentConfig, run_sentiment
+
+    out = tmp_path_factory.mktemp("sentiment-run")
+    cfg = SentimentConfig(
+        data=review_texts, vocab_size=120, max_tokens=48, emb=24, hidden=32, layers=2, bs=8, bptt=16,
+        lm_epochs=1, epochs=2, lr=2e-2, out=out,
+    )  # fmt: skip
+    run_sentiment(cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sentiment_bundle(sentiment_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`models/reviews/1` exported from `sentiment_run`; read-only."""
+    from training.export import export_stage
+
+    return export_stage(
+        sentiment_run, "clf", "reviews", tmp_path_factory.mktemp("text-models"), parity_items=32
+    )

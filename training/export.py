@@ -41,12 +41,12 @@ from training.errors import ConfigError, DataError, TrainingError
 from training.models import spec_from_meta
 from training.tasks import setup_task
 
-__all__ = ["ExportError", "export_stage", "to_onnx_fp16"]
+__all__ = ["ExportError", "export_stage", "library_versions", "to_onnx_fp16"]
 
 MIN_AGREEMENT = 0.995  # multilabel: items with identical tags
 MIN_PIXEL_AGREEMENT = 0.99  # segmentation: pixels with the identical class
 POINT_TOLERANCE = 0.5  # pose: pixels of the network's input
-EXPORTABLE = ("multilabel", "segmentation", "pose")
+EXPORTABLE = ("multilabel", "segmentation", "pose", "sentiment")
 _OUTPUT_NAMES = {"multilabel": "logits", "segmentation": "logits", "pose": "coords"}
 
 
@@ -68,6 +68,10 @@ def export_stage(
     if not state.get("complete"):
         raise ConfigError(f"{run / f'{stage}.pt'} is unfinished; finish it with --resume before exporting")
     meta: dict[str, Any] = state["meta"]
+    if meta["task"] == "sentiment":
+        from training.export_text import export_text_stage
+
+        return export_text_stage(state, name, models, parity_items, tolerance)
     if meta["task"] not in EXPORTABLE:
         raise ConfigError(
             f"{run / f'{stage}.pt'}: exporting {meta['task']!r} models is not supported "
@@ -77,13 +81,14 @@ def export_stage(
     model = Network(spec, state["model"]).build()
     cfg = TrainConfig.model_validate(meta["config"])
     size, classes = int(meta["size"]), list(meta["classes"])
+    preprocess = ImagePreprocess(size, tuple(meta["stats"][0]), tuple(meta["stats"][1]))
     pipeline = Pipeline(
         task=meta["task"],
-        preprocess=ImagePreprocess(size, tuple(meta["stats"][0]), tuple(meta["stats"][1])),
+        preprocess=preprocess,
         network=Network.from_module(spec, model),
         postprocess=_postprocess(meta["task"], classes, cfg),
     )
-    batch = parity_batch(cfg, pipeline.preprocess, parity_items)
+    batch = parity_batch(cfg, preprocess, parity_items)
     output = _OUTPUT_NAMES[pipeline.task]
     spatial = pipeline.task == "segmentation"  # a U-Net answers any height and width
 
@@ -118,7 +123,9 @@ def export_stage(
 def expected_width(pipeline: Pipeline) -> int:
     """Outputs per item of a CNN: one per tag, or x and y per point."""
     spec = pipeline.network.spec
-    return spec.n_out if isinstance(spec, CnnSpec) else spec.n_classes
+    if isinstance(spec, CnnSpec):
+        return spec.n_out
+    return spec.n_classes or 0
 
 
 def _postprocess(task: str, classes: list[str], cfg: TrainConfig) -> Postprocess:
@@ -144,9 +151,16 @@ def parity_batch(cfg: TrainConfig, preprocess: ImagePreprocess, n: int) -> np.nd
 
 
 def to_onnx_fp16(
-    model: nn.Module, example: torch.Tensor, path: Path, output: str = "logits", spatial: bool = False
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    output: str = "logits",
+    spatial: bool = False,
+    input_name: str = "images",
+    max_length: int | None = None,
 ) -> None:
-    """fp16 weights, fp32 input `images` and output `output`, dynamic batch (and H, W if `spatial`)."""
+    """fp16 weights, input `input_name` (fp32 images, or int64 token ids) and fp32 output `output`,
+    dynamic batch (and H, W if `spatial`; the sequence axis up to `max_length` if given)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
@@ -154,6 +168,8 @@ def to_onnx_fp16(
     if spatial:
         dims |= {2: torch.export.Dim("H", min=32, max=MAX_INPUT_SIZE)}
         dims |= {3: torch.export.Dim("W", min=32, max=MAX_INPUT_SIZE)}
+    if max_length is not None:
+        dims |= {1: torch.export.Dim("T", min=1, max=max_length)}
     fp32 = path.with_suffix(".fp32.onnx")
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its progress
         torch.onnx.export(
@@ -163,15 +179,52 @@ def to_onnx_fp16(
             dynamo=True,
             opset_version=18,
             external_data=False,
-            input_names=["images"],
+            input_names=[input_name],
             output_names=[output],
             dynamic_shapes=(dims,),
         )
-    half = OnnxModel(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True))
+    exported = onnx.load(str(fp32))
+    if max_length is not None:
+        free_lstm_sequence_axis(exported)
+    half = OnnxModel(convert_float_to_float16(exported, keep_io_types=True))
     half.topological_sort()
     onnx.save(half.model, str(path))
     fp32.unlink()
     onnx.checker.check_model(str(path))
+
+
+def free_lstm_sequence_axis(model: onnx.ModelProto) -> int:
+    """Undo the exporter baking the example's length into stacked LSTMs; returns the nodes fixed.
+
+    torch 2.14's dynamo exporter turns an LSTM's output (T, 1, N, H) into the next layer's input
+    (T, N, H) by Transpose + Reshape to the constant [T_example, -1, H], so any other length fails in
+    ONNX Runtime. With allowzero=0, Reshape's 0 means "this axis as it is": [0, -1, H] fits every length.
+    """
+    graph = model.graph
+    producers = {output: node for node in graph.node for output in node.output}
+    initializers = {init.name: init for init in graph.initializer}
+    fixed = 0
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.op_type == "Reshape" else None
+        if source is None or source.op_type != "Transpose":
+            continue
+        if (lstm := producers.get(source.input[0])) is None or lstm.op_type != "LSTM":
+            continue
+        if node.input[1] not in initializers:  # computed from the input's shape: already free
+            continue
+        shape = onnx.numpy_helper.to_array(initializers[node.input[1]]).copy()
+        shape[0] = 0
+        name = f"{node.name}_any_length"
+        graph.initializer.append(onnx.numpy_helper.from_array(shape, name))
+        node.input[1] = name
+        for attribute in node.attribute:  # the exporter sets allowzero=1 (0 = a literal zero)
+            if attribute.name == "allowzero":
+                attribute.i = 0
+        fixed += 1
+    used = {name for node in graph.node for name in node.input}
+    for stale in [init for init in graph.initializer if init.name not in used]:
+        graph.initializer.remove(stale)
+    return fixed
 
 
 def check_parity(
@@ -185,8 +238,10 @@ def check_parity(
         parity = _mask_parity(expected, actual, postprocess)
     elif isinstance(postprocess, PosePostprocess):
         parity = _point_parity(expected, actual, postprocess, batch.shape[-1])
-    else:
+    elif isinstance(postprocess, MultiLabelPostprocess):
         parity = _score_parity(expected, actual, postprocess, tolerance)
+    else:
+        raise TypeError(f"no image parity for {type(postprocess).__name__}")
     if parity.tolerance is not None and parity.max_abs_diff > parity.tolerance:
         raise ExportError(
             f"ONNX fp16 disagrees with PyTorch fp32 on {len(batch)} validation images: "

@@ -18,7 +18,7 @@ import torch
 
 from serving.bundle import load_bundle
 from serving.feedback import CSV_NAMES
-from serving.pipeline import MultiLabelPostprocess, SegmentationPostprocess
+from serving.pipeline import ImagePreprocess, MultiLabelPostprocess, SegmentationPostprocess
 from training.config import TrainConfig, load_config
 from training.data import (
     ItemList,
@@ -94,6 +94,7 @@ def finetune(
         )
     fb_train, fb_held = _split(_read_feedback(feedback, manifest.task, task, cfg), holdout, seed)
     combined = _with_extra_training(task.src, fb_train, weight)
+    assert isinstance(pipeline.preprocess, ImagePreprocess)  # the tasks allowed above are image tasks
     stats: Stats = (pipeline.preprocess.mean, pipeline.preprocess.std)
     loaders = combined.transform(train_transforms(cfg, task), size=cfg.size).databunch(
         bs=cfg.bs, num_workers=cfg.num_workers, seed=seed

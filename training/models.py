@@ -13,7 +13,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from serving.awd_lstm import LanguageModel, TextClassifier
+from serving.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
 from serving.networks import CnnSpec, build_cnn, cnn_body, resnet
 from serving.pipeline import Network, NetworkSpec
 from serving.unet import Unet, UnetSpec, build_unet
@@ -34,6 +34,8 @@ __all__ = [
 
 def create_model(spec: NetworkSpec, weights: Path | None = None) -> nn.Module:
     """The network of `spec` (CNN or U-Net); with `weights`, its body starts from that state dict."""
+    if isinstance(spec, AwdLstmSpec):
+        return build_text_network(spec)
     if isinstance(spec, UnetSpec):
         net = resnet(spec.arch)
         if weights is not None:
@@ -54,7 +56,9 @@ def layer_groups(model: nn.Module) -> list[nn.Module]:
 
 
 def spec_from_meta(meta: dict[str, Any]) -> NetworkSpec:
-    """The spec a checkpoint was trained with: a U-Net for segmentation, else a CNN."""
+    """The spec a checkpoint was trained with: a U-Net for segmentation, AWD-LSTM for text, else a CNN."""
+    if meta["task"] == "sentiment":
+        return AwdLstmSpec(**meta["spec"])
     return UnetSpec(**meta["spec"]) if meta["task"] == "segmentation" else CnnSpec(**meta["spec"])
 
 

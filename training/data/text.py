@@ -157,10 +157,12 @@ class TextDataBunch:
         bs: int = 32,
         device: str | None = None,
         seed: int = 0,
+        max_tokens: int | None = None,
     ) -> TextDataBunch:
+        """`max_tokens`: each text's first ids only, as the exported model will cut them."""
         where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        train = tokenizer.encode([str(t) for t in src.train.items])
-        valid = tokenizer.encode([str(t) for t in src.valid.items])
+        train = [row[:max_tokens] for row in tokenizer.encode([str(t) for t in src.train.items])]
+        valid = [row[:max_tokens] for row in tokenizer.encode([str(t) for t in src.valid.items])]
         return cls(
             src, tokenizer,
             ClassifierLoader(train, src.y_train, bs, where, shuffle=True, seed=seed),

@@ -1,0 +1,95 @@
+"""The text parts of a bundle's pipeline: UTF-8 texts → token ids, class logits → a sentiment.
+
+A text model takes right-padded int64 ids (N, T) with `PAD` = 0; its answer for a text never depends
+on the padding (`serving.awd_lstm`), so texts of any lengths can share a batch, and the server groups
+them by length only to waste less compute (`serving.text_batches`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving.text import TextTokenizer
+
+__all__ = ["MAX_TEXT_BYTES", "SentimentPostprocess", "TextError", "TextPreprocess", "pad_ids", "softmax"]
+
+MAX_TEXT_BYTES = 1 << 20  # 1 MiB of UTF-8 per text: refused before any tokenizing
+
+
+class TextError(ValueError):
+    """A text cannot be classified (not UTF-8, empty, or over the bundle's token limit)."""
+
+
+@dataclass(frozen=True)
+class TextPreprocess:
+    """Tokenize with the training tokenizer; at most `max_tokens` ids, cut (`truncate`) or refused."""
+
+    tokenizer: TextTokenizer
+    max_tokens: int
+    truncate: bool = False
+
+    def prepare(self, data: bytes | bytearray | memoryview | str) -> np.ndarray:
+        """One text → its int64 token ids (`xxbos` first)."""
+        if isinstance(data, str):
+            text = data
+        else:
+            if len(data) > MAX_TEXT_BYTES:
+                raise TextError(f"text of {len(data):,} bytes, over the limit of {MAX_TEXT_BYTES:,}")
+            try:
+                text = bytes(data).decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise TextError(f"text is not valid UTF-8 ({err.reason} at byte {err.start})") from None
+        if not text.strip():
+            raise TextError("text is empty: there is nothing to classify")
+        ids = self.tokenizer.encode([text])[0]
+        if len(ids) > self.max_tokens:
+            if not self.truncate:
+                raise TextError(
+                    f"text is {len(ids):,} tokens, over this model's limit of {self.max_tokens:,} "
+                    "(shorten it, or export the model with truncation)"
+                )
+            ids = ids[: self.max_tokens]
+        return np.asarray(ids, dtype=np.int64)
+
+    def __call__(self, texts: Sequence[bytes | str]) -> np.ndarray:
+        """Texts → one right-padded int64 batch (N, longest)."""
+        return pad_ids([self.prepare(text) for text in texts])
+
+
+def pad_ids(items: Sequence[np.ndarray]) -> np.ndarray:
+    """Token id rows → (N, longest) int64, padded on the right with 0 (`PAD`)."""
+    batch = np.zeros((len(items), max(len(item) for item in items)), dtype=np.int64)
+    for row, item in zip(batch, items, strict=True):
+        row[: len(item)] = item
+    return batch
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """(N, classes) logits → probabilities, computed without overflow."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class SentimentPostprocess:
+    """Softmax over the classes; the answer is the most probable one."""
+
+    labels: tuple[str, ...]
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        return softmax(outputs)
+
+    def __call__(self, outputs: np.ndarray, sizes: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The label and every class's probability per text (`sizes` are an image task's)."""
+        return [
+            {
+                "label": self.labels[int(row.argmax())],
+                "scores": {label: float(p) for label, p in zip(self.labels, row, strict=True)},
+            }
+            for row in self.probabilities(outputs)
+        ]

@@ -1,0 +1,259 @@
+"""ULMFiT on a CSV of labelled texts: a subword tokenizer, a language model, then a classifier.
+
+    train-kit sentiment --data data/reviews              # tokenizer + language model + classifier
+    train-kit sentiment --data data/reviews --encoder runs/sentiment/encoder.pt   # reuse an encoder
+
+1. The tokenizer learns its subwords from every text (training, validation, and the unlabelled
+   `extra_csv` if the folder has one): no labels are read, so nothing leaks.
+2. The language model reads the same texts, without labels, as ULMFiT does, and is scored on 10 % of
+   them by perplexity and next-token accuracy. Its encoder is saved with the tokenizer and the spec as
+   `encoder.pt`, which `--encoder` loads instead of training one (a local pretrained encoder too).
+3. The classifier puts concat pooling and a head on that encoder and thaws it gradually: the head
+   (`freeze_to(-1)`, stage `clf-1`), then the last LSTM too (`freeze_to(-2)`, `clf-2`), then all
+   (`unfreeze`, `clf`), with discriminative rates falling by 2.6 per group towards the embedding.
+   Texts are cut to `max_tokens`, exactly as the exported bundle cuts them.
+
+Every stage is a checkpoint as for images; `<out>/clf.metrics.json` holds the classifier's accuracy
+beside the majority-class baseline, and the language model's perplexity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from serving.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier
+from serving.text import TextTokenizer
+from training.checkpoint import atomic_save, load_checkpoint
+from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
+from training.data.bunch import DataBunch
+from training.data.text import TextDataBunch
+from training.errors import ConfigError, DataError
+from training.learner import Learner, Reporter
+from training.losses import next_token_loss
+from training.metrics import accuracy
+from training.models import text_layer_groups
+from training.run import write_json_atomic
+
+__all__ = ["SentimentConfig", "load_encoder", "run_sentiment"]
+
+ENCODER_FILE = "encoder.pt"
+DISCRIMINATIVE = 2.6  # ULMFiT: each layer group's rate is the next one's / 2.6
+
+
+class SentimentConfig(BaseModel):
+    """A text run's options; the defaults suit the demo reviews on a CPU."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: Path
+    csv: str = "reviews.csv"
+    text_col: str = "text"
+    label_col: str = "label"
+    valid_col: str = "is_valid"
+    extra_csv: str | None = Field("sentences.csv", description="unlabelled texts for the LM, if present")
+    vocab_size: int = Field(8000, ge=100, le=65_536)
+    max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts are cut to their first ids")
+    emb: int = Field(256, ge=8)
+    hidden: int = Field(512, ge=8)
+    layers: int = Field(3, ge=1, le=8)
+    bs: int = Field(32, ge=2)
+    bptt: int = Field(70, ge=8)
+    lm_epochs: int = Field(4, ge=0, description="language model epochs; 0 with --encoder: use it as is")
+    lm_lr: float = Field(3e-3, gt=0)
+    epochs: int = Field(4, ge=1, description="epochs of the last, fully unfrozen classifier stage")
+    lr: float = Field(1e-2, gt=0)
+    wd: float = Field(1e-2, ge=0)
+    encoder: Path | None = Field(None, description="an encoder.pt to start from instead of a new LM")
+    fp16: bool = False
+    out: Path = Path("runs/sentiment")
+    seed: int = 0
+
+
+def sentiment_config(values: dict[str, Any]) -> SentimentConfig:
+    try:
+        return SentimentConfig.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(problems) from None
+
+
+def run_sentiment(cfg: SentimentConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Tokenizer → language model (or `cfg.encoder`) → classifier; returns the metrics it wrote."""
+    torch.manual_seed(cfg.seed)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    src = (
+        ItemList.from_text_csv(cfg.data, cfg.csv, cfg.text_col)
+        .split(ColumnSplitter(cfg.valid_col))
+        .label(FromColumn(cfg.label_col))
+    )
+    extra = _extra_texts(cfg)
+    lm_result: dict[str, Any] = {}
+    if cfg.encoder is not None:
+        tokenizer, spec, encoder = load_encoder(cfg.encoder)
+    else:
+        texts = [str(t) for t in [*src.train.items, *src.valid.items, *extra]]
+        tokenizer = TextTokenizer.train(texts, cfg.vocab_size)
+        spec = AwdLstmSpec(tokenizer.vocab_size, cfg.emb, cfg.hidden, cfg.layers)
+        encoder = None
+    if cfg.lm_epochs > 0:
+        encoder, lm_result = train_language_model(cfg, src, tokenizer, spec, encoder, extra, reporter)
+    if encoder is None:
+        raise ConfigError("--lm-epochs 0 needs --encoder: a classifier needs a trained encoder")
+    result = train_classifier(cfg, src, tokenizer, spec, encoder, reporter)
+    result["language_model"] = lm_result
+    write_json_atomic(cfg.out / "clf.metrics.json", result)
+    return result
+
+
+def train_language_model(
+    cfg: SentimentConfig,
+    src: LabelledData,
+    tokenizer: TextTokenizer,
+    spec: AwdLstmSpec,
+    encoder: dict[str, torch.Tensor] | None,
+    extra: list[str],
+    reporter: Reporter | None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Fit the LM on every text; save stage `lm` and `encoder.pt`; return its encoder and metrics."""
+    data = TextDataBunch.language_model(src, tokenizer, cfg.bs, cfg.bptt, extra, seed=cfg.seed)
+    model = LanguageModel(spec)
+    if encoder is not None:
+        model.encoder.load_state_dict(encoder)
+    meta = {"task": "lm", "spec": dataclasses.asdict(spec), "config": cfg.model_dump(mode="json")}
+    learn = Learner(
+        as_bunch(data),
+        model,
+        next_token_loss,
+        [accuracy],
+        wd=cfg.wd,
+        path=cfg.out,
+        reporter=reporter,
+        meta=meta,
+    )
+    learn.stream_validation = True  # (N, T, vocab) outputs: averaged per batch, never stacked
+    if cfg.fp16:
+        learn.to_fp16()
+    learn.fit_one_cycle(cfg.lm_epochs, cfg.lm_lr, stage="lm", moms=(0.8, 0.7))
+    state = {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}
+    save_encoder(cfg.out / ENCODER_FILE, tokenizer, spec, state)
+    last = learn.history[-1]
+    metrics = {
+        "perplexity": math.exp(min(last.valid_loss, 50.0)),
+        "next_token_accuracy": last.metrics["accuracy"],
+        "valid_loss": last.valid_loss,
+        "epochs": len(learn.history),
+        "vocab_size": tokenizer.vocab_size,
+    }
+    return state, metrics
+
+
+def train_classifier(
+    cfg: SentimentConfig,
+    src: LabelledData,
+    tokenizer: TextTokenizer,
+    spec: AwdLstmSpec,
+    encoder: dict[str, torch.Tensor],
+    reporter: Reporter | None,
+) -> dict[str, Any]:
+    """Gradual unfreezing on the encoder: stages `clf-1`, `clf-2`, `clf` (the one to export)."""
+    data = TextDataBunch.classifier(src, tokenizer, cfg.bs, seed=cfg.seed, max_tokens=cfg.max_tokens)
+    classified = dataclasses.replace(spec, n_classes=len(data.classes))
+    model = TextClassifier(classified)
+    model.encoder.load_state_dict(encoder)
+    meta = {
+        "task": "sentiment",
+        "spec": dataclasses.asdict(classified),
+        "classes": data.classes,
+        "tokenizer": tokenizer.spec,
+        "max_tokens": cfg.max_tokens,
+        "config": cfg.model_dump(mode="json"),
+    }
+    learn = Learner(
+        as_bunch(data),
+        model,
+        nn.CrossEntropyLoss(),
+        [accuracy],
+        text_layer_groups(model),
+        wd=cfg.wd,
+        path=cfg.out,
+        reporter=reporter,
+        meta=meta,
+    )
+    if cfg.fp16:
+        learn.to_fp16()
+    lr = cfg.lr
+    spread = DISCRIMINATIVE ** (len(learn.layer_groups) - 1)
+    learn.freeze_to(-1)
+    learn.fit_one_cycle(1, lr, stage="clf-1", moms=(0.8, 0.7))
+    learn.freeze_to(-2)
+    learn.fit_one_cycle(1, slice(lr / 2 / spread, lr / 2), stage="clf-2", moms=(0.8, 0.7))
+    learn.unfreeze()
+    learn.fit_one_cycle(cfg.epochs, slice(lr / 10 / spread, lr / 10), stage="clf", moms=(0.8, 0.7))
+    last = learn.history[-1]
+    majority = int(torch.bincount(src.y_train).argmax())
+    return {
+        "stage": "clf",
+        "checkpoint": str(learn.stage_path("clf")),
+        "metrics": last.metrics,
+        "valid_loss": last.valid_loss,
+        "baseline": {"accuracy": float((src.y_valid == majority).float().mean())},
+        "history": [dataclasses.asdict(r) for r in learn.history],
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def save_encoder(
+    path: Path, tokenizer: TextTokenizer, spec: AwdLstmSpec, state: dict[str, torch.Tensor]
+) -> None:
+    """The encoder with what it needs to be reused: its tokenizer (ids mean nothing without it)."""
+    plain = dataclasses.asdict(dataclasses.replace(spec, n_classes=None))
+    atomic_save(
+        {"format": 1, "kind": "text-encoder", "spec": plain, "tokenizer": tokenizer.spec, "model": state},
+        path,
+    )
+
+
+def load_encoder(path: Path) -> tuple[TextTokenizer, AwdLstmSpec, dict[str, torch.Tensor]]:
+    """An `encoder.pt` (from this kit, or any file of that layout): tokenizer, spec, weights."""
+    state = load_checkpoint(path)
+    if state.get("kind") != "text-encoder":
+        raise ConfigError(
+            f"--encoder {path}: not a text encoder saved by train-kit (no 'kind: text-encoder')"
+        )
+    try:
+        spec = AwdLstmSpec(**state["spec"])
+        tokenizer = TextTokenizer(state["tokenizer"])
+        vocab = tokenizer.vocab_size
+    except Exception as err:  # a hand-made file can hold anything
+        raise ConfigError(f"--encoder {path}: unreadable spec or tokenizer ({err})") from err
+    if vocab != spec.vocab_size:
+        raise ConfigError(f"--encoder {path}: tokenizer has {vocab} tokens, the encoder {spec.vocab_size}")
+    probe = TextClassifier(dataclasses.replace(spec, n_classes=2)).encoder
+    try:
+        probe.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ConfigError(f"--encoder {path}: weights do not fit its spec ({err})") from err
+    return tokenizer, spec, state["model"]
+
+
+def as_bunch(data: TextDataBunch) -> DataBunch:
+    """A text bunch has every part of a DataBunch the Learner's fitting uses (device, loaders with
+    `len`/`set_epoch`, ranks); image-only helpers (`predict`, `show_batch`) are never called on it."""
+    return cast(DataBunch, data)
+
+
+def _extra_texts(cfg: SentimentConfig) -> list[str]:
+    """The unlabelled texts of `extra_csv` (its `text_col`), if the data folder has that file."""
+    if cfg.extra_csv is None or not (cfg.data / cfg.extra_csv).is_file():
+        return []
+    try:
+        return [str(t) for t in ItemList.from_text_csv(cfg.data, cfg.extra_csv, cfg.text_col).items]
+    except DataError as err:
+        raise DataError(f"extra texts for the language model: {err}") from err
