@@ -112,7 +112,7 @@ def served_engine(bundle_dir: str | None, device: torch.device, seconds: float) 
     bundle = load_bundle(bundle_dir)
     jpegs = photo_like_jpegs(64, 480, 640)
     expected = bundle.runtime("onnx").run(bundle.prepare(jpegs))
-    results: dict[str, object] = {"bundle": bundle.manifest.name, "size": bundle.pipeline.preprocess.size}
+    results: dict[str, object] = {"bundle": bundle.manifest.name, "size": bundle.image_size}
     where: Device = "cuda" if device.type == "cuda" else "cpu"
     configurations: list[tuple[bool, GraphMode]] = [(False, "off"), (True, "off"), (True, "capture")]
     for prepare_on_gpu, graphs in configurations:

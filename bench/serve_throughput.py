@@ -256,7 +256,7 @@ def measure(
     bundle: Bundle, label: str, jpegs: list[bytes], args: argparse.Namespace, tmp: Path
 ) -> dict[str, object]:
     """Both comparisons for one bundle, `args.runs` times alternated; a summary of each."""
-    name, size = bundle.manifest.name, bundle.pipeline.preprocess.size
+    name, size = bundle.manifest.name, bundle.image_size
     bs = args.max_batch_size
     post = bundle.pipeline.postprocess
 

@@ -173,7 +173,7 @@ def main() -> None:
         jpegs, _ = make_jpegs(tmp, 96, count=32)
         expected = bundle.predict(jpegs)
         pixels = bundle.prepare(jpegs)
-        size = bundle.pipeline.preprocess.size
+        size = bundle.image_size
 
         rng = random.Random(args.seed)
         hostile = hostile_plans(jpegs, size)

@@ -399,7 +399,7 @@ def main() -> None:
     jpeg_bytes = round(statistics.mean(map(len, jpegs)))
     print(json.dumps({
         "bench": "torchserve_vs_grpc",
-        "bundle": bundle_label, "size": bundle.pipeline.preprocess.size, "labels": len(setup.labels),
+        "bundle": bundle_label, "size": bundle.image_size, "labels": len(setup.labels),
         "jpegs": jpeg_source, "jpeg_size": args.jpeg_size, "jpeg_bytes_mean": jpeg_bytes,
         "clients": args.clients, "batch_size": batch_size, "max_batch_delay_ms": args.max_batch_delay_ms,
         "intra_op_threads": threads, "cpus": os.cpu_count(),

@@ -386,6 +386,14 @@ class Bundle:
                 raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")
         return self._runtimes[key]
 
+    @property
+    def image_size(self) -> int:
+        """The side of the square an image model's network takes."""
+        pre = self.pipeline.preprocess
+        if not isinstance(pre, ImagePreprocess):
+            raise BundleError(f"{self.path}: a {self.manifest.task} model takes texts, not images")
+        return pre.size
+
     def prepare(self, inputs: Sequence[bytes | Path | str]) -> np.ndarray:
         """Encoded images (bytes or files) → the float32 batch the network takes; for a text model,
         texts (str, UTF-8 bytes or text files) → its padded int64 token ids."""

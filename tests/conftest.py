@@ -173,7 +173,10 @@ def pose_bundle(pose_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 POSITIVE = ["wonderful", "superb", "moving", "brilliant", "funny", "loved"]
 NEGATIVE = ["dull", "terrible", "boring", "awful", "clumsy", "hated"]
-FILLER = ["the", "film", "story", "actors", "plot", "scenes", "music", "camera", "director", "ending", "it", "was", "and", "a", "of", "with"]
+FILLER = [
+    "the", "film", "story", "actors", "plot", "scenes", "music", "camera",
+    "director", "ending", "it", "was", "and", "a", "of", "with",
+]  # fmt: skip
 
 
 def write_review_texts(root: Path, n: int = 120, n_valid: int = 30, seed: int = 0) -> Path:
