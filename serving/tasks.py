@@ -90,11 +90,31 @@ class TaskService(TasksServicer):
     async def Sentiment(
         self, request: pb.SentimentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SentimentResponse:
-        async def refuse(model: ServedModel) -> pb.SentimentResponse:
-            raise _mismatch(model, "sentiment")
+        async def run(model: ServedModel) -> pb.SentimentResponse:
+            if model.task != "sentiment":
+                raise _mismatch(model, "sentiment")
+            if not request.texts:
+                raise RequestError("no texts: send at least one UTF-8 text")
+            model.admit(len(request.texts))
+            prepared = await model.prepare_texts(list(request.texts))
+            outputs = await model.infer(prepared, context.time_remaining())
+            labels = model.bundle.manifest.labels
+            return pb.SentimentResponse(
+                model=_ref(model),
+                results=[
+                    pb.SentimentResult(
+                        label=a["label"],
+                        probability=a["scores"][a["label"]],
+                        probabilities=[
+                            pb.LabelScore(label=label, score=a["scores"][label]) for label in labels
+                        ],
+                    )
+                    for a in model.postprocess(outputs, [])
+                ],
+            )
 
         return await answer(
-            self.repository, self.metrics, context, request.model.name, request.model.version, refuse
+            self.repository, self.metrics, context, request.model.name, request.model.version, run
         )
 
     async def Feedback(
@@ -104,6 +124,10 @@ class TaskService(TasksServicer):
             if self.feedback is None:
                 raise FeedbackOffError(
                     "this server keeps no feedback store; start it with feedback.dir (SERVE_FEEDBACK__DIR)"
+                )
+            if model.task == "sentiment":
+                raise TaskMismatchError(
+                    f"model {model.name!r} answers sentiment; this server stores feedback for image models only"
                 )
             if request.WhichOneof("item") == "text":
                 raise FeedbackError(f"model {model.name!r} answers {model.task}; send the image, not text")

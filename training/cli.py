@@ -25,7 +25,7 @@ from rich.markup import escape
 from training.errors import ConfigError, TrainingError
 
 app = typer.Typer(
-    help="Train image models the fastai way: multi-label tags, segmentation, pose.", no_args_is_help=True
+    help="Train image and text models the fastai way: multi-label tags, segmentation, pose, sentiment.", no_args_is_help=True
 )
 data_app = typer.Typer(help="Build demo data sets from data that ships in packages.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -279,6 +279,50 @@ def train(
     console.print_json(json.dumps(summary))
 
 
+@app.command("sentiment")
+@user_errors
+def sentiment(
+    data: Annotated[Path, typer.Option(help="folder holding the texts CSV")] = Path("data/reviews"),
+    csv: Annotated[str | None, typer.Option(help="CSV of text,label,is_valid rows")] = None,
+    text_col: Annotated[str | None, typer.Option(help="the CSV column holding the texts")] = None,
+    label_col: Annotated[str | None, typer.Option(help="the CSV column holding the labels")] = None,
+    valid_col: Annotated[str | None, typer.Option(help="boolean CSV column marking validation rows")] = None,
+    extra_csv: Annotated[str | None, typer.Option(help="unlabelled texts for the LM, if present")] = None,
+    encoder: Annotated[
+        Path | None, typer.Option(help="an encoder.pt (this kit's, or a local pretrained one): no new LM")
+    ] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="subword vocabulary size")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="texts are cut to this many tokens")] = None,
+    emb: Annotated[int | None, typer.Option(help="embedding width")] = None,
+    hidden: Annotated[int | None, typer.Option(help="LSTM width")] = None,
+    layers: Annotated[int | None, typer.Option(help="stacked LSTMs")] = None,
+    bs: BsOpt = None,
+    bptt: Annotated[int | None, typer.Option(help="language model window, in tokens")] = None,
+    lm_epochs: Annotated[
+        int | None, typer.Option(help="language model epochs (0: use --encoder as is)")
+    ] = None,
+    lm_lr: Annotated[float | None, typer.Option(help="language model max learning rate")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs of the last, fully unfrozen stage")] = None,
+    lr: Annotated[float | None, typer.Option(help="classifier head's max learning rate")] = None,
+    fp16: Fp16Opt = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (default runs/sentiment)")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """ULMFiT: tokenizer, language model (→ encoder.pt), classifier by gradual unfreezing (→ stage clf)."""
+    options = dict(locals())  # first: every parameter, nothing else
+    from training.progress import RichReporter
+    from training.sentiment import run_sentiment, sentiment_config
+
+    result = run_sentiment(sentiment_config(options), RichReporter(console))
+    summary = {
+        "metrics": result["metrics"],
+        "baseline": result["baseline"],
+        "language_model": result["language_model"],
+        "checkpoint": result["checkpoint"],
+    }
+    console.print_json(json.dumps(summary))
+
+
 def main() -> None:
     app()
 
@@ -302,8 +346,9 @@ def export(
     folder = export_stage(out, stage, name, models, parity_items, tolerance)
     parity = read_manifest(folder).parity
     agreeing = "pixels with the same class" if parity.measure == "logit" else "items with the same answer"
+    items = "texts" if parity.measure == "probability" else "images"
     console.print(
-        f"published {folder}: parity on {parity.items} images, max {parity.measure} difference "
+        f"published {folder}: parity on {parity.items} {items}, max {parity.measure} difference "
         f"{parity.max_abs_diff:.2e}, {agreeing} {parity.agreement:.2%}"
     )
 

@@ -1,0 +1,106 @@
+"""`train-kit sentiment` at toy size: the stages it writes, gradual unfreezing, encoder reuse, export."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from serving.bundle import BundleError, load_bundle
+from serving.text_pipeline import TextPreprocess
+from training.checkpoint import load_checkpoint
+from training.errors import ConfigError
+from training.sentiment import SentimentConfig, load_encoder, run_sentiment
+
+
+def encoder_weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith(f"encoder.{prefix}")}
+
+
+def test_a_run_writes_the_lm_the_encoder_the_classifier_stages_and_their_metrics(sentiment_run: Path) -> None:
+    for name in ("lm.pt", "encoder.pt", "clf-1.pt", "clf-2.pt", "clf.pt", "clf.metrics.json"):
+        assert (sentiment_run / name).is_file(), name
+    result = json.loads((sentiment_run / "clf.metrics.json").read_text())
+    lm = result["language_model"]
+    assert 1 < lm["perplexity"] < 120 and math.isclose(lm["perplexity"], math.exp(lm["valid_loss"]))
+    assert 0 <= lm["next_token_accuracy"] <= 1
+    assert result["baseline"] == {"accuracy": 0.5}  # the toy set is balanced
+    assert 0 <= result["metrics"]["accuracy"] <= 1
+    assert load_checkpoint(sentiment_run / "clf.pt")["complete"]
+
+
+def test_gradual_unfreezing_trains_the_head_then_the_last_lstm_then_everything(sentiment_run: Path) -> None:
+    """Groups (2 LSTMs): [embedding + LSTM 0], [LSTM 1], [head]. A frozen group's weights stay as
+    the language model left them, to the bit; a thawed one's move."""
+    _, _, start = load_encoder(sentiment_run / "encoder.pt")
+    stages = {
+        name: load_checkpoint(sentiment_run / f"{name}.pt")["model"] for name in ("clf-1", "clf-2", "clf")
+    }
+
+    def moved(stage: str, prefix: str) -> bool:
+        now = encoder_weights(stages[stage], prefix)
+        assert now, prefix
+        return any(not torch.equal(v, start[k]) for k, v in now.items())
+
+    assert not moved("clf-1", "embedding") and not moved("clf-1", "rnns.0") and not moved("clf-1", "rnns.1")
+    assert not moved("clf-2", "embedding") and not moved("clf-2", "rnns.0") and moved("clf-2", "rnns.1")
+    assert moved("clf", "embedding") and moved("clf", "rnns.0")
+
+
+def test_a_saved_encoder_starts_a_classifier_without_a_new_language_model(
+    sentiment_run: Path, review_texts: Path, tmp_path: Path
+) -> None:
+    cfg = SentimentConfig(
+        data=review_texts, encoder=sentiment_run / "encoder.pt", lm_epochs=0, max_tokens=48, bs=8, epochs=1,
+        out=tmp_path,
+    )  # fmt: skip
+    result = run_sentiment(cfg)
+    assert not (tmp_path / "lm.pt").exists() and (tmp_path / "clf.pt").is_file()
+    assert result["language_model"] == {}
+    trained = load_checkpoint(tmp_path / "clf.pt")["meta"]
+    assert trained["tokenizer"] == load_checkpoint(sentiment_run / "clf.pt")["meta"]["tokenizer"]
+
+
+def test_a_file_that_is_not_an_encoder_is_refused_by_name(sentiment_run: Path, review_texts: Path) -> None:
+    with pytest.raises(ConfigError, match=r"clf-1\.pt: not a text encoder"):
+        load_encoder(sentiment_run / "clf-1.pt")
+    with pytest.raises(ConfigError, match="--lm-epochs 0 needs --encoder"):
+        run_sentiment(SentimentConfig(data=review_texts, lm_epochs=0, out=sentiment_run / "never"))
+
+
+def test_the_bundle_carries_the_tokenizer_and_limit_and_passed_parity(sentiment_bundle: Path) -> None:
+    bundle = load_bundle(sentiment_bundle)
+    manifest, pre = bundle.manifest, bundle.pipeline.preprocess
+    assert manifest.task == "sentiment" and manifest.labels == ["neg", "pos"] and manifest.input is None
+    assert manifest.text is not None and (manifest.text.max_tokens, manifest.text.truncate) == (48, True)
+    assert isinstance(pre, TextPreprocess) and pre.max_tokens == 48
+    parity = manifest.parity
+    assert (
+        parity.measure == "probability" and parity.items == 32
+    )  # 30 validation texts, one word, one too long
+    assert parity.agreement >= 0.995 and parity.max_abs_diff <= parity.tolerance  # type: ignore[operator]
+
+
+def test_onnx_and_torch_answer_alike_from_one_word_to_the_limit(sentiment_bundle: Path) -> None:
+    bundle = load_bundle(sentiment_bundle)
+    texts = ["good", "a dull film", "superb " * 100]
+    onnx, torch_answers = bundle.predict(texts), bundle.predict(texts, runtime="torch")
+    for a, b in zip(onnx, torch_answers, strict=True):
+        assert a["label"] == b["label"] and a["scores"]["pos"] == pytest.approx(b["scores"]["pos"], abs=1e-2)
+
+
+def test_a_manifest_whose_limit_differs_from_the_pipeline_is_refused(
+    sentiment_bundle: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "reviews" / "1"
+    shutil.copytree(sentiment_bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["text"]["max_tokens"] = 4096
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="token limit that differs"):
+        load_bundle(copy)
