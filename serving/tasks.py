@@ -127,7 +127,7 @@ class TaskService(TasksServicer):
                 )
             if model.task == "sentiment":
                 raise TaskMismatchError(
-                    f"model {model.name!r} answers sentiment; this server stores feedback for image models only"
+                    f"model {model.name!r} answers sentiment; feedback is stored for image models only"
                 )
             if request.WhichOneof("item") == "text":
                 raise FeedbackError(f"model {model.name!r} answers {model.task}; send the image, not text")

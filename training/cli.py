@@ -25,7 +25,8 @@ from rich.markup import escape
 from training.errors import ConfigError, TrainingError
 
 app = typer.Typer(
-    help="Train image and text models the fastai way: multi-label tags, segmentation, pose, sentiment.", no_args_is_help=True
+    help="Train image and text models the fastai way: multi-label tags, segmentation, pose, sentiment.",
+    no_args_is_help=True,
 )
 data_app = typer.Typer(help="Build demo data sets from data that ships in packages.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -424,20 +425,26 @@ def archive(
 @user_errors
 def predict(
     bundle: Annotated[Path, typer.Argument(help="models/<name> (newest version) or models/<name>/<version>")],
-    images: Annotated[list[Path], typer.Argument(help="image files")],
+    images: Annotated[list[Path], typer.Argument(help="image files; for a text model, texts or .txt files")],
     runtime: Annotated[str, typer.Option(help="onnx | torch")] = "onnx",
     masks: Annotated[Path | None, typer.Option(help="segmentation: write <image>_mask.png here")] = None,
 ) -> None:
-    """Answer with the bundle alone: one JSON line per image (a mask as its classes' pixel shares)."""
+    """Answer with the bundle alone: one JSON line per input (a mask as its classes' pixel shares)."""
     from serving.bundle import BundleError, load_bundle
     from serving.images import ImageDecodeError
+    from serving.text_pipeline import TextError
 
     if runtime not in ("onnx", "torch"):
         raise ConfigError(f"--runtime {runtime!r}: choose onnx or torch")
     try:
         loaded = load_bundle(bundle)
+        if loaded.manifest.task == "sentiment":  # each argument is a text, or a .txt file holding one
+            texts = [p.read_text("utf-8") if p.suffix == ".txt" and p.is_file() else str(p) for p in images]
+            for text, answer in zip(texts, loaded.predict(texts, runtime=runtime), strict=True):  # type: ignore[arg-type]
+                typer.echo(json.dumps({"text": text[:80], **answer}))
+            return
         answers = loaded.predict(images, runtime=runtime)  # type: ignore[arg-type]  # checked above
-    except (BundleError, ImageDecodeError, OSError) as err:
+    except (BundleError, ImageDecodeError, TextError, OSError) as err:
         raise ConfigError(str(err)) from err
     for path, answer in zip(images, answers, strict=True):
         if "mask" in answer:

@@ -1,0 +1,120 @@
+"""Texts/s of a real `serve-kit` serving a sentiment bundle, against raw ONNX Runtime on the same texts.
+
+32 clients each send one UTF-8 text per request, back to back, through the unmodified tritonclient
+(aio); the server tokenizes, batches dynamically, runs its batches in groups of similar length and
+answers probabilities and labels. The baseline, in this process with the server's thread count:
+the same texts in batches of `max_batch_size`, tokenized by the bundle, padded to each batch's
+longest, `InferenceSession.run`, softmax. Texts are the validation reviews (`--data`, as `train-kit
+data sentiment` writes them), or synthetic ones of mixed lengths without it. Several runs,
+alternated; medians. Prints one JSON line. Target: ratio >= 0.9.
+
+    python bench/text_serve_throughput.py --bundle models/reviews [--data data/reviews] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+# This process must never import serving.wire / v2 / server / tasks (tritonclient clashes with them).
+import tritonclient.grpc.aio as triton
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
+from serve_throughput import Server, Window, repository, summary, timed_local, timed_server  # noqa: E402
+
+from serving.bundle import load_bundle, resolve_version  # noqa: E402
+from serving.runtimes import OnnxRuntime  # noqa: E402
+
+
+def read_texts(data: Path | None, count: int) -> tuple[list[str], str]:
+    """Validation reviews from `data/reviews.csv`, or synthetic texts of 5 to 400 words."""
+    if data is not None and (data / "reviews.csv").is_file():
+        with (data / "reviews.csv").open(encoding="utf-8", newline="") as f:
+            texts = [row["text"] for row in csv.DictReader(f) if row["is_valid"].lower() == "true"]
+        return texts[:count], f"validation reviews of {data}"
+    rng = np.random.default_rng(0)
+    words = ["the", "film", "was", "a", "wonderful", "dull", "story", "with", "superb", "and", "awful"]
+    lengths = rng.integers(5, 400, count)
+    return [" ".join(rng.choice(words, n)) for n in lengths], "synthetic, 5 to 400 words"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, default=Path("models/reviews"), help="models/<name>[/<v>]")
+    parser.add_argument("--data", type=Path, default=Path("data/reviews"), help="where reviews.csv lies")
+    parser.add_argument("--texts", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-queue-delay-us", type=int, default=2000)
+    parser.add_argument("--threads", type=int, help="intra-op threads, server and baseline (default: all)")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+
+    bundle = load_bundle(args.bundle, threads=args.threads)
+    if bundle.manifest.task != "sentiment":
+        sys.exit(f"{args.bundle}: a {bundle.manifest.task} bundle; this benchmark needs a sentiment one")
+    texts, source = read_texts(args.data, args.texts)
+    bs, post = args.max_batch_size, bundle.pipeline.postprocess
+    runtime = bundle.runtime("onnx")
+    assert isinstance(runtime, OnnxRuntime)
+    session, input_name = runtime.session, runtime.input_name
+    batches = [texts[i : i + bs] for i in range(0, len(texts), bs)]
+
+    def raw(k: int) -> int:
+        chunk = batches[k % len(batches)]
+        post(session.run(None, {input_name: bundle.prepare(chunk)})[0], [])
+        return len(chunk)
+
+    inputs = []
+    for text in texts:
+        tensor = triton.InferInput("texts", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([text.encode()], dtype=object))
+        inputs.append(tensor)
+    env = {
+        "SERVE_BATCHING__MAX_BATCH_SIZE": str(bs),
+        "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_queue_delay_us),
+        "SERVE_METRICS_PORT": "0",
+        "SERVE_POLL_INTERVAL_S": "0",
+        "SERVE_DEVICE": "cpu",
+    }
+    if args.threads:
+        env["SERVE_INFERENCE_THREADS"] = str(args.threads)
+    served: list[Window] = []
+    local: list[Window] = []
+    name = bundle.manifest.name
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        with (tmp / "serve-kit.log").open("w+") as log:
+            server = Server(repository(bundle, tmp / "repository"), env, log)
+            try:
+                for run in range(args.runs):
+                    if run % 2:  # alternate which goes first: a slow spell hurts both alike
+                        local.append(timed_local(raw, args.warmup, args.seconds))
+                    served.append(timed_server(server, name, inputs, args.clients, args.warmup, args.seconds))
+                    if not run % 2:
+                        local.append(timed_local(raw, args.warmup, args.seconds))
+            finally:
+                code = server.stop()
+            if code != 0:
+                sys.exit(f"serve-kit exited {code} after SIGTERM:\n{server.stderr()[-3000:]}")
+    tokens = [len(ids) for ids in bundle.pipeline.preprocess.tokenizer.encode(texts)]  # type: ignore[union-attr]
+    print(json.dumps({
+        "bench": "text_serve_throughput", "bundle": str(resolve_version(args.bundle)), "texts": source,
+        "tokens_median": statistics.median(tokens), "tokens_max": max(tokens),
+        "clients": args.clients, "max_batch_size": bs, "runs": args.runs, "seconds": args.seconds,
+        **summary(served, local), "target": 0.9,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
