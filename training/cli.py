@@ -306,6 +306,7 @@ def sentiment(
     epochs: Annotated[int | None, typer.Option(help="epochs of the last, fully unfrozen stage")] = None,
     lr: Annotated[float | None, typer.Option(help="classifier head's max learning rate")] = None,
     fp16: Fp16Opt = None,
+    resume: Annotated[bool | None, typer.Option("--resume", help="continue a killed run")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/sentiment)")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:

@@ -72,6 +72,7 @@ class SentimentConfig(BaseModel):
     wd: float = Field(1e-2, ge=0)
     encoder: Path | None = Field(None, description="an encoder.pt to start from instead of a new LM")
     fp16: bool = False
+    resume: bool = Field(False, description="continue a killed run: finished stages load, the rest fit")
     out: Path = Path("runs/sentiment")
     seed: int = 0
 
@@ -95,8 +96,12 @@ def run_sentiment(cfg: SentimentConfig, reporter: Reporter | None = None) -> dic
     )
     extra = _extra_texts(cfg)
     lm_result: dict[str, Any] = {}
+    lm_stage = cfg.out / "lm.pt"
     if cfg.encoder is not None:
         tokenizer, spec, encoder = load_encoder(cfg.encoder)
+    elif cfg.resume and lm_stage.is_file():  # the killed run's own tokenizer: ids must mean the same
+        meta = load_checkpoint(lm_stage)["meta"]
+        tokenizer, spec, encoder = TextTokenizer(meta["tokenizer"]), AwdLstmSpec(**meta["spec"]), None
     else:
         texts = [str(t) for t in [*src.train.items, *src.valid.items, *extra]]
         tokenizer = TextTokenizer.train(texts, cfg.vocab_size)
@@ -126,7 +131,12 @@ def train_language_model(
     model = LanguageModel(spec)
     if encoder is not None:
         model.encoder.load_state_dict(encoder)
-    meta = {"task": "lm", "spec": dataclasses.asdict(spec), "config": cfg.model_dump(mode="json")}
+    meta = {
+        "task": "lm",
+        "spec": dataclasses.asdict(spec),
+        "tokenizer": tokenizer.spec,
+        "config": cfg.model_dump(mode="json"),
+    }
     learn = Learner(
         as_bunch(data),
         model,
@@ -140,7 +150,7 @@ def train_language_model(
     learn.stream_validation = True  # (N, T, vocab) outputs: averaged per batch, never stacked
     if cfg.fp16:
         learn.to_fp16()
-    learn.fit_one_cycle(cfg.lm_epochs, cfg.lm_lr, stage="lm", moms=(0.8, 0.7))
+    fit_stage(learn, cfg, "lm", cfg.lm_epochs, cfg.lm_lr)
     state = {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}
     save_encoder(cfg.out / ENCODER_FILE, tokenizer, spec, state)
     last = learn.history[-1]
@@ -191,11 +201,11 @@ def train_classifier(
     lr = cfg.lr
     spread = DISCRIMINATIVE ** (len(learn.layer_groups) - 1)
     learn.freeze_to(-1)
-    learn.fit_one_cycle(1, lr, stage="clf-1", moms=(0.8, 0.7))
+    fit_stage(learn, cfg, "clf-1", 1, lr)
     learn.freeze_to(-2)
-    learn.fit_one_cycle(1, slice(lr / 2 / spread, lr / 2), stage="clf-2", moms=(0.8, 0.7))
+    fit_stage(learn, cfg, "clf-2", 1, slice(lr / 2 / spread, lr / 2))
     learn.unfreeze()
-    learn.fit_one_cycle(cfg.epochs, slice(lr / 10 / spread, lr / 10), stage="clf", moms=(0.8, 0.7))
+    fit_stage(learn, cfg, "clf", cfg.epochs, slice(lr / 10 / spread, lr / 10))
     last = learn.history[-1]
     majority = int(torch.bincount(src.y_train).argmax())
     return {
@@ -207,6 +217,13 @@ def train_classifier(
         "history": [dataclasses.asdict(r) for r in learn.history],
         "config": cfg.model_dump(mode="json"),
     }
+
+
+def fit_stage(learn: Learner, cfg: SentimentConfig, stage: str, epochs: int, lr: float | slice) -> None:
+    """One cycle (ULMFiT's momentums); with `resume`, a stage already on disk continues from its last
+    epoch, or, finished, only loads its weights."""
+    resume = cfg.resume and learn.stage_path(stage).is_file()
+    learn.fit_one_cycle(epochs, lr, stage=stage, resume=resume, moms=(0.8, 0.7))
 
 
 def save_encoder(

@@ -104,3 +104,25 @@ def test_a_manifest_whose_limit_differs_from_the_pipeline_is_refused(
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="token limit that differs"):
         load_bundle(copy)
+
+
+def test_a_killed_run_resumes_reusing_its_tokenizer_and_finished_stages(
+    sentiment_run: Path, review_texts: Path, tmp_path: Path
+) -> None:
+    """The run died during its last stage: the rerun loads `lm`, `clf-1`, `clf-2` as they are
+    (bit for bit, no epoch repeated) and trains `clf` only."""
+    import shutil
+
+    for name in ("lm.pt", "encoder.pt", "clf-1.pt", "clf-2.pt"):
+        shutil.copy(sentiment_run / name, tmp_path / name)
+    before = {name: (tmp_path / name).read_bytes() for name in ("lm.pt", "clf-1.pt", "clf-2.pt")}
+    cfg = SentimentConfig.model_validate(
+        load_checkpoint(sentiment_run / "clf.pt")["meta"]["config"] | {"out": tmp_path, "resume": True}
+    )
+    result = run_sentiment(cfg)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert load_checkpoint(tmp_path / "clf.pt")["complete"] and len(result["history"]) == 2 + cfg.epochs
+    assert (
+        load_checkpoint(tmp_path / "clf.pt")["meta"]["tokenizer"]
+        == load_checkpoint(sentiment_run / "lm.pt")["meta"]["tokenizer"]
+    )
