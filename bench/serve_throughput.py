@@ -235,6 +235,21 @@ def timed_local(step: Callable[[int], int], warmup: float, seconds: float) -> Wi
     return Window(items / elapsed, [])
 
 
+def paired_windows(
+    run: int,
+    server: Server,
+    model: str,
+    inputs: Sequence[triton.InferInput],
+    raw: Callable[[int], int],
+    args: argparse.Namespace,
+) -> tuple[Window, Window]:
+    """One window of the server and one of the local baseline; which goes first alternates with
+    `run`, so a slow spell on the machine hurts both alike."""
+    local = timed_local(raw, args.warmup, args.seconds) if run % 2 else None
+    served = timed_server(server, model, inputs, args.clients, args.warmup, args.seconds)
+    return served, local or timed_local(raw, args.warmup, args.seconds)
+
+
 def summary(server: list[Window], local: list[Window]) -> dict[str, object]:
     served = statistics.median(w.items_s for w in server)
     raw = statistics.median(w.items_s for w in local)
@@ -312,12 +327,9 @@ def measure(
             for run in range(args.runs):
                 for kind, inputs, raw in kinds:
                     served, local = results[kind]
-                    # Alternate which goes first, so a slow spell on the machine hurts both alike.
-                    if run % 2:
-                        local.append(timed_local(raw, args.warmup, args.seconds))
-                    served.append(timed_server(server, name, inputs, args.clients, args.warmup, args.seconds))
-                    if not run % 2:
-                        local.append(timed_local(raw, args.warmup, args.seconds))
+                    window = paired_windows(run, server, name, inputs, raw, args)
+                    served.append(window[0])
+                    local.append(window[1])
         finally:
             code = server.stop()
         if code != 0:

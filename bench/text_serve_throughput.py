@@ -28,7 +28,7 @@ import tritonclient.grpc.aio as triton
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from serve_throughput import Server, Window, repository, summary, timed_local, timed_server  # noqa: E402
+from serve_throughput import Server, Window, paired_windows, repository, summary  # noqa: E402
 
 from serving.bundle import load_bundle, resolve_version  # noqa: E402
 from serving.runtimes import OnnxRuntime  # noqa: E402
@@ -98,11 +98,9 @@ def main() -> None:
             server = Server(repository(bundle, tmp / "repository"), env, log)
             try:
                 for run in range(args.runs):
-                    if run % 2:  # alternate which goes first: a slow spell hurts both alike
-                        local.append(timed_local(raw, args.warmup, args.seconds))
-                    served.append(timed_server(server, name, inputs, args.clients, args.warmup, args.seconds))
-                    if not run % 2:
-                        local.append(timed_local(raw, args.warmup, args.seconds))
+                    window = paired_windows(run, server, name, inputs, raw, args)
+                    served.append(window[0])
+                    local.append(window[1])
             finally:
                 code = server.stop()
             if code != 0:

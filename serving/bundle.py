@@ -20,7 +20,8 @@ import os
 import pickle
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -355,6 +356,18 @@ def staging_folder(models: Path, name: str) -> Path:
 
 def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def staged(models: Path, name: str) -> Iterator[Path]:
+    """A staging folder for the next version of `models/<name>`, removed if the block fails: a
+    failed export leaves nothing behind, and `publish` inside the block makes a version of it."""
+    folder = staging_folder(models, name)
+    try:
+        yield folder
+    except BaseException:
+        discard(folder)
+        raise
 
 
 @dataclass

@@ -92,8 +92,7 @@ def export_stage(
     output = _OUTPUT_NAMES[pipeline.task]
     spatial = pipeline.task == "segmentation"  # a U-Net answers any height and width
 
-    staging = bundles.staging_folder(models, name)
-    try:
+    with bundles.staged(models, name) as staging:
         bundles.write_pipeline(pipeline, staging / bundles.PIPELINE)
         to_onnx_fp16(model, torch.from_numpy(batch[:2]), staging / bundles.ONNX_MODEL, output, spatial)
         parity = check_parity(model, staging / bundles.ONNX_MODEL, batch, pipeline.postprocess, tolerance)
@@ -115,9 +114,6 @@ def export_stage(
             files={},
         )
         return bundles.publish(staging, models, manifest)
-    except BaseException:
-        bundles.discard(staging)
-        raise
 
 
 def expected_width(pipeline: Pipeline) -> int:

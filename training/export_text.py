@@ -47,8 +47,7 @@ def export_text_stage(
         postprocess=SentimentPostprocess(tuple(classes)),
     )
     texts = parity_texts(SentimentConfig.model_validate(meta["config"]), preprocess, parity_items)
-    staging = bundles.staging_folder(models, name)
-    try:
+    with bundles.staged(models, name) as staging:
         bundles.write_pipeline(pipeline, staging / bundles.PIPELINE)
         example = torch.from_numpy(preprocess(texts[:2]))
         to_onnx_fp16(
@@ -70,9 +69,6 @@ def export_text_stage(
             files={},
         )
         return bundles.publish(staging, models, manifest)
-    except BaseException:
-        bundles.discard(staging)
-        raise
 
 
 def parity_texts(cfg: SentimentConfig, preprocess: TextPreprocess, n: int) -> list[str]:
