@@ -38,7 +38,8 @@ __all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
 log = logging.getLogger(__name__)
 
 Item = np.ndarray | torch.Tensor
-"""A prepared image (C, H, W): float32 in host memory, or already on the inference device."""
+"""A prepared item: an image (C, H, W), float32 in host memory or already on the inference device,
+or a text's int64 token ids (T,)."""
 
 
 class TooManyItemsError(ValueError):

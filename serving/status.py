@@ -77,18 +77,24 @@ async def answer(
     that reached no served version count under model "" (a client must not be able to mint a
     metric series per made-up model name)."""
     started, code, counted = time.perf_counter(), grpc.StatusCode.OK, None
+
+    def count() -> None:
+        (counted or metrics.for_model("", "")).answered(time.perf_counter() - started, code.name)
+
     try:
         with repository.lease(model, version) as served:
             counted = served.metrics
-            return await work(served)
+            result = await work(served)
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
+        count()
         raise
     except Exception as err:
         code, message = status_for(err)
+        count()  # before the status leaves: a client that reads /metrics next must see this call
         await _abort(context, code, message)
-    finally:
-        (counted or metrics.for_model("", "")).answered(time.perf_counter() - started, code.name)
+    count()
+    return result
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
