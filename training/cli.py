@@ -293,7 +293,7 @@ def sentiment(
         Path | None, typer.Option(help="an encoder.pt (this kit's, or a local pretrained one): no new LM")
     ] = None,
     vocab_size: Annotated[int | None, typer.Option(help="subword vocabulary size")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="texts are cut to this many tokens")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="longer texts keep their last tokens")] = None,
     emb: Annotated[int | None, typer.Option(help="embedding width")] = None,
     hidden: Annotated[int | None, typer.Option(help="LSTM width")] = None,
     layers: Annotated[int | None, typer.Option(help="stacked LSTMs")] = None,

@@ -59,7 +59,7 @@ class SentimentConfig(BaseModel):
     valid_col: str = "is_valid"
     extra_csv: str | None = Field("sentences.csv", description="unlabelled texts for the LM, if present")
     vocab_size: int = Field(8000, ge=100, le=65_536)
-    max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts are cut to their first ids")
+    max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts keep xxbos and their last ids")
     emb: int = Field(256, ge=8)
     hidden: int = Field(512, ge=8)
     layers: int = Field(3, ge=1, le=8)

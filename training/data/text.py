@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from serving.text import PAD, TextTokenizer
+from serving.text_pipeline import cut
 from training.data.block import LabelledData
 from training.errors import DataError
 
@@ -159,10 +160,11 @@ class TextDataBunch:
         seed: int = 0,
         max_tokens: int | None = None,
     ) -> TextDataBunch:
-        """`max_tokens`: each text's first ids only, as the exported model will cut them."""
+        """`max_tokens`: longer texts are cut as the exported model cuts them (`serving.text_pipeline.cut`)."""
         where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        train = [row[:max_tokens] for row in tokenizer.encode([str(t) for t in src.train.items])]
-        valid = [row[:max_tokens] for row in tokenizer.encode([str(t) for t in src.valid.items])]
+        limit = max_tokens or 1 << 30
+        train = [cut(row, limit) for row in tokenizer.encode([str(t) for t in src.train.items])]
+        valid = [cut(row, limit) for row in tokenizer.encode([str(t) for t in src.valid.items])]
         return cls(
             src, tokenizer,
             ClassifierLoader(train, src.y_train, bs, where, shuffle=True, seed=seed),
