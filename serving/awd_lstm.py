@@ -54,8 +54,15 @@ class VariationalDropout(nn.Module):
 
 
 class TextEncoder(nn.Module):
+    """With `carry` (a language model in training), each call starts from the LSTM states the last
+    call ended with, detached: the loader's windows continue each other, so the model sees context
+    far beyond one window, as AWD-LSTM trains. Any change of mode (`train()`, `eval()`) forgets them.
+    A classifier reads whole texts and never carries."""
+
     def __init__(self, spec: AwdLstmSpec) -> None:
         super().__init__()
+        self.carry = False
+        self.states: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.embed_p = spec.embed_p
         self.embedding = nn.Embedding(spec.vocab_size, spec.emb, padding_idx=PAD)
         self.input_drop = VariationalDropout(spec.input_p)
@@ -72,11 +79,20 @@ class TextEncoder(nn.Module):
             keep = weight.new_empty(weight.shape[0], 1).bernoulli_(1 - self.embed_p) / (1 - self.embed_p)
             weight = weight * keep
         x = self.input_drop(nn.functional.embedding(tokens, weight, PAD))
+        previous = self.states if self.carry and self.states and len(self.states[0][0][0]) == len(x) else None
+        states = []
         for i, rnn in enumerate(self.rnns):
-            x, _ = rnn(x)
+            x, (h, c) = rnn(x, previous[i] if previous else None)
+            states.append((h.detach(), c.detach()))
             if i < len(self.hidden_drops):
                 x = self.hidden_drops[i](x)
+        if self.carry:
+            self.states = states
         return x
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        self.states = None
+        return super().train(mode)
 
 
 class LanguageModel(nn.Module):
@@ -85,6 +101,7 @@ class LanguageModel(nn.Module):
     def __init__(self, spec: AwdLstmSpec) -> None:
         super().__init__()
         self.encoder = TextEncoder(spec)
+        self.encoder.carry = True  # consecutive windows of the same streams: see TextEncoder
         self.output_drop = VariationalDropout(spec.output_p)
         self.decoder = nn.Linear(spec.emb, spec.vocab_size)
         self.decoder.weight = self.encoder.embedding.weight  # tied

@@ -55,3 +55,20 @@ def test_gradual_unfreezing_thaws_one_group_at_a_time_from_the_top() -> None:
         assert trainable() == thawed, n
     norms = [m for m in model.head.modules() if isinstance(m, nn.BatchNorm1d)]
     assert norms and all(p.requires_grad for m in norms for p in m.parameters())
+
+
+def test_a_language_model_carries_its_states_from_window_to_window_until_its_mode_changes() -> None:
+    """Two windows read one after the other give what one window of both would (the LSTM state
+    flows on); a mode change forgets it, and a classifier never carries."""
+    torch.manual_seed(0)
+    model = LanguageModel(SPEC).eval()
+    tokens = torch.randint(3, 60, (2, 12))
+    with torch.inference_mode():
+        whole = model(tokens)
+        model.eval()  # forget the state the call above left
+        first, second = model(tokens[:, :5]), model(tokens[:, 5:])
+        torch.testing.assert_close(torch.cat([first, second], 1), whole)
+        model.eval()
+        alone = model(tokens[:, 5:])  # no state: the second window without its context
+    assert not torch.allclose(alone, second, atol=1e-4)
+    assert not TextClassifier(AwdLstmSpec(60, 16, 24, 3, n_classes=2)).encoder.carry
