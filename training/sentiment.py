@@ -78,6 +78,7 @@ class SentimentConfig(BaseModel):
 
 
 def sentiment_config(values: dict[str, Any]) -> SentimentConfig:
+    """The CLI's options (None: not given) as a config; a bad one is a `ConfigError` naming it."""
     try:
         return SentimentConfig.model_validate({k: v for k, v in values.items() if v is not None})
     except ValidationError as err:
