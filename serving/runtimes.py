@@ -110,15 +110,14 @@ class TorchRuntime:
     def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """A host batch is uploaded once (pinned, non-blocking); one already on the device is used there."""
         if not isinstance(batch, torch.Tensor) and np.issubdtype(batch.dtype, np.integer):
-            ids = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.int64)).to(self.device)
-            with torch.inference_mode():  # a text model's token ids: no precision, no layout
-                return self.forward(ids).float().cpu().numpy()
-        if isinstance(batch, torch.Tensor):
+            # a text model's token ids: no precision, no layout
+            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.int64)).to(self.device)
+        elif isinstance(batch, torch.Tensor):
             inputs = batch.to(self.device, self.dtype)
         else:
             host = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
             inputs = (self._upload(host) if self.cuda else host).to(self.dtype)
-        if self.cuda:
+        if self.cuda and inputs.is_floating_point():
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             return self.forward(inputs).float().cpu().numpy()

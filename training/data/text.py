@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from serving.text import PAD, TextTokenizer
-from serving.text_pipeline import cut
+from serving.text_pipeline import cut, pad_ids
 from training.data.block import LabelledData
 from training.errors import DataError
 
@@ -34,11 +35,8 @@ SORTISH_CHUNK = 50  # batches per chunk sorted together
 
 
 def pad_batch(ids: Sequence[Sequence[int]]) -> torch.Tensor:
-    """(N, longest) int64, each row right-padded with `xxpad`."""
-    batch = torch.full((len(ids), max(len(row) for row in ids)), PAD, dtype=torch.long)
-    for i, row in enumerate(ids):
-        batch[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return batch
+    """(N, longest) int64, each row right-padded with `xxpad`, as the server pads (`pad_ids`)."""
+    return torch.from_numpy(pad_ids([np.asarray(row, dtype=np.int64) for row in ids]))
 
 
 class ClassifierLoader:
