@@ -5,11 +5,13 @@ in it. The class stays thin: loading (hash check, safe unpickling), preprocessin
 postprocessing are `serving/`'s, the same code the gRPC server runs. The worker's Python must have
 this project installed (TorchServe starts workers with the launcher's interpreter).
 
-Each request carries one image, as TorchServe users send it: the raw body, a multipart form field,
-or base64 in JSON (`{"data": "..."}`, also `image` or `b64`). A request that cannot be read gets
-a 400 of its own; the rest of its batch is answered normally. Answers are JSON: tags with scores,
-a segmentation mask as base64 PNG (`mask_png`, with `width`, `height` and `classes`), or points
-in the request image's pixels.
+Each request carries one image or one text, as TorchServe users send it: the raw body, a multipart
+form field, or JSON. In JSON an image is base64 (`{"data": "..."}`, also `image` or `b64`) and a text
+is itself (`{"text": "..."}`, also `data`). A request that cannot be read gets a 400 of its own; the
+rest of its batch is answered normally. Answers are JSON: tags with scores, a segmentation mask as
+base64 PNG (`mask_png`, with `width`, `height` and `classes`), points in the request image's pixels,
+or a sentiment label with each class's probability. A batch of texts runs in groups of similar length
+(`serving.text_batches`), as the gRPC server runs it.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ import numpy as np
 
 from serving.bundle import Bundle, load_bundle
 from serving.images import ImageDecodeError, encode_mask_png
-from serving.pipeline import ImagePreprocess, Size
+from serving.pipeline import Preprocess, Size
 from serving.runtimes import Device, cuda_available
+from serving.text_batches import run_by_length
+from serving.text_pipeline import TextPreprocess, pad_ids
 
 log = logging.getLogger(__name__)
 
 _BODY_KEYS = ("data", "body", "file", "image")  # where TorchServe puts a raw or multipart payload
-_JSON_KEYS = ("data", "image", "b64")  # where a JSON body may hold base64
+_JSON_KEYS = ("data", "image", "b64")  # where a JSON body may hold an image's base64
+_JSON_TEXT_KEYS = ("text", "data")  # where a JSON body may hold a text
 
 
 class BundleHandler:
@@ -49,15 +54,8 @@ class BundleHandler:
         runtime = settings.get("runtime", "onnx")
         gpu = context.system_properties.get("gpu_id") is not None and cuda_available(runtime)
         device: Device = "cuda" if gpu else "cpu"
-        pre = self.bundle.pipeline.preprocess
-        if not isinstance(pre, ImagePreprocess):
-            raise ValueError(
-                f"{self.bundle.manifest.name}: a {self.bundle.manifest.task} model; this handler serves "
-                "image models (serve text models with serve-kit)"
-            )
         self.runtime = self.bundle.runtime(runtime, device)
-        size = pre.size
-        self.runtime.run(np.zeros((1, 3, size, size), np.float32))  # warm-up: the first request is not slow
+        self.runtime.run(warm_up_batch(self.bundle.pipeline.preprocess))  # the first request is not slow
         self.initialized = True
         log.info(
             "loaded %s v%s (%s on %s, %d threads)",
@@ -78,16 +76,19 @@ class BundleHandler:
 
     def preprocess(
         self, data: list[dict[str, Any]]
-    ) -> tuple[dict[int, tuple[np.ndarray, Size]], dict[int, str]]:
-        """Each request's image prepared for the network (with its original size), or why not."""
+    ) -> tuple[dict[int, tuple[np.ndarray, Size | None]], dict[int, str]]:
+        """Each request's image (with its original size) or text prepared for the network, or why not."""
         assert self.bundle is not None
         preprocess = self.bundle.pipeline.preprocess
-        assert isinstance(preprocess, ImagePreprocess)  # initialize() refused any other
-        prepared, errors = {}, {}
+        prepared: dict[int, tuple[np.ndarray, Size | None]] = {}
+        errors = {}
         for index, row in enumerate(data):
             try:
-                prepared[index] = preprocess.prepare(request_bytes(row))
-            except (ImageDecodeError, ValueError) as err:
+                if isinstance(preprocess, TextPreprocess):
+                    prepared[index] = (preprocess.prepare(request_text(row)), None)
+                else:
+                    prepared[index] = preprocess.prepare(request_bytes(row))
+            except (ImageDecodeError, ValueError) as err:  # TextError is a ValueError
                 errors[index] = str(err)
         return prepared, errors
 
@@ -95,13 +96,16 @@ class BundleHandler:
         log.info("batch_size=%d", len(items))
         if not items:
             return np.zeros((0, len(self.bundle.manifest.labels) if self.bundle else 0), np.float32)
+        if self.bundle and isinstance(self.bundle.pipeline.preprocess, TextPreprocess):
+            return np.stack(run_by_length(items, self.runtime.run))  # token ids of any lengths
         return self.runtime.run(np.stack(items))
 
-    def postprocess(self, outputs: np.ndarray, sizes: list[Size]) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: np.ndarray, sizes: list[Size | None]) -> list[dict[str, Any]]:
         assert self.bundle is not None
         if not len(outputs):
             return []
-        answers = self.bundle.pipeline.postprocess(outputs, sizes)
+        known = [size for size in sizes if size is not None]  # a text has none; an image always one
+        answers = self.bundle.pipeline.postprocess(outputs, known)
         if self.bundle.manifest.task == "segmentation":
             classes = self.bundle.manifest.labels
             return [as_json_mask(a["mask"], classes) for a in answers]
@@ -117,11 +121,40 @@ def as_json_mask(mask: np.ndarray, classes: list[str]) -> dict[str, Any]:
     }
 
 
-def request_bytes(row: dict[str, Any]) -> bytes:
-    """The image bytes of one TorchServe request row, whichever way the client sent them."""
+def warm_up_batch(preprocess: Preprocess) -> np.ndarray:
+    """The smallest input the network takes: one token id, or one black image."""
+    if isinstance(preprocess, TextPreprocess):
+        return pad_ids([preprocess.prepare("warm up")])
+    return np.zeros((1, 3, preprocess.size, preprocess.size), np.float32)
+
+
+def request_payload(row: dict[str, Any]) -> Any:
+    """What one TorchServe request row carries, as TorchServe decoded it: bytes (a raw body or form
+    field), str (a `text/*` body) or a dict (a JSON body); None if the row holds nothing we know."""
     value = next((row[key] for key in _BODY_KEYS if key in row), None)
     if value is None and len(row) == 1:
         value = next(iter(row.values()))  # a multipart form with one field of any name
+    return value
+
+
+def request_text(row: dict[str, Any]) -> bytes | str:
+    """The text of one request: the body (UTF-8, checked when it is prepared) or JSON's `text`."""
+    value = request_payload(row)
+    if isinstance(value, dict):
+        value = next((value[key] for key in _JSON_TEXT_KEYS if key in value), None)
+        if not isinstance(value, str):
+            raise ValueError(f"JSON body needs one of {list(_JSON_TEXT_KEYS)} holding the text as a string")
+    if isinstance(value, bytes | bytearray | str):
+        return value if isinstance(value, str) else bytes(value)
+    raise ValueError(
+        f'no text in the request: send it as the body, a form field, or JSON {{"text": ...}} '
+        f"(fields: {sorted(row)[:8]})"
+    )
+
+
+def request_bytes(row: dict[str, Any]) -> bytes:
+    """The image bytes of one TorchServe request row, whichever way the client sent them."""
+    value = request_payload(row)
     if isinstance(value, bytes | bytearray):
         return bytes(value)
     if isinstance(value, dict):

@@ -1,4 +1,4 @@
-"""What clients send in the serving tests (and the soak benchmark): V2 inputs and hostile images."""
+"""What clients send in the serving tests (and the soak benchmark): V2 inputs, hostile images, texts."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ import numpy as np
 import tritonclient.grpc as triton
 from PIL import Image
 from tritonclient.utils import InferenceServerException
+
+TEXTS = [  # for the `sentiment_bundle` fixture
+    "a wonderful , superb film . I loved it",
+    "dull",
+    "the plot was awful and the actors boring " * 30,  # over the bundle's 48 tokens: cut, as in training
+    "Brilliant music , moving ending",
+    "é 😀 ünïcödé, and a clumsy story",
+]
 
 
 def images_input(images: list[bytes]) -> triton.InferInput:

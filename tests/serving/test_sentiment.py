@@ -16,15 +16,8 @@ from serving.bundle import load_bundle
 from serving.text_pipeline import MAX_TEXT_BYTES
 from serving.wire import tasks_pb2 as pb
 from serving.wire.tasks_pb2_grpc import TasksStub
+from tests.serving.payloads import TEXTS
 from tests.serving.servers import ServerProcess, copy_bundle, running_server
-
-TEXTS = [
-    "a wonderful , superb film . I loved it",
-    "dull",
-    "the plot was awful and the actors boring " * 30,  # over the bundle's 48 tokens: cut, as in training
-    "Brilliant music , moving ending",
-    "é 😀 ünïcödé, and a clumsy story",
-]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The same bundle under a real TorchServe: same answers as serve-kit, per-request errors, batching."""
+"""The same bundles under a real TorchServe: same answers as serve-kit and as the bundle itself,
+per-request errors, batching; images of each task and texts."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import tritonclient.grpc as triton
 from PIL import Image
 
 from serving.bundle import load_bundle
-from tests.serving.payloads import images_input
+from tests.serving.payloads import TEXTS, images_input
 from tests.serving.servers import ServerProcess
 from tests.serving.torchserve import TorchServe, running_torchserve
 from training.archive import TorchServeConfig, archive_bundle
@@ -27,13 +28,17 @@ from training.archive import TorchServeConfig, archive_bundle
 
 @pytest.fixture(scope="module")
 def torchserve(
-    bundle_path: Path, seg_bundle: Path, pose_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+    bundle_path: Path,
+    seg_bundle: Path,
+    pose_bundle: Path,
+    sentiment_bundle: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TorchServe]:
     root = tmp_path_factory.mktemp("torchserve")
     config = TorchServeConfig(batch_size=8, max_batch_delay_ms=300, threads=1)
-    for bundle in (bundle_path, seg_bundle, pose_bundle):
+    for bundle in (bundle_path, seg_bundle, pose_bundle, sentiment_bundle):
         archive_bundle(bundle, root / "store", config)
-    models = "tags=tags.mar,rects=rects.mar,discs=discs.mar"
+    models = "tags=tags.mar,rects=rects.mar,discs=discs.mar,reviews=reviews.mar"
     with running_torchserve(root / "store", models, root / "instance") as running:
         yield running
 
@@ -47,10 +52,10 @@ def post(url: str, body: bytes, content_type: str) -> tuple[int, Any]:
         return err.code, json.loads(err.read())
 
 
-def multipart(field: str, data: bytes) -> tuple[bytes, str]:
+def multipart(field: str, data: bytes, content_type: str = "image/jpeg") -> tuple[bytes, str]:
     boundary = "kit-boundary-7f3a"
-    head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="x.jpg"\r\n'
-    body = (head + "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="x"\r\n'
+    body = f"{head}Content-Type: {content_type}\r\n\r\n".encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -115,3 +120,50 @@ def test_masks_and_points_come_back_as_json_in_the_request_images_pixels(
     assert [p["name"] for p in answer["points"]] == ["centre"]
     assert answer["points"][0]["x"] == pytest.approx(expected["points"][0]["x"], abs=1e-3)
     assert answer["points"][0]["y"] == pytest.approx(expected["points"][0]["y"], abs=1e-3)
+
+
+def test_every_way_of_sending_a_text_gets_the_bundles_own_answer(
+    torchserve: TorchServe, sentiment_bundle: Path
+) -> None:
+    url = f"{torchserve.inference}/predictions/reviews"
+    expected = load_bundle(sentiment_bundle).predict(TEXTS)
+    for text, alone in zip(TEXTS, expected, strict=True):
+        data = text.encode()
+        form, form_type = multipart("data", data, "text/plain")
+        as_json = json.dumps({"text": text}).encode()
+        ways = [
+            (data, "text/plain; charset=utf-8"),
+            (data, "application/octet-stream"),
+            (form, form_type),
+            (as_json, "application/json"),
+        ]
+        for body, content_type in ways:
+            status, answer = post(url, body, content_type)
+            assert status == 200, (content_type, answer)
+            assert answer["label"] == alone["label"]
+            assert answer["scores"] == pytest.approx(alone["scores"], abs=1e-4)
+
+
+def test_texts_batched_with_longer_ones_get_their_answers_alone_and_bad_ones_a_400_each(
+    torchserve: TorchServe, sentiment_bundle: Path
+) -> None:
+    url = f"{torchserve.inference}/predictions/reviews"
+    bundle = load_bundle(sentiment_bundle)
+    bad = {
+        "   ": "text is empty",
+        "\xff\xfe not UTF-8": "text is not valid UTF-8",
+        '{"words": "no text key"}': "JSON body needs one of ['text', 'data']",
+    }
+    bodies = [text.encode("latin-1" if "\xff" in text else "utf-8") for text in [*TEXTS, *bad, *TEXTS]]
+    kinds = ["application/json" if body.startswith(b"{") else "text/plain" for body in bodies]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        outcomes = list(pool.map(post, [url] * len(bodies), bodies, kinds))
+    assert [status for status, _ in outcomes] == [200] * len(TEXTS) + [400] * len(bad) + [200] * len(TEXTS)
+    for (_, answer), message in zip(outcomes[len(TEXTS) : -len(TEXTS)], bad.values(), strict=True):
+        assert answer["error"].startswith(message), answer
+    for (_, answer), text in zip(outcomes[: len(TEXTS)] + outcomes[-len(TEXTS) :], TEXTS * 2, strict=True):
+        (alone,) = bundle.predict([text])
+        assert answer["label"] == alone["label"]
+        assert answer["scores"] == pytest.approx(alone["scores"], abs=1e-4)
+    sizes = [int(n) for n in re.findall(r"batch_size=(\d+)", torchserve.model_log())]
+    assert max(sizes) > 1, f"batch sizes seen: {sizes}"
