@@ -129,13 +129,17 @@ class TextClassifier(nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(tokens))
+
+    def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, T) ids → (N, 3 × emb): the last real step's output, then max and mean over real steps."""
         outputs = self.encoder(tokens)
         real = (tokens != PAD).unsqueeze(-1)  # (N, T, 1)
         count = real.sum(1).clamp_min(1)
         last = outputs.gather(1, (count - 1).unsqueeze(-1).expand(-1, 1, outputs.shape[-1])).squeeze(1)
         biggest = outputs.masked_fill(~real, -1e4).amax(1)  # not -inf: fp16 ONNX, and no NaN ever
         mean = (outputs * real).sum(1) / count
-        return self.head(torch.cat([last, biggest, mean], dim=1))
+        return torch.cat([last, biggest, mean], dim=1)
 
 
 def build_text_network(spec: AwdLstmSpec) -> nn.Module:
