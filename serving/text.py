@@ -1,9 +1,11 @@
 """Text tokenization and numericalization, shared by training and serving (a bundle carries it).
 
-fastai's rules first, then subwords: capitalised words become `xxmaj word`, shouted ones `xxup word`,
-a character repeated 4+ times `xxrep n c`; the text is lowercased and every text starts with `xxbos`.
-The subwords are a byte-pair vocabulary trained on the corpus with the `tokenizers` library (fast, in
-Rust), so no word is ever out of vocabulary; a character it never saw becomes `xxunk`.
+fastai's rules first: capitalised words become `xxmaj word`, shouted ones `xxup word`, a character
+repeated 4+ times `xxrep n c`; the text is lowercased and every text starts with `xxbos`. Then the
+vocabulary, trained on the corpus with the `tokenizers` library (fast, in Rust), is one of:
+- `bpe` (the default): byte-pair subwords, so no word is ever out of vocabulary; a character it
+  never saw becomes `xxunk`;
+- `word`: whole words and punctuation, as fastai's own; a word outside the vocabulary is `xxunk`.
 
 The tokenizer travels inside `pipeline.pkl` as its JSON and is rebuilt on first use, so the server
 tokenizes exactly as training did. Only plain strings and ints are pickled.
@@ -14,11 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-__all__ = ["SPECIAL_TOKENS", "TextTokenizer", "apply_rules"]
+__all__ = ["SPECIAL_TOKENS", "TextTokenizer", "Vocabulary", "apply_rules"]
+
+Vocabulary = Literal["bpe", "word"]
 
 SPECIAL_TOKENS = ("xxpad", "xxunk", "xxbos", "xxmaj", "xxup", "xxrep")
 """In id order: padding is 0, unknown 1, beginning of text 2."""
@@ -48,20 +52,33 @@ def apply_rules(text: str) -> str:
 
 @dataclass(frozen=True)
 class TextTokenizer:
-    """A trained subword tokenizer, as its JSON (`tokenizers`' own format)."""
+    """A trained tokenizer, as its JSON (`tokenizers`' own format)."""
 
     spec: str
     _built: Any = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> TextTokenizer:
-        """Learn a byte-pair vocabulary of at most `vocab_size` tokens from `texts`."""
-        tokenizer = _empty()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),
-            continuing_subword_prefix="##",
+    def train(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int = 8000,
+        min_frequency: int = 2,
+        vocabulary: Vocabulary = "bpe",
+    ) -> TextTokenizer:
+        """Learn a vocabulary of at most `vocab_size` tokens (subwords or words) from `texts`."""
+        tokenizer = _empty(vocabulary)
+        special = list(SPECIAL_TOKENS)
+        trainer = (
+            trainers.BpeTrainer(
+                vocab_size=vocab_size,
+                min_frequency=min_frequency,
+                special_tokens=special,
+                continuing_subword_prefix="##",
+            )
+            if vocabulary == "bpe"
+            else trainers.WordLevelTrainer(
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special
+            )
         )
         # The markers are special tokens, matched whole when encoding: no merge is spent learning them.
         tokenizer.train_from_iterator((_MARKERS.sub(" ", apply_rules(t)) for t in texts), trainer=trainer)
@@ -96,10 +113,17 @@ class TextTokenizer:
         object.__setattr__(self, "_built", None)
 
 
-def _empty() -> Tokenizer:
-    """Words and punctuation split on whitespace first (as fastai's tokens are words), then subwords
-    marked `##` inside a word, so no token is spent on spaces."""
-    tokenizer = Tokenizer(models.BPE(unk_token="xxunk", continuing_subword_prefix="##"))
+def _empty(vocabulary: Vocabulary) -> Tokenizer:
+    """Words and punctuation split on whitespace first (as fastai's tokens are words), then, for
+    `bpe`, subwords marked `##` inside a word, so no token is spent on spaces."""
+    if vocabulary not in ("bpe", "word"):
+        raise ValueError(f"vocabulary {vocabulary!r}: choose bpe or word")
+    model = (
+        models.BPE(unk_token="xxunk", continuing_subword_prefix="##")
+        if vocabulary == "bpe"
+        else models.WordLevel(unk_token="xxunk")
+    )
+    tokenizer = Tokenizer(model)
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.decoder = decoders.WordPiece(prefix="##")

@@ -292,7 +292,10 @@ def sentiment(
     encoder: Annotated[
         Path | None, typer.Option(help="an encoder.pt (this kit's, or a local pretrained one): no new LM")
     ] = None,
-    vocab_size: Annotated[int | None, typer.Option(help="subword vocabulary size")] = None,
+    vocabulary: Annotated[
+        str | None, typer.Option(help="bpe (subwords, the default) or word (whole words, as fastai)")
+    ] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="vocabulary size, in subwords or words")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="longer texts keep their last tokens")] = None,
     emb: Annotated[int | None, typer.Option(help="embedding width")] = None,
     hidden: Annotated[int | None, typer.Option(help="LSTM width")] = None,

@@ -3,8 +3,9 @@
     train-kit sentiment --data data/reviews              # tokenizer + language model + classifier
     train-kit sentiment --data data/reviews --encoder runs/sentiment/encoder.pt   # reuse an encoder
 
-1. The tokenizer learns its subwords from every text (training, validation, and the unlabelled
-   `extra_csv` if the folder has one): no labels are read, so nothing leaks.
+1. The tokenizer learns its vocabulary (subwords; whole words with `--vocabulary word`) from every
+   text (training, validation, and the unlabelled `extra_csv` if the folder has one): no labels are
+   read, so nothing leaks.
 2. The language model reads the same texts, without labels, as ULMFiT does, and is scored on 10 % of
    them by perplexity and next-token accuracy. Its encoder is saved with the tokenizer and the spec as
    `encoder.pt`, which `--encoder` loads instead of training one (a local pretrained encoder too).
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from serving.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier
-from serving.text import TextTokenizer
+from serving.text import TextTokenizer, Vocabulary
 from training.checkpoint import atomic_save, load_checkpoint
 from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
 from training.data.bunch import DataBunch
@@ -58,6 +59,7 @@ class SentimentConfig(BaseModel):
     label_col: str = "label"
     valid_col: str = "is_valid"
     extra_csv: str | None = Field("sentences.csv", description="unlabelled texts for the LM, if present")
+    vocabulary: Vocabulary = Field("bpe", description="bpe subwords, or whole words")
     vocab_size: int = Field(8000, ge=100, le=65_536)
     max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts keep xxbos and their last ids")
     emb: int = Field(256, ge=8)
@@ -105,7 +107,7 @@ def run_sentiment(cfg: SentimentConfig, reporter: Reporter | None = None) -> dic
         tokenizer, spec, encoder = TextTokenizer(meta["tokenizer"]), AwdLstmSpec(**meta["spec"]), None
     else:
         texts = [str(t) for t in [*src.train.items, *src.valid.items, *extra]]
-        tokenizer = TextTokenizer.train(texts, cfg.vocab_size)
+        tokenizer = TextTokenizer.train(texts, cfg.vocab_size, vocabulary=cfg.vocabulary)
         spec = AwdLstmSpec(tokenizer.vocab_size, cfg.emb, cfg.hidden, cfg.layers)
         encoder = None
     if cfg.lm_epochs > 0:

@@ -1,5 +1,5 @@
-"""The text tokenizer: fastai's rules, a subword vocabulary with no out-of-vocabulary words, and a
-bundle-safe pickle (plain data only)."""
+"""The text tokenizer: fastai's rules, a subword vocabulary with no out-of-vocabulary words (or a word
+vocabulary whose unknown words are `xxunk`), and a bundle-safe pickle (plain data only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from serving.text import BOS, PAD, SPECIAL_TOKENS, UNK, TextTokenizer, apply_rules
+from serving.text import BOS, PAD, SPECIAL_TOKENS, UNK, TextTokenizer, Vocabulary, apply_rules
 
 CORPUS = [
     "The film was wonderful and the acting was superb .",
@@ -57,3 +57,27 @@ def test_it_travels_in_a_weights_only_pickle_and_tokenizes_the_same(tokenizer: T
         back = torch.load(buffer, weights_only=True)
     assert back.spec == tokenizer.spec
     assert back.encode(CORPUS[:4]) == tokenizer.encode(CORPUS[:4])
+
+
+@pytest.mark.parametrize("vocabulary", ["bpe", "word"])
+def test_both_vocabularies_give_special_tokens_their_fixed_ids(vocabulary: Vocabulary) -> None:
+    vocab = TextTokenizer.train(CORPUS, 300, 1, vocabulary).tokenizer.get_vocab()
+    assert [vocab[t] for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
+
+
+def test_a_word_vocabulary_keeps_words_whole_and_makes_unseen_ones_unknown() -> None:
+    words = TextTokenizer.train(CORPUS, vocab_size=300, min_frequency=1, vocabulary="word")
+    assert words.tokens("The wonderfulness of it , wonderful") == [
+        "xxbos", "xxmaj", "the", "xxunk", "of", "xxunk", ",", "wonderful",
+    ]  # fmt: skip
+    (ids,) = words.encode(["The acting was wonderful ."])
+    assert words.decode(ids) == "xxbos xxmaj the acting was wonderful."
+    size = len(SPECIAL_TOKENS) + 3
+    capped = TextTokenizer.train(CORPUS, vocab_size=size, min_frequency=1, vocabulary="word")
+    assert capped.vocab_size == size  # the most frequent words only
+    assert capped.tokens("the tedious")[1:] == ["the", "xxunk"]
+
+
+def test_an_unknown_vocabulary_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="vocabulary 'chars': choose bpe or word"):
+        TextTokenizer.train(CORPUS, vocabulary="chars")  # type: ignore[arg-type]
