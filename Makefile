@@ -83,6 +83,7 @@ bench: install system
 	$(PY) bench/soak.py
 	test ! -d models/reviews || $(PY) bench/text_serve_throughput.py --bundle models/reviews
 	test ! -d models/reviews || $(PY) bench/sentiment_quality.py --bundle models/reviews
+	test ! -f runs/sentiment/encoder.pt || $(PY) bench/encoder_probe.py --encoder runs/sentiment/encoder.pt
 
 # TorchServe on loopback with the demo model (after `make demo`): HTTP 8080 inference, 8081 management,
 # 8082 Prometheus metrics. State lives in .torchserve/ (its TMPDIR and logs); `make torchserve-stop` ends it.
