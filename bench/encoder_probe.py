@@ -17,7 +17,6 @@ import dataclasses
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from sentiment_quality import read_split, tfidf_accuracy  # noqa: E402
+from sentiment_quality import logistic_accuracy, read_split, tfidf_accuracy  # noqa: E402
 
 from serving.awd_lstm import TextClassifier  # noqa: E402
 from serving.text import TextTokenizer  # noqa: E402
@@ -49,18 +48,6 @@ def pooled_features(
     return features
 
 
-def probe_accuracy(train_x: np.ndarray, train_y: list[str], valid_x: np.ndarray, valid_y: list[str]) -> float:
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
-    regression = LogisticRegressionCV(Cs=8, cv=5, max_iter=3000, scoring="accuracy")
-    model = make_pipeline(StandardScaler(), regression)
-    model.fit(train_x, train_y)
-    return float(np.mean(model.predict(valid_x) == np.asarray(valid_y)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", type=Path, required=True)
@@ -78,7 +65,9 @@ def main() -> None:
     train_f = pooled_features(model, tokenizer, train_x, args.max_tokens)
     valid_f = pooled_features(model, tokenizer, valid_x, args.max_tokens)
     read_s = time.perf_counter() - began
-    probe = probe_accuracy(train_f, train_y, valid_f, valid_y)
+    from sklearn.preprocessing import StandardScaler
+
+    probe = logistic_accuracy(StandardScaler(), train_f, train_y, valid_f, valid_y)["accuracy"]
     baseline = tfidf_accuracy(train_x, train_y, valid_x, valid_y)
     print(json.dumps({
         "bench": "encoder_probe", "encoder": str(args.encoder), "data": str(args.data),

@@ -27,9 +27,8 @@ from serving.cuda_graphs import GraphMode, buckets
 from serving.device_images import ItemDecodeError, prepare_on_device
 from serving.images import ImageDecodeError
 from serving.metrics import ModelMetrics
-from serving.pipeline import ImagePreprocess, Size
+from serving.pipeline import ImagePreprocess, Size, warm_up_batch
 from serving.runtimes import Device, Runtime, RuntimeName
-from serving.text import BOS
 from serving.text_batches import run_by_length
 from serving.text_pipeline import TextError, TextPreprocess
 
@@ -100,13 +99,8 @@ class ServedModel:
         bucket, captured on the inference thread that will replay them), so no request pays for it."""
         largest = self.batcher.config.max_batch_size
         sizes = buckets(largest) if self.graphs != "off" else sorted({1, largest})
-        shape = self.input_shape
         for n in sizes:
-            if shape is None:  # a text model: `xxbos` and padding
-                batch = np.zeros((n, 16), np.int64)
-                batch[:, 0] = BOS
-            else:
-                batch = np.zeros((n, shape.channels, shape.height, shape.width), np.float32)
+            batch = warm_up_batch(self.bundle.pipeline.preprocess, n)
             self.inference.submit(self.runtime.run, batch).result()
 
     def start(self) -> None:

@@ -22,7 +22,7 @@ from torchvision.transforms.v2.functional import resize
 from serving.awd_lstm import AwdLstmSpec, build_text_network
 from serving.images import MAX_PIXELS, decode_image
 from serving.networks import CnnSpec, build_cnn
-from serving.text import TextTokenizer
+from serving.text import BOS, TextTokenizer
 from serving.text_pipeline import SentimentPostprocess, TextPreprocess
 from serving.unet import UnetSpec, build_unet
 
@@ -38,6 +38,7 @@ __all__ = [
     "SegmentationPostprocess",
     "Size",
     "Task",
+    "warm_up_batch",
 ]
 
 Task = Literal["multilabel", "segmentation", "pose", "sentiment"]
@@ -159,6 +160,18 @@ class PosePostprocess:
 
 Postprocess = MultiLabelPostprocess | SegmentationPostprocess | PosePostprocess | SentimentPostprocess
 Preprocess = ImagePreprocess | TextPreprocess
+
+
+def warm_up_batch(preprocess: Preprocess, n: int = 1) -> np.ndarray:
+    """`n` inputs the network takes, for a first run before any request: black images at the model's
+    size, or 16 token ids each (`xxbos`, then padding)."""
+    if isinstance(preprocess, TextPreprocess):
+        batch = np.zeros((n, 16), np.int64)
+        batch[:, 0] = BOS
+        return batch
+    return np.zeros((n, 3, preprocess.size, preprocess.size), np.float32)
+
+
 NetworkSpec = CnnSpec | UnetSpec | AwdLstmSpec
 
 

@@ -27,10 +27,10 @@ import numpy as np
 
 from serving.bundle import Bundle, load_bundle
 from serving.images import ImageDecodeError, encode_mask_png
-from serving.pipeline import Preprocess, Size
+from serving.pipeline import Size, warm_up_batch
 from serving.runtimes import Device, cuda_available
 from serving.text_batches import run_by_length
-from serving.text_pipeline import TextPreprocess, pad_ids
+from serving.text_pipeline import TextPreprocess
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ _JSON_TEXT_KEYS = ("text", "data")  # where a JSON body may hold a text
 class BundleHandler:
     def __init__(self) -> None:
         self.bundle: Bundle | None = None
+        self.text = False  # a text model: requests carry texts, batches run grouped by length
         self.initialized = False
 
     # -- TorchServe's contract ----------------------------------------------------------
@@ -54,6 +55,7 @@ class BundleHandler:
         runtime = settings.get("runtime", "onnx")
         gpu = context.system_properties.get("gpu_id") is not None and cuda_available(runtime)
         device: Device = "cuda" if gpu else "cpu"
+        self.text = isinstance(self.bundle.pipeline.preprocess, TextPreprocess)
         self.runtime = self.bundle.runtime(runtime, device)
         self.runtime.run(warm_up_batch(self.bundle.pipeline.preprocess))  # the first request is not slow
         self.initialized = True
@@ -96,7 +98,7 @@ class BundleHandler:
         log.info("batch_size=%d", len(items))
         if not items:
             return np.zeros((0, len(self.bundle.manifest.labels) if self.bundle else 0), np.float32)
-        if self.bundle and isinstance(self.bundle.pipeline.preprocess, TextPreprocess):
+        if self.text:
             return np.stack(run_by_length(items, self.runtime.run))  # token ids of any lengths
         return self.runtime.run(np.stack(items))
 
@@ -121,13 +123,6 @@ def as_json_mask(mask: np.ndarray, classes: list[str]) -> dict[str, Any]:
     }
 
 
-def warm_up_batch(preprocess: Preprocess) -> np.ndarray:
-    """The smallest input the network takes: one token id, or one black image."""
-    if isinstance(preprocess, TextPreprocess):
-        return pad_ids([preprocess.prepare("warm up")])
-    return np.zeros((1, 3, preprocess.size, preprocess.size), np.float32)
-
-
 def request_payload(row: dict[str, Any]) -> Any:
     """What one TorchServe request row carries, as TorchServe decoded it: bytes (a raw body or form
     field), str (a `text/*` body) or a dict (a JSON body); None if the row holds nothing we know."""
@@ -137,7 +132,7 @@ def request_payload(row: dict[str, Any]) -> Any:
     return value
 
 
-def request_text(row: dict[str, Any]) -> bytes | str:
+def request_text(row: dict[str, Any]) -> bytes | bytearray | str:
     """The text of one request: the body (UTF-8, checked when it is prepared) or JSON's `text`."""
     value = request_payload(row)
     if isinstance(value, dict):
@@ -145,7 +140,7 @@ def request_text(row: dict[str, Any]) -> bytes | str:
         if not isinstance(value, str):
             raise ValueError(f"JSON body needs one of {list(_JSON_TEXT_KEYS)} holding the text as a string")
     if isinstance(value, bytes | bytearray | str):
-        return value if isinstance(value, str) else bytes(value)
+        return value
     raise ValueError(
         f'no text in the request: send it as the body, a form field, or JSON {{"text": ...}} '
         f"(fields: {sorted(row)[:8]})"
