@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 from sentiment_quality import logistic_accuracy, read_split, tfidf_accuracy  # noqa: E402
 
-from serving.awd_lstm import TextClassifier  # noqa: E402
-from serving.text import TextTokenizer  # noqa: E402
-from serving.text_pipeline import cut  # noqa: E402
+from serving.bundle.networks.awd_lstm import TextClassifier  # noqa: E402
+from serving.bundle.text_preprocess import cut  # noqa: E402
+from serving.bundle.tokenizer import TextTokenizer  # noqa: E402
 from training.data.text import pad_batch  # noqa: E402
 from training.sentiment import load_encoder  # noqa: E402
 

@@ -32,9 +32,11 @@ from torch import nn
 def network() -> tuple[nn.Module, str]:
     """resnet34 with the kit's head if `serving` imports here, else torchvision's resnet34."""
     try:
-        from serving.networks import CnnSpec, build_cnn
+        from serving.bundle.networks.cnn import CnnSpec, build_cnn
 
-        return build_cnn(CnnSpec("resnet34", 17)), "serving.networks.build_cnn(resnet34, 17 labels)"
+        return build_cnn(
+            CnnSpec("resnet34", 17)
+        ), "serving.bundle.networks.cnn.build_cnn(resnet34, 17 labels)"
     except ImportError:
         from torchvision.models import resnet34
 
@@ -66,9 +68,9 @@ def served_runtimes(model: nn.Module, device: torch.device, size: int, seconds: 
     if device.type != "cuda":
         return {"skipped": "CPU run: the serving runtimes' CUDA paths need a GPU"}
     try:
-        from serving.networks import CnnSpec
-        from serving.pipeline import Network
-        from serving.runtimes import TorchRuntime
+        from serving.bundle.networks.cnn import CnnSpec
+        from serving.bundle.pipeline import Network
+        from serving.bundle.runtimes import TorchRuntime
     except ImportError as err:
         return {"skipped": f"serving not importable here ({err})"}
     network = Network.from_module(CnnSpec("resnet34", 17), copy.deepcopy(model).float().cpu())
@@ -102,12 +104,12 @@ def served_engine(bundle_dir: str | None, device: torch.device, seconds: float) 
         return {"skipped": "needs --bundle"}
     import asyncio
 
-    from serving.batcher import BatchingConfig
     from serving.bundle import load_bundle
-    from serving.cuda_graphs import GraphMode
-    from serving.engine import ServedModel
-    from serving.metrics import ServerMetrics
-    from serving.runtimes import Device
+    from serving.bundle.cuda_graphs import GraphMode
+    from serving.bundle.runtimes import Device
+    from serving.server.batcher import BatchingConfig
+    from serving.server.prometheus import ServerMetrics
+    from serving.server.served_model import ServedModel
 
     bundle = load_bundle(bundle_dir)
     jpegs = photo_like_jpegs(64, 480, 640)
@@ -165,10 +167,10 @@ def photo_like_jpegs(count: int, height: int, width: int) -> list[bytes]:
 
 def image_preparation(device: torch.device, seconds: float, threads: int) -> dict[str, object]:
     """A batch of 64 photo-sized JPEGs prepared for a 224-pixel model: the server's host path (its
-    decode pool, `threads` wide) against `serving.device_images.prepare_on_device`."""
+    decode pool, `threads` wide) against `serving.bundle.device_images.prepare_on_device`."""
     try:
-        from serving.device_images import prepare_on_device
-        from serving.pipeline import ImagePreprocess
+        from serving.bundle.device_images import prepare_on_device
+        from serving.bundle.pipeline import ImagePreprocess
     except ImportError as err:
         return {"skipped": f"serving not importable here ({err})"}
     preprocess = ImagePreprocess(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

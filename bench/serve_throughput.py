@@ -40,7 +40,7 @@ import numpy as np
 import tritonclient.grpc.aio as triton
 
 from serving.bundle import Bundle, load_bundle, resolve_version
-from serving.runtimes import OnnxRuntime
+from serving.bundle.runtimes import OnnxRuntime
 
 DEFAULT_BUNDLES = {
     "multilabel": Path("models/planet"),

@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 from serve_throughput import Server, Window, paired_windows, repository, summary  # noqa: E402
 
 from serving.bundle import load_bundle, resolve_version  # noqa: E402
-from serving.runtimes import OnnxRuntime  # noqa: E402
+from serving.bundle.runtimes import OnnxRuntime  # noqa: E402
 
 
 def read_texts(data: Path | None, count: int) -> tuple[list[str], str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from serving.networks import CnnSpec
+from serving.bundle.networks.cnn import CnnSpec
 from training.data import DataBunch, FileListSplitter, ItemList, TagsFromColumn, get_transforms
 from training.demo.scenes import build_multilabel_scenes
 from training.learner import Learner

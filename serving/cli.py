@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel, ValidationError
 
-from serving.settings import ServerSettings, load_settings
+from serving.server.settings import ServerSettings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -46,8 +46,8 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="TOML or YAML settings file")] = None,
 ) -> None:
     """Load every bundle under the repository and answer gRPC clients until SIGTERM."""
-    from serving.logs import configure_logging
-    from serving.server import run_server
+    from serving.server.app import run_server
+    from serving.server.logs import configure_logging
 
     try:
         settings = load_settings(
@@ -84,7 +84,7 @@ def health(
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the answer")] = 3.0,
 ) -> None:
     """Exit 0 if the server (or one model) is SERVING, else 1: a container health probe."""
-    from serving.probe import check_health
+    from serving.server.probe import check_health
 
     serving, seen = check_health(address or f"127.0.0.1:{load_settings().port}", service, timeout)
     typer.echo(seen, err=not serving)

@@ -2,7 +2,7 @@
 
 TorchServe loads this file from the `.mar` that `train-kit archive` writes and needs exactly one class
 in it. The class stays thin: loading (hash check, safe unpickling), preprocessing, the runtime and
-postprocessing are `serving/`'s, the same code the gRPC server runs. The worker's Python must have
+postprocessing are `serving.bundle`'s, the same code the gRPC server runs. The worker's Python must have
 this project installed (TorchServe starts workers with the launcher's interpreter).
 
 Each request carries one image or one text, as TorchServe users send it: the raw body, a multipart
@@ -11,7 +11,7 @@ is itself (`{"text": "..."}`, also `data`). A request that cannot be read gets a
 rest of its batch is answered normally. Answers are JSON: tags with scores, a segmentation mask as
 base64 PNG (`mask_png`, with `width`, `height` and `classes`), points in the request image's pixels,
 or a sentiment label with each class's probability. A batch of texts runs in groups of similar length
-(`serving.text_batches`), as the gRPC server runs it.
+(`serving.bundle.text_batches`), as the gRPC server runs it.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from serving.bundle import Bundle, load_bundle
-from serving.images import ImageDecodeError, encode_mask_png
-from serving.pipeline import Size, warm_up_batch
-from serving.runtimes import Device, cuda_available
-from serving.text_batches import run_by_length
-from serving.text_pipeline import TextPreprocess
+from serving.bundle.images import ImageDecodeError
+from serving.bundle.pipeline import Size, warm_up_batch
+from serving.bundle.runtimes import Device, cuda_available
+from serving.bundle.text_batches import run_by_length
+from serving.bundle.text_preprocess import TextPreprocess
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class BundleHandler:
         runtime = settings.get("runtime", "onnx")
         gpu = context.system_properties.get("gpu_id") is not None and cuda_available(runtime)
         device: Device = "cuda" if gpu else "cpu"
-        self.text = isinstance(self.bundle.pipeline.preprocess, TextPreprocess)
+        self.text = self.bundle.task.takes == "texts"
         self.runtime = self.bundle.runtime(runtime, device)
         self.runtime.run(warm_up_batch(self.bundle.pipeline.preprocess))  # the first request is not slow
         self.initialized = True
@@ -108,19 +108,7 @@ class BundleHandler:
             return []
         known = [size for size in sizes if size is not None]  # a text has none; an image always one
         answers = self.bundle.pipeline.postprocess(outputs, known)
-        if self.bundle.manifest.task == "segmentation":
-            classes = self.bundle.manifest.labels
-            return [as_json_mask(a["mask"], classes) for a in answers]
-        return answers
-
-
-def as_json_mask(mask: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    return {
-        "mask_png": base64.b64encode(encode_mask_png(mask)).decode("ascii"),
-        "width": int(mask.shape[1]),
-        "height": int(mask.shape[0]),
-        "classes": classes,
-    }
+        return [self.bundle.task.json_answer(self.bundle.manifest, a) for a in answers]
 
 
 def request_payload(row: dict[str, Any]) -> Any:

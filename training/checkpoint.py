@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from serving.durable import write_atomically
+from serving.bundle.durable import write_atomically
 from training.errors import DataError
 
 __all__ = ["atomic_save", "load_checkpoint"]

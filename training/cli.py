@@ -435,8 +435,8 @@ def predict(
 ) -> None:
     """Answer with the bundle alone: one JSON line per input (a mask as its classes' pixel shares)."""
     from serving.bundle import BundleError, load_bundle
-    from serving.images import ImageDecodeError
-    from serving.text_pipeline import TextError
+    from serving.bundle.images import ImageDecodeError
+    from serving.bundle.text_preprocess import TextError
 
     if runtime not in ("onnx", "torch"):
         raise ConfigError(f"--runtime {runtime!r}: choose onnx or torch")
@@ -461,7 +461,7 @@ def mask_summary(mask: Any, codes: list[str], image: Path, folder: Path | None) 
     PNG file, when asked for)."""
     import numpy as np
 
-    from serving.images import encode_mask_png
+    from serving.bundle.images import encode_mask_png
 
     counts = np.bincount(mask.ravel(), minlength=len(codes))
     summary: dict[str, Any] = {

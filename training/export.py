@@ -10,8 +10,6 @@ is published and the error says why.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import platform
 from pathlib import Path
 from typing import Any
@@ -23,18 +21,14 @@ import torch
 from torch import nn
 
 from serving import bundle as bundles
-from serving.bundle import MAX_INPUT_SIZE, ImageInput, Manifest, Parity, TensorSpec
-from serving.networks import CnnSpec
-from serving.pipeline import (
-    ImagePreprocess,
-    MultiLabelPostprocess,
-    Network,
-    Pipeline,
-    PosePostprocess,
-    Postprocess,
-    SegmentationPostprocess,
-)
-from serving.runtimes import OnnxRuntime
+from serving.bundle import ImageInput, Manifest, Parity, TensorSpec
+from serving.bundle.networks.cnn import CnnSpec
+from serving.bundle.onnx_export import to_onnx_fp16
+from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline, Postprocess
+from serving.bundle.runtimes import OnnxRuntime
+from serving.bundle.tasks.multilabel import MultiLabelPostprocess
+from serving.bundle.tasks.pose import PosePostprocess
+from serving.bundle.tasks.segmentation import SegmentationPostprocess
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.errors import ConfigError, DataError, TrainingError
@@ -144,83 +138,6 @@ def parity_batch(cfg: TrainConfig, preprocess: ImagePreprocess, n: int) -> np.nd
         ) from err
     paths = [Path(p) for p in valid.items[:n]]
     return preprocess([preprocess.decode(p.read_bytes()) for p in paths]).numpy()
-
-
-def to_onnx_fp16(
-    model: nn.Module,
-    example: torch.Tensor,
-    path: Path,
-    output: str = "logits",
-    spatial: bool = False,
-    input_name: str = "images",
-    max_length: int | None = None,
-) -> None:
-    """fp16 weights, input `input_name` (fp32 images, or int64 token ids) and fp32 output `output`,
-    dynamic batch (and H, W if `spatial`; the sequence axis up to `max_length` if given)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-    from onnxruntime.transformers.onnx_model import OnnxModel
-
-    dims = {0: torch.export.Dim("N", min=1, max=1024)}
-    if spatial:
-        dims |= {2: torch.export.Dim("H", min=32, max=MAX_INPUT_SIZE)}
-        dims |= {3: torch.export.Dim("W", min=32, max=MAX_INPUT_SIZE)}
-    if max_length is not None:
-        dims |= {1: torch.export.Dim("T", min=1, max=max_length)}
-    fp32 = path.with_suffix(".fp32.onnx")
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its progress
-        torch.onnx.export(
-            model.eval(),
-            (example,),
-            str(fp32),
-            dynamo=True,
-            opset_version=18,
-            external_data=False,
-            input_names=[input_name],
-            output_names=[output],
-            dynamic_shapes=(dims,),
-        )
-    exported = onnx.load(str(fp32))
-    if max_length is not None:
-        free_lstm_sequence_axis(exported)
-    half = OnnxModel(convert_float_to_float16(exported, keep_io_types=True))
-    half.topological_sort()
-    onnx.save(half.model, str(path))
-    fp32.unlink()
-    onnx.checker.check_model(str(path))
-
-
-def free_lstm_sequence_axis(model: onnx.ModelProto) -> int:
-    """Undo the exporter baking the example's length into stacked LSTMs; returns the nodes fixed.
-
-    torch 2.14's dynamo exporter turns an LSTM's output (T, 1, N, H) into the next layer's input
-    (T, N, H) by Transpose + Reshape to the constant [T_example, -1, H], so any other length fails in
-    ONNX Runtime. With allowzero=0, Reshape's 0 means "this axis as it is": [0, -1, H] fits every length.
-    """
-    graph = model.graph
-    producers = {output: node for node in graph.node for output in node.output}
-    initializers = {init.name: init for init in graph.initializer}
-    fixed = 0
-    for node in graph.node:
-        source = producers.get(node.input[0]) if node.op_type == "Reshape" else None
-        if source is None or source.op_type != "Transpose":
-            continue
-        if (lstm := producers.get(source.input[0])) is None or lstm.op_type != "LSTM":
-            continue
-        if node.input[1] not in initializers:  # computed from the input's shape: already free
-            continue
-        shape = onnx.numpy_helper.to_array(initializers[node.input[1]]).copy()
-        shape[0] = 0
-        name = f"{node.name}_any_length"
-        graph.initializer.append(onnx.numpy_helper.from_array(shape, name))
-        node.input[1] = name
-        for attribute in node.attribute:  # the exporter sets allowzero=1 (0 = a literal zero)
-            if attribute.name == "allowzero":
-                attribute.i = 0
-        fixed += 1
-    used = {name for node in graph.node for name in node.input}
-    for stale in [init for init in graph.initializer if init.name not in used]:
-        graph.initializer.remove(stale)
-    return fixed
 
 
 def check_parity(

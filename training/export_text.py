@@ -17,15 +17,18 @@ import torch
 from torch import nn
 
 from serving import bundle as bundles
-from serving.awd_lstm import AwdLstmSpec
 from serving.bundle import Manifest, Parity, TensorSpec, TextInput
-from serving.pipeline import Network, Pipeline
-from serving.runtimes import OnnxRuntime
-from serving.text import TextTokenizer
-from serving.text_pipeline import SentimentPostprocess, TextPreprocess, softmax
+from serving.bundle.networks.awd_lstm import AwdLstmSpec
+from serving.bundle.onnx_export import to_onnx_fp16
+from serving.bundle.pipeline import Network, Pipeline
+from serving.bundle.runtimes import OnnxRuntime
+from serving.bundle.scores import softmax
+from serving.bundle.tasks.sentiment import SentimentPostprocess
+from serving.bundle.text_preprocess import TextPreprocess
+from serving.bundle.tokenizer import TextTokenizer
 from training.data import ColumnSplitter, ItemList
 from training.errors import DataError
-from training.export import MIN_AGREEMENT, ExportError, library_versions, to_onnx_fp16
+from training.export import MIN_AGREEMENT, ExportError, library_versions
 from training.sentiment import SentimentConfig
 
 __all__ = ["export_text_stage", "parity_texts"]

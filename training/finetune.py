@@ -17,8 +17,10 @@ from typing import Any
 import torch
 
 from serving.bundle import load_bundle
-from serving.feedback import CSV_NAMES
-from serving.pipeline import ImagePreprocess, MultiLabelPostprocess, SegmentationPostprocess
+from serving.bundle.pipeline import ImagePreprocess
+from serving.bundle.tasks import task_for
+from serving.bundle.tasks.multilabel import MultiLabelPostprocess
+from serving.bundle.tasks.segmentation import SegmentationPostprocess
 from training.config import TrainConfig, load_config
 from training.data import (
     ItemList,
@@ -170,7 +172,9 @@ def _read_feedback(
     folder: Path, task: str, setup: TaskSetup, cfg: TrainConfig
 ) -> tuple[ItemList, torch.Tensor]:
     """The stored records as items and targets, encoded with the model's own classes."""
-    index = CSV_NAMES[task]  # the layout the server's feedback store writes
+    layout = task_for(task).feedback
+    assert layout is not None  # fine-tuning is offered for tasks that take feedback
+    index = layout.csv  # the layout the server's feedback store writes
     if not (folder / index).is_file():
         raise DataError(f"--feedback {folder}: no {index}; is it a feedback store's <model> folder?")
     items = ItemList.from_csv(folder, index, column="image_name", folder="images")

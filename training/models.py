@@ -13,10 +13,10 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from serving.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
-from serving.networks import CnnSpec, build_cnn, cnn_body, resnet
-from serving.pipeline import Network, NetworkSpec
-from serving.unet import Unet, UnetSpec, build_unet
+from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
+from serving.bundle.networks.cnn import CnnSpec, build_cnn, cnn_body, resnet
+from serving.bundle.networks.unet import Unet, UnetSpec, build_unet
+from serving.bundle.pipeline import Network, NetworkSpec
 from training.checkpoint import atomic_save, load_checkpoint
 from training.errors import ConfigError
 

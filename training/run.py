@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from serving.durable import write_atomically
+from serving.bundle.durable import write_atomically
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import get_transforms, imagenet_stats

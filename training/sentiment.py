@@ -29,8 +29,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from serving.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier
-from serving.text import TextTokenizer, Vocabulary
+from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier
+from serving.bundle.tokenizer import TextTokenizer, Vocabulary
 from training.checkpoint import atomic_save, load_checkpoint
 from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
 from training.data.bunch import DataBunch

@@ -15,8 +15,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from serving.networks import CnnSpec
-from serving.unet import UnetSpec
+from serving.bundle.networks.cnn import CnnSpec
+from serving.bundle.networks.unet import UnetSpec
 from training.config import TrainConfig
 from training.data import (
     ColumnSplitter,

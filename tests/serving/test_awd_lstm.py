@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from serving.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
+from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
 from training.learner import Learner
 from training.models import layer_groups
 

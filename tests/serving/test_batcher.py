@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from serving.batcher import (
+from serving.server.batcher import (
     BatcherClosedError,
     BatchingConfig,
     DeadlineExceededError,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from serving.cuda_graphs import GraphedForward, buckets
-from serving.networks import CnnSpec, build_cnn
-from serving.pipeline import Network
-from serving.runtimes import TorchRuntime
+from serving.bundle.cuda_graphs import GraphedForward, buckets
+from serving.bundle.networks.cnn import CnnSpec, build_cnn
+from serving.bundle.pipeline import Network
+from serving.bundle.runtimes import TorchRuntime
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from serving.settings import ServerSettings, load_settings
+from serving.server.settings import ServerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = ServerSettings.model_fields

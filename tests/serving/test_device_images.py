@@ -16,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from serving.batcher import BatchingConfig
 from serving.bundle import load_bundle
-from serving.device_images import ItemDecodeError, prepare_on_device
-from serving.engine import ItemError, ServedModel
-from serving.metrics import ServerMetrics
-from serving.pipeline import ImagePreprocess
+from serving.bundle.device_images import ItemDecodeError, prepare_on_device
+from serving.bundle.pipeline import ImagePreprocess
+from serving.server.batcher import BatchingConfig
+from serving.server.prometheus import ServerMetrics
+from serving.server.served_model import ItemError, ServedModel
 
 PREPROCESS = ImagePreprocess(48, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

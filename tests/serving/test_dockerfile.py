@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from serving.cli import app
-from serving.settings import ServerSettings, load_settings
+from serving.server.settings import ServerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serving.durable import write_atomically
+from serving.bundle.durable import write_atomically
 
 
 def test_an_atomic_write_gets_the_default_permissions_and_its_content(tmp_path: Path) -> None:
@@ -24,9 +24,9 @@ def test_an_atomic_write_gets_the_default_permissions_and_its_content(tmp_path: 
 def test_the_umask_of_the_process_is_respected(tmp_path: Path) -> None:
     code = "\n".join([
         "import os, sys",
-        "os.umask(0o027)  # before serving.durable reads it, as a service manager would set it",
+        "os.umask(0o027)  # before serving.bundle.durable reads it, as a service manager would set it",
         "from pathlib import Path",
-        "from serving.durable import write_atomically",
+        "from serving.bundle.durable import write_atomically",
         "write_atomically(Path(sys.argv[1]), b'1')",
     ])  # fmt: skip
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "x")], check=True)

@@ -19,12 +19,12 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
 from tritonclient.utils import InferenceServerException
 
-from serving.batcher import BatchingConfig
 from serving.bundle import load_bundle, sha256_file
-from serving.engine import ServedModel
-from serving.metrics import ServerMetrics
-from serving.status import status_for
-from serving.tensors import pack_bytes
+from serving.server.batcher import BatchingConfig
+from serving.server.error_status import status_for
+from serving.server.prometheus import ServerMetrics
+from serving.server.served_model import ServedModel
+from serving.server.tensors import pack_bytes
 from tests.serving.payloads import images_input, looping_clients
 from tests.serving.servers import copy_bundle, metric_value, running_server
 from tests.serving.test_bundle import _TouchFile

@@ -187,8 +187,8 @@ def test_a_crash_while_storing_loses_only_that_record(
 ) -> None:
     """A record is its image, then its CSV row: dying between the two leaves an image no row names,
     and the CSV as it was, readable, with every earlier record."""
-    from serving import feedback as module
     from serving.bundle import load_bundle
+    from serving.server import feedback as module
 
     manifest = load_bundle(bundle_path).manifest
     store = module.FeedbackStore(tmp_path, max_records=10)

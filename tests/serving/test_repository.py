@@ -14,10 +14,10 @@ import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from serving.metrics import ServerMetrics
-from serving.repository import ModelLoadingError, ModelNotFoundError, ModelRepository
-from serving.settings import ServerSettings
-from serving.status import status_for
+from serving.server.error_status import status_for
+from serving.server.prometheus import ServerMetrics
+from serving.server.repository import ModelLoadingError, ModelNotFoundError, ModelRepository
+from serving.server.settings import ServerSettings
 from tests.serving.payloads import images_input, looping_clients
 from tests.serving.servers import copy_bundle, running_server
 

@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2 as pb
 
-from serving.batcher import BatchingConfig
 from serving.bundle import load_bundle
-from serving.engine import ServedModel
-from serving.metrics import ServerMetrics
-from serving.status import status_for
-from serving.tensors import pack_bytes
-from serving.v2_requests import queue_timeout, read_input, requested_outputs
+from serving.server.batcher import BatchingConfig
+from serving.server.error_status import status_for
+from serving.server.prometheus import ServerMetrics
+from serving.server.served_model import ServedModel
+from serving.server.tensors import pack_bytes
+from serving.server.v2_requests import queue_timeout, read_input, requested_outputs
 from tests.serving.payloads import declared_png
 
 

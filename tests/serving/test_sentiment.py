@@ -13,7 +13,7 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from serving.bundle import load_bundle
-from serving.text_pipeline import MAX_TEXT_BYTES
+from serving.bundle.text_preprocess import MAX_TEXT_BYTES
 from serving.wire import tasks_pb2 as pb
 from serving.wire.tasks_pb2_grpc import TasksStub
 from tests.serving.payloads import TEXTS

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from serving.settings import load_settings
+from serving.server.settings import load_settings
 
 
 def test_flags_beat_the_environment_which_beats_the_file(

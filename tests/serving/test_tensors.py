@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serving.tensors import TensorError, from_raw, pack_bytes, to_raw, unpack_bytes
+from serving.server.tensors import TensorError, from_raw, pack_bytes, to_raw, unpack_bytes
 
 
 @given(st.lists(st.binary(max_size=64), min_size=1, max_size=20))

@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from serving.text import BOS, PAD, SPECIAL_TOKENS, UNK, TextTokenizer, Vocabulary, apply_rules
+from serving.bundle.tokenizer import BOS, PAD, SPECIAL_TOKENS, UNK, TextTokenizer, Vocabulary, apply_rules
 
 CORPUS = [
     "The film was wonderful and the acting was superb .",

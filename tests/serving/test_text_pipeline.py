@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.text import TextTokenizer
-from serving.text_batches import length_groups, run_by_length
-from serving.text_pipeline import TextError, TextPreprocess, pad_ids
+from serving.bundle.text_batches import length_groups, run_by_length
+from serving.bundle.text_preprocess import TextError, TextPreprocess, pad_ids
+from serving.bundle.tokenizer import TextTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from serving.unet import UnetSpec, build_unet
+from serving.bundle.networks.unet import UnetSpec, build_unet
 
 
 @pytest.mark.parametrize(("height", "width"), [(32, 32), (64, 96), (96, 64), (70, 45)])

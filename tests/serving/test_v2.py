@@ -13,7 +13,7 @@ from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
 from tritonclient.utils import InferenceServerException
 
 from serving.bundle import load_bundle
-from serving.tensors import pack_bytes
+from serving.server.tensors import pack_bytes
 from tests.serving.payloads import declared_png, images_input
 from tests.serving.servers import ServerProcess
 

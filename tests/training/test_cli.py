@@ -288,7 +288,7 @@ def test_finetune_reports_and_exits_1_when_it_does_not_publish(
     bundle_path: Path, tag_images: Path, tmp_path: Path
 ) -> None:
     from serving.bundle import load_bundle
-    from serving.feedback import Correction, FeedbackStore, check_correction
+    from serving.server.feedback_store import Correction, FeedbackStore, check_correction
 
     manifest = load_bundle(bundle_path).manifest
     store = FeedbackStore(tmp_path / "feedback", max_records=10)

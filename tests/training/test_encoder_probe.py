@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serving.awd_lstm import TextClassifier
-from serving.text_pipeline import cut
+from serving.bundle.networks.awd_lstm import TextClassifier
+from serving.bundle.text_preprocess import cut
 from training.sentiment import load_encoder
 
 ROOT = Path(__file__).resolve().parents[2]

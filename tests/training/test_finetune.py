@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from serving.bundle import load_bundle
-from serving.feedback import Correction, FeedbackStore, check_correction
+from serving.server.feedback_store import Correction, FeedbackStore, check_correction
 from serving.wire import tasks_pb2 as pb
 from serving.wire.tasks_pb2_grpc import TasksStub
 from tests.conftest import COLOURS

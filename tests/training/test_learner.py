@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from serving.networks import CnnSpec
+from serving.bundle.networks.cnn import CnnSpec
 from training.errors import ConfigError
 from training.learner import EpochRecord, Learner
 from training.models import cnn_layer_groups, create_cnn

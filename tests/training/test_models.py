@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from serving.networks import CnnSpec
+from serving.bundle.networks.cnn import CnnSpec
 from training.errors import ConfigError
 from training.models import cnn_layer_groups, create_cnn
 

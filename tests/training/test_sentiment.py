@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from serving.bundle import BundleError, load_bundle
-from serving.text_pipeline import TextPreprocess
+from serving.bundle.text_preprocess import TextPreprocess
 from training.checkpoint import load_checkpoint
 from training.errors import ConfigError
 from training.sentiment import SentimentConfig, load_encoder, run_sentiment

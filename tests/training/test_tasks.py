@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from serving.bundle import load_bundle, read_manifest
-from serving.pipeline import PosePostprocess, SegmentationPostprocess
-from serving.runtimes import OnnxRuntime
-from serving.unet import Unet, UnetSpec
+from serving.bundle.networks.unet import Unet, UnetSpec
+from serving.bundle.runtimes import OnnxRuntime
+from serving.bundle.tasks.pose import PosePostprocess
+from serving.bundle.tasks.segmentation import SegmentationPostprocess
 from training.config import TrainConfig
 from training.losses import PixelCrossEntropy
 from training.metrics import background_logits, mean_iou, mean_pixel_error, mean_points, pixel_accuracy

@@ -1,6 +1,6 @@
 """Reading images from disk as uint8 CHW tensors, with errors that name the file and its origin.
 
-Decoding itself is `serving.images.decode_image`: the server decodes exactly as training did.
+Decoding itself is `serving.bundle.images.decode_image`: the server decodes exactly as training did.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from serving.images import ImageDecodeError, decode_image
+from serving.bundle.images import ImageDecodeError, decode_image
 from training.errors import DataError
 
 __all__ = ["read_image"]

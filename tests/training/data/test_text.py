@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from serving.text import BOS, PAD, TextTokenizer
+from serving.bundle.tokenizer import BOS, PAD, TextTokenizer
 from training.data import ColumnSplitter, FromColumn, ItemList
 from training.data.block import LabelledData
 from training.data.text import ClassifierLoader, LanguageModelLoader, TextDataBunch, pad_batch
@@ -126,7 +126,7 @@ def test_the_learner_trains_on_text_batches(tmp_path: Path, tokenizer: TextToken
 
 def test_a_language_model_validates_batch_by_batch(tmp_path: Path, tokenizer: TextTokenizer) -> None:
     """Streamed validation equals the whole-set one for means over tokens, without holding the set."""
-    from serving.awd_lstm import AwdLstmSpec, LanguageModel
+    from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel
     from training.losses import next_token_loss
 
     lm = TextDataBunch.language_model(labelled(write_reviews(tmp_path)), tokenizer, bs=4, bptt=6, device="cpu")

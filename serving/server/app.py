@@ -19,13 +19,13 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from serving.feedback import FeedbackStore
-from serving.malformed import MalformedRequestInterceptor
-from serving.metrics import ServerMetrics
-from serving.repository import ModelRepository, ModelState
-from serving.settings import ServerSettings
-from serving.tasks import TaskService
-from serving.v2 import InferenceService
+from serving.server.feedback_store import FeedbackStore
+from serving.server.malformed import MalformedRequestInterceptor
+from serving.server.prometheus import ServerMetrics
+from serving.server.repository import ModelRepository, ModelState
+from serving.server.settings import ServerSettings
+from serving.server.task_api import TaskService
+from serving.server.v2 import InferenceService
 from serving.wire import inference_pb2, inference_pb2_grpc, tasks_pb2, tasks_pb2_grpc
 
 __all__ = ["InferenceServer", "run_server"]

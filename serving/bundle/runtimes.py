@@ -16,8 +16,8 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from serving.cuda_graphs import GraphedForward, GraphMode
-from serving.pipeline import Network
+from serving.bundle.cuda_graphs import GraphedForward, GraphMode
+from serving.bundle.pipeline import Network
 
 __all__ = ["Device", "OnnxRuntime", "Runtime", "RuntimeName", "TorchRuntime", "cuda_available"]
 
@@ -88,7 +88,7 @@ class OnnxRuntime:
 
 class TorchRuntime:
     """The pickled network rebuilt in PyTorch: fp32 on the CPU (its fp16 weights upcast), fp16 on CUDA,
-    where batches up to `max_batch` can replay CUDA graphs (`serving.cuda_graphs`)."""
+    where batches up to `max_batch` can replay CUDA graphs (`serving.bundle.cuda_graphs`)."""
 
     name = "torch"
 

@@ -23,13 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
-from serving.bundle import Manifest
-from serving.durable import write_atomically
-from serving.images import ImageDecodeError, decode_image, open_image
-from serving.quoting import shown
+from serving.bundle import Bundle, Manifest
+from serving.bundle.durable import write_atomically
+from serving.bundle.images import ImageDecodeError, decode_image, open_image
+from serving.bundle.tasks.base import FeedbackError, Record
 
 __all__ = [
     "Correction",
@@ -37,16 +34,10 @@ __all__ = [
     "FeedbackFullError",
     "FeedbackOffError",
     "FeedbackStore",
-    "Record",
     "check_correction",
 ]
 
-CSV_NAMES = {"multilabel": "labels.csv", "segmentation": "records.csv", "pose": "points.csv"}
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
-
-
-class FeedbackError(ValueError):
-    """The correction does not fit the model or its item (gRPC: INVALID_ARGUMENT); nothing was written."""
 
 
 class FeedbackFullError(RuntimeError):
@@ -59,7 +50,7 @@ class FeedbackOffError(RuntimeError):
 
 @dataclass(frozen=True)
 class Correction:
-    """What a client says the right answer was; only the fields of the model's task are set."""
+    """What a client says the right answer was; only the field of the model's task is set."""
 
     image: bytes
     labels: Sequence[str] = ()
@@ -67,24 +58,17 @@ class Correction:
     points: Sequence[tuple[str, float, float]] = ()
 
 
-@dataclass(frozen=True)
-class Record:
-    """A checked correction, ready to store: the image's file extension and the CSV row's values."""
-
-    image: bytes
-    extension: str
-    row: dict[str, str]
-    mask_png: bytes = b""
-
-
-def check_correction(correction: Correction, manifest: Manifest, max_pixels: int, max_bytes: int) -> Record:
+def check_correction(correction: Correction, bundle: Bundle, max_pixels: int, max_bytes: int) -> Record:
     """The correction against the model: a decodable image, and an answer of the model's kind that
-    fits it (known tags; a mask of the image's size and the model's codes; every point, inside)."""
+    fits it (the task's module checks the answer: known tags, a mask of the image's size, points inside)."""
     size = len(correction.image) + len(correction.mask_png)
     if size > max_bytes:
         raise FeedbackError(
             f"the record is {size:,} bytes, over the limit of {max_bytes:,} bytes (max_record_mb)"
         )
+    task, manifest = bundle.task, bundle.manifest
+    if task.feedback is None:
+        raise FeedbackError(f"model {manifest.name!r} answers {task.name}; image feedback does not fit it")
     if not correction.image:
         raise FeedbackError("no image: send the image the model answered")
     try:
@@ -93,70 +77,19 @@ def check_correction(correction: Correction, manifest: Manifest, max_pixels: int
         height, width = decode_image(correction.image, max_pixels).shape[-2:]
     except ImageDecodeError as err:
         raise FeedbackError(f"image: {err}") from err
-    task, known = manifest.task, manifest.labels
     given = {
         "labels": bool(correction.labels),
         "mask_png": bool(correction.mask_png),
         "points": bool(correction.points),
     }
-    wanted = {"multilabel": "labels", "segmentation": "mask_png", "pose": "points"}.get(task)
-    if wanted is None:
-        raise FeedbackError(f"model {manifest.name!r} answers {task}; image feedback does not fit it")
+    wanted = task.feedback.field
     extra = [field for field, present in given.items() if present and field != wanted]
     if extra or not given[wanted]:
         raise FeedbackError(
-            f"a {task} model's correction is `{wanted}` alone; got {[f for f, p in given.items() if p]}"
+            f"a {task.name} model's correction is `{wanted}` alone; got {[f for f, p in given.items() if p]}"
         )
-    if task == "multilabel":
-        return Record(correction.image, extension, {"tags": " ".join(_tags(correction.labels, known))})
-    if task == "segmentation":
-        _check_mask(correction.mask_png, (int(height), int(width)), len(known))
-        return Record(correction.image, extension, {}, correction.mask_png)
-    return Record(correction.image, extension, _points(correction.points, known, int(width), int(height)))
-
-
-def _tags(labels: Sequence[str], known: list[str]) -> list[str]:
-    unknown = [label for label in labels if label not in known]
-    if unknown:
-        raise FeedbackError(f"unknown label {shown(unknown[0])}; the model knows {known}")
-    if len(set(labels)) != len(labels):
-        raise FeedbackError("a label is given twice")
-    return [label for label in known if label in labels]  # in the model's order
-
-
-def _check_mask(data: bytes, size: tuple[int, int], n_codes: int) -> None:
-    try:
-        with Image.open(io.BytesIO(data)) as mask:
-            if mask.format != "PNG" or mask.mode not in ("L", "P"):
-                raise FeedbackError(f"mask_png must be an 8-bit grayscale PNG, got {mask.format} {mask.mode}")
-            pixels = np.asarray(mask)
-    except (UnidentifiedImageError, OSError) as err:
-        raise FeedbackError(f"mask_png is not a readable PNG ({err})") from err
-    if pixels.shape != size:
-        raise FeedbackError(
-            f"mask_png is {pixels.shape[1]}×{pixels.shape[0]}, the image {size[1]}×{size[0]}; they must match"
-        )
-    if pixels.size and int(pixels.max()) >= n_codes:
-        raise FeedbackError(
-            f"mask_png holds class id {int(pixels.max())}; the model has {n_codes} (0..{n_codes - 1})"
-        )
-
-
-def _points(
-    points: Sequence[tuple[str, float, float]], known: list[str], width: int, height: int
-) -> dict[str, str]:
-    """The CSV columns of the points (`<name>_x`, `<name>_y`), in the model's point order."""
-    given = {name: (x, y) for name, x, y in points}
-    if len(points) != len(known) or set(given) != set(known):
-        raise FeedbackError(f"points must name each of {known} once; got {[shown(n) for n, _, _ in points]}")
-    for name, (x, y) in given.items():
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise FeedbackError(f"point {name!r} at ({x:g}, {y:g}) lies outside the {width}×{height} image")
-    return {
-        f"{name}_{axis}": f"{value:.2f}"
-        for name in known
-        for axis, value in zip("xy", given[name], strict=True)
-    }
+    answer = getattr(correction, wanted)
+    return task.feedback_record(correction.image, extension, answer, manifest, (int(height), int(width)))
 
 
 class FeedbackStore:
@@ -167,10 +100,14 @@ class FeedbackStore:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
 
-    def add(self, manifest: Manifest, record: Record) -> tuple[str, int]:
-        """Store `record` for the model of `manifest`; returns (record id, records now stored)."""
+    def add(self, bundle: Bundle, correction: Correction, max_pixels: int, max_bytes: int) -> tuple[str, int]:
+        """Check `correction` against the model of `bundle` and store it; returns (record id, records
+        now stored). A correction that does not fit is a `FeedbackError`; nothing is written."""
+        record = check_correction(correction, bundle, max_pixels, max_bytes)
+        manifest: Manifest = bundle.manifest
+        assert bundle.task.feedback is not None  # checked with the correction
         folder = self.root / manifest.name
-        index = folder / CSV_NAMES[manifest.task]
+        index = folder / bundle.task.feedback.csv
         with self._lock:
             rows = self._counts.get(manifest.name)
             if rows is None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from serving.networks import cnn_body, resnet
+from serving.bundle.networks.cnn import cnn_body, resnet
 
 __all__ = ["Unet", "UnetSpec", "build_unet"]
 

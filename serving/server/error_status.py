@@ -15,13 +15,13 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from serving.batcher import BatcherClosedError, DeadlineExceededError, QueueFullError
-from serving.engine import ItemError, ServedModel, TooManyItemsError
-from serving.feedback import FeedbackError, FeedbackFullError, FeedbackOffError
-from serving.metrics import ServerMetrics
-from serving.quoting import clip
-from serving.repository import DrainingError, ModelLoadingError, ModelNotFoundError, ModelRepository
-from serving.tensors import TensorError
+from serving.bundle.quoting import clip
+from serving.server.batcher import BatcherClosedError, DeadlineExceededError, QueueFullError
+from serving.server.feedback_store import FeedbackError, FeedbackFullError, FeedbackOffError
+from serving.server.prometheus import ServerMetrics
+from serving.server.repository import DrainingError, ModelLoadingError, ModelNotFoundError, ModelRepository
+from serving.server.served_model import ItemError, ServedModel, TooManyItemsError
+from serving.server.tensors import TensorError
 
 __all__ = ["RequestError", "TaskMismatchError", "answer", "status_for"]
 

@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from serving.batcher import BatchingConfig
+from serving.server.batcher import BatchingConfig
 
 __all__ = ["Batching", "ModelSettings", "ServerSettings", "load_settings"]
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Literal
 
 from serving.bundle import BundleError, is_version, load_bundle
-from serving.engine import ServedModel
-from serving.metrics import ServerMetrics
-from serving.quoting import shown
-from serving.runtimes import Device, cuda_available
-from serving.settings import ServerSettings
+from serving.bundle.quoting import shown
+from serving.bundle.runtimes import Device, cuda_available
+from serving.server.prometheus import ServerMetrics
+from serving.server.served_model import ServedModel
+from serving.server.settings import ServerSettings
 
 __all__ = ["DrainingError", "ModelLoadingError", "ModelNotFoundError", "ModelRepository", "ModelState"]
 

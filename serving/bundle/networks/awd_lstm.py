@@ -22,7 +22,7 @@ from torch import nn
 
 __all__ = ["AwdLstmSpec", "LanguageModel", "TextClassifier", "TextEncoder", "build_text_network"]
 
-PAD = 0  # serving.text.PAD, repeated to keep this module free of the tokenizer dependency
+PAD = 0  # serving.bundle.tokenizer.PAD, repeated to keep this module free of the tokenizer dependency
 
 
 @dataclass(frozen=True)

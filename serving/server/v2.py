@@ -10,12 +10,12 @@ from __future__ import annotations
 import grpc
 
 from serving import __version__
-from serving.engine import ServedModel
-from serving.metrics import ServerMetrics
-from serving.outputs import check_sizes, encode_outputs, input_tensors, output_tensors
-from serving.repository import ModelRepository
-from serving.status import answer
-from serving.v2_requests import queue_timeout, read_input, requested_outputs
+from serving.server.error_status import answer
+from serving.server.prometheus import ServerMetrics
+from serving.server.repository import ModelRepository
+from serving.server.served_model import ServedModel
+from serving.server.v2_outputs import check_sizes, encode_outputs, input_tensors, output_tensors
+from serving.server.v2_requests import queue_timeout, read_input, requested_outputs
 from serving.wire import inference_pb2 as pb
 from serving.wire.inference_pb2_grpc import GRPCInferenceServiceServicer
 

@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 import numpy as np
 
-from serving.engine import Item, ServedModel
-from serving.outputs import IMAGES, PIXELS, TEXTS, input_tensors, output_tensors
-from serving.pipeline import Size
-from serving.quoting import shown
-from serving.status import RequestError
-from serving.tensors import element_count, from_raw, unpack_bytes
+from serving.bundle.pipeline import Size
+from serving.bundle.quoting import shown
+from serving.server.error_status import RequestError
+from serving.server.served_model import Item, ServedModel
+from serving.server.tensors import element_count, from_raw, unpack_bytes
+from serving.server.v2_outputs import IMAGES, PIXELS, TEXTS, input_tensors, output_tensors
 
 __all__ = ["check_shape", "queue_timeout", "read_input", "requested_outputs"]
 

@@ -3,7 +3,7 @@ every image resized and normalized there, so the host only reads headers and cop
 
 On a GPU host the CPU's JPEG decode and resize cost more than the network's forward pass; moving
 them to the GPU also uploads a few hundred KB of JPEG per image instead of 600 KB of float32. The
-pixel limits are checked on each header first, exactly as `serving.images.decode_image` does, and
+pixel limits are checked on each header first, exactly as `serving.bundle.images.decode_image` does, and
 images that are not baseline RGB or grayscale JPEGs (PNG, WebP, CMYK, 16-bit) are decoded on the
 host by that same function and uploaded as uint8: the answer never depends on the format.
 """
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from serving.images import MAX_PIXELS, ImageDecodeError, decode_image, open_image
-from serving.pipeline import ImagePreprocess, Size
+from serving.bundle.images import MAX_PIXELS, ImageDecodeError, decode_image, open_image
+from serving.bundle.pipeline import ImagePreprocess, Size
 
 __all__ = ["ItemDecodeError", "prepare_on_device"]
 

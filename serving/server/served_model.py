@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from serving.batcher import BatchingConfig, DynamicBatcher
 from serving.bundle import Bundle
-from serving.cuda_graphs import GraphMode, buckets
-from serving.device_images import ItemDecodeError, prepare_on_device
-from serving.images import ImageDecodeError
-from serving.metrics import ModelMetrics
-from serving.pipeline import ImagePreprocess, Size, warm_up_batch
-from serving.runtimes import Device, Runtime, RuntimeName
-from serving.text_batches import run_by_length
-from serving.text_pipeline import TextError, TextPreprocess
+from serving.bundle.cuda_graphs import GraphMode, buckets
+from serving.bundle.device_images import ItemDecodeError, prepare_on_device
+from serving.bundle.images import ImageDecodeError
+from serving.bundle.pipeline import ImagePreprocess, Size, warm_up_batch
+from serving.bundle.runtimes import Device, Runtime, RuntimeName
+from serving.bundle.text_batches import run_by_length
+from serving.bundle.text_preprocess import TextError, TextPreprocess
+from serving.server.batcher import BatchingConfig, DynamicBatcher
+from serving.server.prometheus import ModelMetrics
 
 __all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from serving.text_pipeline import pad_ids
+from serving.bundle.text_preprocess import pad_ids
 
 __all__ = ["length_groups", "run_by_length"]
 

@@ -1,28 +1,25 @@
-"""The text parts of a bundle's pipeline: UTF-8 texts → token ids, class logits → a sentiment.
+"""The text part of a bundle's pipeline: UTF-8 texts → token ids.
 
 A text model takes right-padded int64 ids (N, T) with `PAD` = 0; its answer for a text never depends
-on the padding (`serving.awd_lstm`), so texts of any lengths can share a batch, and the server groups
-them by length only to waste less compute (`serving.text_batches`).
+on the padding (`serving.bundle.networks.awd_lstm`), so texts of any lengths can share a batch, and the server groups
+them by length only to waste less compute (`serving.bundle.text_batches`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from serving.text import TextTokenizer
+from serving.bundle.tokenizer import TextTokenizer
 
 __all__ = [
     "MAX_TEXT_BYTES",
-    "SentimentPostprocess",
     "TextError",
     "TextPreprocess",
     "cut",
     "pad_ids",
-    "softmax",
 ]
 
 MAX_TEXT_BYTES = 1 << 20  # 1 MiB of UTF-8 per text: refused before any tokenizing
@@ -81,30 +78,3 @@ def pad_ids(items: Sequence[np.ndarray]) -> np.ndarray:
     for row, item in zip(batch, items, strict=True):
         row[: len(item)] = item
     return batch
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """(N, classes) logits → probabilities, computed without overflow."""
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-@dataclass(frozen=True)
-class SentimentPostprocess:
-    """Softmax over the classes; the answer is the most probable one."""
-
-    labels: tuple[str, ...]
-
-    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
-        return softmax(outputs)
-
-    def __call__(self, outputs: np.ndarray, sizes: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """The label and every class's probability per text (`sizes` are an image task's)."""
-        return [
-            {
-                "label": self.labels[int(row.argmax())],
-                "scores": {label: float(p) for label, p in zip(self.labels, row, strict=True)},
-            }
-            for row in self.probabilities(outputs)
-        ]

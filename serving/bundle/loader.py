@@ -1,0 +1,119 @@
+"""A loaded bundle: verified files, its pipeline, and runtimes made on first use.
+
+bundle = load_bundle("models/planet")      # newest version; hashes checked, pipeline checked
+bundle.predict([jpeg_bytes])               # answers in the task's own terms
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from serving.bundle.cuda_graphs import GraphMode
+from serving.bundle.errors import BundleError
+from serving.bundle.manifest import MANIFEST, ONNX_MODEL, PIPELINE, Manifest, read_manifest
+from serving.bundle.pipeline import ImagePreprocess, Pipeline
+from serving.bundle.read import check_consistency, read_pipeline, read_verified
+from serving.bundle.runtimes import Device, OnnxRuntime, Runtime, RuntimeName, TorchRuntime
+from serving.bundle.tasks import ServedTask, task_for
+from serving.bundle.text_preprocess import TextPreprocess
+from serving.bundle.write import is_version
+
+__all__ = ["Bundle", "load_bundle", "resolve_version"]
+
+
+@dataclass
+class Bundle:
+    """A verified bundle: its manifest, its pipeline, and runtimes made on first use."""
+
+    path: Path
+    manifest: Manifest
+    pipeline: Pipeline
+    onnx_model: bytes = field(repr=False)
+    threads: int | None = None
+    _runtimes: dict[str, Runtime] = field(default_factory=dict, repr=False)
+
+    @property
+    def task(self) -> ServedTask:
+        """What the bundle's task answers and how (`serving.bundle.tasks`)."""
+        return task_for(self.manifest.task)
+
+    def runtime(
+        self,
+        name: RuntimeName = "onnx",
+        device: Device = "cpu",
+        graphs: GraphMode = "off",
+        max_batch: int = 64,
+    ) -> Runtime:
+        """Built once per (runtime, device, graphs); `graphs` and `max_batch` matter to torch on CUDA only."""
+        key = f"{name}:{device}:{graphs}:{max_batch}"
+        if key not in self._runtimes:
+            if name == "onnx":
+                self._runtimes[key] = OnnxRuntime(self.onnx_model, self.threads, device)
+            elif name == "torch":
+                self._runtimes[key] = TorchRuntime(self.pipeline.network, device, graphs, max_batch)
+            else:
+                raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")
+        return self._runtimes[key]
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square an image model's network takes."""
+        pre = self.pipeline.preprocess
+        if not isinstance(pre, ImagePreprocess):
+            raise BundleError(f"{self.path}: a {self.manifest.task} model takes texts, not images")
+        return pre.size
+
+    def prepare(self, inputs: Sequence[bytes | Path | str]) -> np.ndarray:
+        """Encoded images (bytes or files) → the float32 batch the network takes; for a text model,
+        texts (str, UTF-8 bytes or text files) → its padded int64 token ids."""
+        pre = self.pipeline.preprocess
+        if isinstance(pre, TextPreprocess):
+            return pre([i.read_bytes() if isinstance(i, Path) else i for i in inputs])
+        return pre(self._decode(inputs)).numpy()
+
+    def predict(
+        self, inputs: Sequence[bytes | Path | str], runtime: RuntimeName = "onnx"
+    ) -> list[dict[str, Any]]:
+        """One answer per input, in order, in the task's terms: labels over their thresholds with
+        every label's score; a class-id `mask` at the image's size; `points` in its pixels; a
+        `label` with every class's probability."""
+        if isinstance(self.pipeline.preprocess, TextPreprocess):
+            return self.pipeline.postprocess(self.runtime(runtime).run(self.prepare(inputs)), [])
+        decoded = self._decode(inputs)
+        outputs = self.runtime(runtime).run(self.pipeline.preprocess(decoded).numpy())
+        return self.pipeline.postprocess(outputs, [(int(d.shape[-2]), int(d.shape[-1])) for d in decoded])
+
+    def _decode(self, images: Sequence[bytes | Path | str]) -> list[torch.Tensor]:
+        pre = self.pipeline.preprocess
+        assert isinstance(pre, ImagePreprocess)
+        if any(isinstance(i, str) for i in images):
+            raise TypeError("an image model takes encoded images (bytes) or image files (Path), not str")
+        return [pre.decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]  # type: ignore[arg-type]
+
+
+def resolve_version(path: Path) -> Path:
+    """`models/<name>/<version>` as given, or the highest version under `models/<name>`."""
+    if (path / MANIFEST).is_file():
+        return path
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such bundle or model folder")
+    versions = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and is_version(p.name))
+    if not versions:
+        raise BundleError(f"{path}: holds no bundle (expected {MANIFEST} or numbered version folders)")
+    return versions[-1][1]
+
+
+def load_bundle(path: Path | str, threads: int | None = None) -> Bundle:
+    """Load `models/<name>/<version>` (or the newest version under `models/<name>`), verified."""
+    folder = resolve_version(Path(path))
+    manifest = read_manifest(folder)
+    blobs = read_verified(folder, manifest)
+    pipeline = read_pipeline(folder / PIPELINE, blobs[PIPELINE])
+    check_consistency(folder, manifest, pipeline)
+    return Bundle(folder, manifest, pipeline, blobs[ONNX_MODEL], threads)

@@ -1,0 +1,129 @@
+"""`manifest.json`: what a bundle says about itself, validated by pydantic before anything is loaded.
+
+models/<name>/<version>/      integer versions, higher is newer
+  manifest.json               `Manifest`: task, labels, input, tensors, parity, sha256 of every file
+  pipeline.pkl                `Pipeline` (pre/postprocessing + fp16 network), torch-pickled
+  model.onnx                  fp16 weights, fp32 inputs/outputs, dynamic batch axis
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from serving.bundle.errors import BundleError
+from serving.bundle.tasks import TASKS
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "MAX_INPUT_SIZE",
+    "MAX_TOKENS",
+    "ONNX_MODEL",
+    "PIPELINE",
+    "ImageInput",
+    "Manifest",
+    "Parity",
+    "TensorSpec",
+    "TextInput",
+    "now",
+    "read_manifest",
+]
+
+FORMAT_VERSION = 1
+MAX_INPUT_SIZE = 4096  # pixels a side; a bundle asking for more is damaged or hostile
+MAX_TOKENS = 65_536  # a text bundle's token limit, likewise
+MANIFEST, PIPELINE, ONNX_MODEL = "manifest.json", "pipeline.pkl", "model.onnx"
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    shape: list[int]  # -1 for a dynamic axis
+    dtype: Literal["FP32", "FP16", "UINT8", "INT64", "BYTES"]
+
+
+class ImageInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: list[int]  # [height, width]
+    resize: Literal["squish"] = "squish"
+    mean: list[float]
+    std: list[float]
+
+
+class TextInput(BaseModel):
+    """A text model's limit: texts over `max_tokens` tokens are cut (`truncate`) or refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_tokens: int
+    truncate: bool
+
+
+class Parity(BaseModel):
+    """ONNX fp16 against PyTorch fp32 on a real validation batch, measured at export.
+
+    `max_abs_diff` is in the units of `measure`: sigmoid scores (multilabel), logits (segmentation,
+    whose bound is the agreement of the argmax masks instead, so `tolerance` is None), pixels of
+    the network's input (pose), or probabilities (single-label tasks).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    tolerance: float | None
+    max_abs_diff: float
+    agreement: float  # share of items (pixels, for segmentation) whose answer is identical
+    items: int
+    measure: Literal["score", "logit", "pixel", "probability"] = "score"
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format_version: Literal[1] = 1  # FORMAT_VERSION
+    name: str
+    version: int
+    task: str  # a name in `serving.bundle.tasks`' registry, checked when the bundle loads
+    created: datetime
+    labels: list[str]
+    thresholds: list[float] | None = None
+    input: ImageInput | None = None  # None for text tasks (their tokenizer travels in the pipeline)
+    text: TextInput | None = None  # text tasks only
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    parity: Parity
+    libraries: dict[str, str]
+    files: dict[str, str]  # file name -> sha256
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        if task not in TASKS:
+            raise ValueError(f"task {task!r} is not one this code serves ({', '.join(TASKS)})")
+        return task
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{folder}: no {MANIFEST}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{path}: not valid JSON ({err})") from None
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: format version {version} is newer than this code reads ({FORMAT_VERSION}); "
+            "upgrade serving"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise BundleError(f"{path}: not a valid manifest ({problems})") from None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

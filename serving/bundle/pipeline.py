@@ -1,0 +1,121 @@
+"""The inference pipeline a bundle pickles: preprocessing, the network, postprocessing.
+
+Only the classes that `serving.bundle.read` allow-lists may appear in `pipeline.pkl`: these, the
+network specs, the tokenizer and each task's postprocess (`serving.bundle.tasks`). They hold plain
+data and tensors, nothing callable from outside this package.
+
+Every postprocess takes the network's raw outputs and each item's original (height, width), so
+answers are in the caller's image: a mask resized back, points in its pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.transforms.v2.functional import resize
+
+from serving.bundle.images import MAX_PIXELS, decode_image
+from serving.bundle.networks import NetworkSpec, build
+from serving.bundle.text_preprocess import TextPreprocess
+from serving.bundle.tokenizer import BOS
+
+__all__ = [
+    "ImagePreprocess",
+    "Network",
+    "Pipeline",
+    "Postprocess",
+    "Preprocess",
+    "Size",
+    "warm_up_batch",
+]
+
+Size = tuple[int, int]
+"""An image's (height, width) in pixels."""
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """Decode, squish to `size`×`size` (as training resized), scale to [0, 1], normalize."""
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: Literal["squish"] = "squish"
+
+    def decode(self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+        """The pixel limit is the caller's (the server's), never the bundle's."""
+        return decode_image(data, max_pixels)
+
+    def prepare(
+        self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS
+    ) -> tuple[np.ndarray, Size]:
+        """One encoded image → one normalized float32 item (3, size, size), and its original size."""
+        image = self.decode(data, max_pixels)
+        return self([image])[0].numpy(), (int(image.shape[-2]), int(image.shape[-1]))
+
+    def resized(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 (3, H, W) → uint8 (3, size, size), the same kernel training's `Resize` runs."""
+        return resize(image, [self.size, self.size], antialias=True)
+
+    def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Decoded uint8 images → one normalized float32 batch (N, 3, size, size), on their device."""
+        batch = torch.stack([self.resized(image) for image in images]).float().div_(255)
+        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
+        return batch.sub_(mean).div_(std)
+
+
+class Postprocess(Protocol):
+    """A task's postprocess: the network's raw outputs (one row per item) and each item's original
+    (height, width) → one answer per item, in the task's own terms."""
+
+    def __call__(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[dict[str, Any]]: ...
+
+
+Preprocess = ImagePreprocess | TextPreprocess
+
+
+def warm_up_batch(preprocess: Preprocess, n: int = 1) -> np.ndarray:
+    """`n` inputs the network takes, for a first run before any request: black images at the model's
+    size, or 16 token ids each (`xxbos`, then padding)."""
+    if isinstance(preprocess, TextPreprocess):
+        batch = np.zeros((n, 16), np.int64)
+        batch[:, 0] = BOS
+        return batch
+    return np.zeros((n, 3, preprocess.size, preprocess.size), np.float32)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network's spec and fp16 weights: enough to rebuild it without the training kit."""
+
+    spec: NetworkSpec
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def from_module(cls, spec: NetworkSpec, module: nn.Module) -> Network:
+        state = {
+            k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
+            for k, v in module.state_dict().items()
+        }
+        return cls(spec, state)
+
+    def build(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+        model = build(self.spec)
+        model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in self.state.items()})
+        return model.to(dtype).eval()
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything between encoded bytes and an answer, for one task (a name in the task registry)."""
+
+    task: str
+    preprocess: Preprocess
+    network: Network
+    postprocess: Any  # the task's postprocess class (`Postprocess`), checked against the registry

@@ -1,0 +1,170 @@
+"""Reading a bundle safely: every file's sha256 before anything is parsed, a restricted unpickler,
+and a pipeline checked against its manifest before anything of it runs.
+
+`pipeline.pkl` goes through torch's weights-only unpickler with exactly `pipeline_classes()`
+allowed, so a pickle naming any other global (os.system, builtins.eval, ...) is refused before
+anything in it runs. Format 1 bundles written before the classes moved into `serving.bundle` name
+them by their old modules; `LEGACY_NAMES` maps those names to the same classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from pathlib import Path
+
+import torch
+
+from serving.bundle.errors import BundleError
+from serving.bundle.manifest import MANIFEST, MAX_INPUT_SIZE, MAX_TOKENS, ONNX_MODEL, PIPELINE, Manifest
+from serving.bundle.networks import NETWORK_SPECS, AwdLstmSpec, CnnSpec, UnetSpec, spec_problems
+from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline
+from serving.bundle.tasks import TASKS, task_for
+from serving.bundle.tasks.multilabel import MultiLabelPostprocess
+from serving.bundle.tasks.pose import PosePostprocess
+from serving.bundle.tasks.segmentation import SegmentationPostprocess
+from serving.bundle.tasks.single_label import SingleLabelPostprocess
+from serving.bundle.text_preprocess import TextPreprocess
+from serving.bundle.tokenizer import TextTokenizer
+
+__all__ = [
+    "LEGACY_NAMES",
+    "check_consistency",
+    "pipeline_classes",
+    "read_pipeline",
+    "read_verified",
+    "sha256_file",
+]
+
+LEGACY_NAMES: dict[str, type] = {
+    "serving.pipeline.Pipeline": Pipeline,
+    "serving.pipeline.ImagePreprocess": ImagePreprocess,
+    "serving.pipeline.Network": Network,
+    "serving.pipeline.MultiLabelPostprocess": MultiLabelPostprocess,
+    "serving.pipeline.SegmentationPostprocess": SegmentationPostprocess,
+    "serving.pipeline.PosePostprocess": PosePostprocess,
+    "serving.networks.CnnSpec": CnnSpec,
+    "serving.unet.UnetSpec": UnetSpec,
+    "serving.awd_lstm.AwdLstmSpec": AwdLstmSpec,
+    "serving.text.TextTokenizer": TextTokenizer,
+    "serving.text_pipeline.TextPreprocess": TextPreprocess,
+    "serving.text_pipeline.SentimentPostprocess": SingleLabelPostprocess,
+}
+"""Where format-1 bundles exported before `serving.bundle` existed name the pipeline's classes."""
+
+
+def pipeline_classes() -> tuple[type, ...]:
+    """Exactly the classes a `pipeline.pkl` may hold: the pipeline's own, the network specs, the
+    tokenizer, and each registered task's postprocess."""
+    posts = {task.postprocess for task in TASKS.values()}
+    return (Pipeline, Network, ImagePreprocess, TextPreprocess, TextTokenizer, *NETWORK_SPECS, *posts)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_pipeline(path: Path, data: bytes | None = None) -> Pipeline:
+    """Unpickle with only the pipeline classes allowed: any other global is refused, unrun.
+
+    Pass `data` (the bytes whose hash was checked) so that what is parsed is what was verified.
+    """
+    allowed: list[object] = [*pipeline_classes(), *((cls, name) for name, cls in LEGACY_NAMES.items())]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            source = io.BytesIO(data) if data is not None else path
+            pipeline = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise BundleError(
+            f"{path}: refused, the pickle names something outside the pipeline classes ({err})"
+        ) from None
+    except Exception as err:  # a damaged file raises many types; all mean "not a pipeline"
+        raise BundleError(f"{path}: not a readable pipeline ({type(err).__name__}: {err})") from err
+    if not isinstance(pipeline, Pipeline):
+        raise BundleError(f"{path}: holds a {type(pipeline).__name__}, not a Pipeline")
+    return pipeline
+
+
+def read_verified(folder: Path, manifest: Manifest) -> dict[str, bytes]:
+    """Every file the manifest lists, read once and checked against its sha256 before any is parsed."""
+    for required in (PIPELINE, ONNX_MODEL):
+        if required not in manifest.files:
+            raise BundleError(f"{folder / MANIFEST}: does not list {required}")
+    blobs = {}
+    for name, expected in manifest.files.items():
+        path = folder / name
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise BundleError(f"{folder / MANIFEST}: file name {name!r} must be a plain name")
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or damaged")
+        blobs[name] = data
+    return blobs
+
+
+def check_consistency(folder: Path, manifest: Manifest, pipeline: Pipeline) -> None:
+    """The unpickled pipeline must be the one the manifest describes, with sane parts: the
+    weights-only unpickler restores allowed classes with whatever field values the file holds."""
+    problems = _problems(manifest, pipeline)
+    if problems:
+        raise BundleError(f"{folder / PIPELINE}: the pipeline has {'; '.join(problems)}")
+
+
+def _problems(manifest: Manifest, pipeline: Pipeline) -> list[str]:
+    if pipeline.task not in TASKS:
+        return [f"task {pipeline.task!r}, which no pipeline answers"]
+    task = task_for(pipeline.task)
+    pre, post, network = pipeline.preprocess, pipeline.postprocess, pipeline.network
+    wanted_pre = TextPreprocess if task.takes == "texts" else ImagePreprocess
+    if type(pre) is not wanted_pre or type(post) is not task.postprocess:
+        return [f"pre/postprocessing of unexpected types for a {task.name} model"]
+    if type(network) is not Network:
+        return [f"a network of an unexpected type for a {task.name} model"]
+    problems = []
+    if pipeline.task != manifest.task:
+        problems.append(f"task {pipeline.task!r} (manifest: {manifest.task!r})")
+    if list(task.labels(post)) != manifest.labels:
+        problems.append("labels that differ from the manifest's")
+    problems += task.problems(manifest, pipeline)
+    if isinstance(pre, TextPreprocess):
+        text_problems = _text_problems(manifest, pre)
+        if text_problems is None:  # the tokenizer does not load: nothing more can be checked
+            return [*problems, "a tokenizer that does not load"]
+        problems += text_problems
+        vocab: int | None = pre.tokenizer.vocab_size
+    else:
+        problems += _image_problems(manifest, pre)
+        vocab = None
+    return problems + spec_problems(network.spec, task.outputs_per_item(post), vocab)
+
+
+def _image_problems(manifest: Manifest, pre: ImagePreprocess) -> list[str]:
+    problems = []
+    image = manifest.input
+    described = None if image is None else (image.size, image.mean, image.std)
+    if described != ([pre.size, pre.size], list(pre.mean), list(pre.std)):
+        problems.append("an input size or normalization that differs from the manifest's")
+    if not isinstance(pre.size, int) or not 8 <= pre.size <= MAX_INPUT_SIZE:
+        problems.append(f"an input size of {pre.size} (allowed 8..{MAX_INPUT_SIZE})")
+    return problems
+
+
+def _text_problems(manifest: Manifest, pre: TextPreprocess) -> list[str] | None:
+    problems = []
+    text = manifest.text
+    if text is None or (text.max_tokens, text.truncate) != (pre.max_tokens, pre.truncate):
+        problems.append("a token limit that differs from the manifest's")
+    if not isinstance(pre.max_tokens, int) or not 1 <= pre.max_tokens <= MAX_TOKENS:
+        problems.append(f"a token limit of {pre.max_tokens} (allowed 1..{MAX_TOKENS})")
+    try:
+        pre.tokenizer.vocab_size  # noqa: B018  # the tokenizer's JSON is whatever the file held
+    except Exception:
+        return None
+    return problems

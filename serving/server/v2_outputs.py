@@ -1,0 +1,75 @@
+"""The KServe V2 side of a served model: the tensors it takes and answers, as raw wire contents.
+
+What each task answers comes from its module (`serving.bundle.tasks`); this module only names the
+inputs every model of a kind takes and turns the task's arrays into V2's raw encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.bundle.pipeline import Size
+from serving.bundle.tasks.base import OutputTensor
+from serving.server.error_status import RequestError
+from serving.server.served_model import ServedModel
+from serving.server.tensors import pack_bytes, to_raw
+
+__all__ = [
+    "IMAGES",
+    "PIXELS",
+    "TEXTS",
+    "Tensor",
+    "check_sizes",
+    "encode_outputs",
+    "input_tensors",
+    "output_tensors",
+]
+
+IMAGES, PIXELS, TEXTS = "images", "pixels", "texts"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    spec: OutputTensor
+    raw: bytes
+
+
+def input_tensors(model: ServedModel) -> list[OutputTensor]:
+    """Encoded images (the server prepares them) or an already-prepared float32 batch; UTF-8 texts."""
+    shape = model.input_shape
+    if shape is None:
+        return [OutputTensor(TEXTS, "BYTES", (-1,))]
+    return [
+        OutputTensor(IMAGES, "BYTES", (-1,)),
+        OutputTensor(PIXELS, "FP32", (-1, shape.channels, shape.height, shape.width)),
+    ]
+
+
+def output_tensors(model: ServedModel) -> list[OutputTensor]:
+    return model.bundle.task.v2_outputs(model.bundle.manifest)
+
+
+def check_sizes(model: ServedModel, sizes: Sequence[Size]) -> None:
+    """Images that cannot share the task's output tensors are refused before any inference."""
+    try:
+        model.bundle.task.check_request_sizes(sizes)
+    except ValueError as err:
+        raise RequestError(str(err)) from None
+
+
+def encode_outputs(model: ServedModel, outputs: np.ndarray, sizes: Sequence[Size]) -> dict[str, Tensor]:
+    """Every V2 output for the network's raw `outputs` (one row per item), by name; `sizes` are
+    the items' original (height, width), so masks and points are in the caller's pixels."""
+    specs = {t.name: t for t in output_tensors(model)}
+    encoded = model.bundle.task.v2_encode(model.bundle.pipeline.postprocess, outputs, sizes)
+    tensors = {}
+    for name, value in encoded.items():
+        datatype = specs[name].datatype
+        if isinstance(value, list):
+            tensors[name] = Tensor(OutputTensor(name, datatype, (len(value),)), pack_bytes(value))
+        else:
+            tensors[name] = Tensor(OutputTensor(name, datatype, value.shape), to_raw(value, datatype))
+    return tensors
