@@ -82,6 +82,10 @@ class ServedTask:
     postprocess: ClassVar[type]
     """The postprocess class a bundle of this task pickles (allow-listed for the unpickler)."""
     feedback: ClassVar[FeedbackLayout | None] = None
+    onnx_output: ClassVar[str] = "logits"
+    """The ONNX graph's output name."""
+    spatial: ClassVar[bool] = False
+    """The network takes any height and width (a U-Net): the ONNX graph's H and W axes are free."""
 
     # -- the bundle ---------------------------------------------------------------------------
     def labels(self, postprocess: Any) -> tuple[str, ...]:
@@ -91,6 +95,10 @@ class ServedTask:
     def outputs_per_item(self, postprocess: Any) -> int:
         """A CNN head's outputs per item; a U-Net or text network checks its own spec."""
         return len(self.labels(postprocess))
+
+    def thresholds(self, postprocess: Any) -> list[float] | None:
+        """What the manifest lists as `thresholds` (multi-label only)."""
+        return None
 
     def problems(self, manifest: Manifest, pipeline: Pipeline) -> list[str]:
         """What is wrong with a loaded pipeline beyond the generic checks (none by default)."""

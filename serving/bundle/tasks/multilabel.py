@@ -51,6 +51,9 @@ class MultiLabelTask(ServedTask):
     postprocess = MultiLabelPostprocess
     feedback = FeedbackLayout("labels.csv", "labels")
 
+    def thresholds(self, postprocess: MultiLabelPostprocess) -> list[float]:
+        return list(postprocess.thresholds)
+
     def problems(self, manifest: Manifest, pipeline: Pipeline) -> list[str]:
         post: MultiLabelPostprocess = pipeline.postprocess
         if len(post.thresholds) != len(post.labels) or (

@@ -53,6 +53,7 @@ class PoseTask(ServedTask):
     call = "Pose"
     postprocess = PosePostprocess
     feedback = FeedbackLayout("points.csv", "points")
+    onnx_output = "coords"
 
     def labels(self, postprocess: PosePostprocess) -> tuple[str, ...]:
         return postprocess.points

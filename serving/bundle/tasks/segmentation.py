@@ -62,6 +62,7 @@ class SegmentationTask(ServedTask):
     call = "Segment"
     postprocess = SegmentationPostprocess
     feedback = FeedbackLayout("records.csv", "mask_png")
+    spatial = True
 
     def labels(self, postprocess: SegmentationPostprocess) -> tuple[str, ...]:
         return postprocess.codes

@@ -1,0 +1,128 @@
+"""Writing a whole bundle from a pipeline: `pipeline.pkl`, fp16 `model.onnx`, the manifest, published
+atomically as the next version of `models/<name>` — or nothing at all if any step fails.
+
+The training kit calls this with its own parity check (in the task's terms, on validation data);
+tests and tools that build small bundles call it with none, and get the raw-output check below.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+from serving.bundle.manifest import (
+    MAX_TOKENS,
+    ONNX_MODEL,
+    PIPELINE,
+    ImageInput,
+    Manifest,
+    Parity,
+    TensorSpec,
+    TextInput,
+    now,
+)
+from serving.bundle.onnx_export import to_onnx_fp16
+from serving.bundle.pipeline import ImagePreprocess, Pipeline
+from serving.bundle.runtimes import OnnxRuntime
+from serving.bundle.tasks import task_for
+from serving.bundle.text_preprocess import TextPreprocess
+from serving.bundle.write import publish, staged, write_pipeline
+
+__all__ = ["ParityCheck", "library_versions", "write_bundle"]
+
+ParityCheck = Callable[[torch.nn.Module, Path], Parity]
+"""(the fp32 network, the written fp16 `model.onnx`) → the parity to record; raises to refuse."""
+
+
+def write_bundle(
+    pipeline: Pipeline,
+    models: Path,
+    name: str,
+    example: np.ndarray,
+    check: ParityCheck | None = None,
+) -> Path:
+    """Publish `pipeline` as the next version of `models/<name>`; returns its folder.
+
+    `example` is a prepared batch of at least two items (images, or padded token ids) the exporter
+    traces; `check` measures ONNX fp16 against the network (default: the largest raw-output
+    difference on `example`, recorded with no tolerance)."""
+    task = task_for(pipeline.task)
+    post, pre = pipeline.postprocess, pipeline.preprocess
+    model = pipeline.network.build()
+    text = isinstance(pre, TextPreprocess)
+    with staged(models, name) as staging:
+        write_pipeline(pipeline, staging / PIPELINE)
+        to_onnx_fp16(
+            model,
+            torch.from_numpy(example[:2]),
+            staging / ONNX_MODEL,
+            task.onnx_output,
+            spatial=task.spatial,
+            input_name="tokens" if text else "images",
+            max_length=pre.max_tokens if isinstance(pre, TextPreprocess) else None,
+        )
+        parity = (check or _raw_parity(example))(model, staging / ONNX_MODEL)
+        n = task.outputs_per_item(post)
+        if isinstance(pre, ImagePreprocess):
+            side = -1 if task.spatial else pre.size
+            inputs = [TensorSpec(name="images", shape=[-1, 3, side, side], dtype="FP32")]
+            image: ImageInput | None = ImageInput(
+                size=[pre.size, pre.size], mean=list(pre.mean), std=list(pre.std)
+            )
+            text_input = None
+        else:
+            inputs = [TensorSpec(name="texts", shape=[-1], dtype="BYTES")]
+            image, text_input = (
+                None,
+                TextInput(max_tokens=min(pre.max_tokens, MAX_TOKENS), truncate=pre.truncate),
+            )
+        out_shape = [-1, n, -1, -1] if task.spatial else [-1, n]
+        manifest = Manifest(
+            name=name,
+            version=0,  # publish() assigns the next free version
+            task=task.name,
+            created=now(),
+            labels=list(task.labels(post)),
+            thresholds=task.thresholds(post),
+            input=image,
+            text=text_input,
+            inputs=inputs,
+            outputs=[TensorSpec(name=task.onnx_output, shape=out_shape, dtype="FP32")],
+            parity=parity,
+            libraries=library_versions(),
+            files={},
+        )
+        return publish(staging, models, manifest)
+
+
+def _raw_parity(example: np.ndarray) -> ParityCheck:
+    def check(model: torch.nn.Module, onnx_path: Path) -> Parity:
+        with torch.inference_mode():
+            expected = model(torch.from_numpy(example)).float().numpy()
+        actual = OnnxRuntime(onnx_path).run(example)
+        same = expected.reshape(len(expected), -1).argmax(1) == actual.reshape(len(actual), -1).argmax(1)
+        return Parity(
+            tolerance=None,
+            max_abs_diff=float(np.abs(expected - actual).max()),
+            agreement=float(same.mean()),
+            items=len(example),
+            measure="logit",
+        )
+
+    return check
+
+
+def library_versions() -> dict[str, str]:
+    import onnx
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
