@@ -64,7 +64,7 @@ data-sentiment: install
 
 # Text sentiment (ULMFiT) on the reviews, from scratch on the CPU (tens of minutes); bundle models/reviews.
 demo-sentiment: data-sentiment
-	$(BIN)/train-kit sentiment --data data/reviews --out runs/sentiment
+	$(BIN)/train-kit train sentiment --data data/reviews --out runs/sentiment
 	$(BIN)/train-kit export --out runs/sentiment --stage clf --name reviews --models models
 	$(BIN)/train-kit predict models/reviews "a moving , beautifully acted film" "two hours of my life I want back"
 
@@ -75,6 +75,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install system
 	$(PY) bench/train_throughput.py

@@ -1,12 +1,18 @@
 """Soak: many requests at high concurrency, mixed models, a share of them hostile; nothing lost.
 
-A real `serve-kit` serves the bundle under two names. Clients (tritonclient.aio) send valid requests
-(1–4 JPEGs, or a prepared FP32 tensor) and hostile ones (corrupt, truncated, a 60,000² PNG bomb,
-wrong datatype or shape, unknown model / version / output, more items than the queue holds), in a
-seeded random order. Every valid answer must equal `load_bundle(...).predict` on the same input;
-every hostile one must get its own status code; the server must not crash; its resident memory
-must grow < 10 % between the second and the last tenth of the requests (thousands, at 10,000).
-Prints one JSON line whose "ok" says whether all of that held (exit status 1 when not).
+A real `serve-kit` serves the bundle under two names, and a tiny text model. Clients (tritonclient.aio)
+send valid requests (1–4 JPEGs, or a prepared FP32 tensor) and hostile ones (corrupt, truncated, a
+60,000² PNG bomb, wrong datatype or shape, unknown model / version / output, more items than the queue
+holds, a `classification` count on an output without classes, texts over 1 MiB as V2 bytes and as a
+typed `Sentiment` str), in a seeded random order. Halfway, a version folder is copied as an operator
+stages one (`cp -r planet/1 planet/2`: its manifest still says version 1); it must be refused once,
+never reloaded, while version 1 serves on. At the end, SIGTERM arrives under full load: every call
+started before it must be answered OK, and the server must exit 0.
+
+Every valid answer must equal `load_bundle(...).predict` on the same input; every hostile one must get
+its own status code; the server must not crash; its resident memory must grow < 10 % between the
+second and the last tenth of the requests (thousands, at 10,000). Prints one JSON line whose "ok"
+says whether all of that held (exit status 1 when not).
 
     python bench/soak.py [--requests 10000] [--concurrency 64] [--hostile 0.05] [--bundle models/planet]
 """
@@ -17,7 +23,10 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,12 +43,18 @@ from tritonclient.utils import InferenceServerException
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # serve_throughput's helpers; the tests' payloads
+import grpc  # noqa: E402
 from serve_throughput import DEFAULT_BUNDLE, Server, build_bundle, make_jpegs  # noqa: E402
 
 from serving.bundle import Bundle, load_bundle  # noqa: E402
+from serving.bundle.text_preprocess import MAX_TEXT_BYTES  # noqa: E402
+from serving.wire import tasks_pb2  # noqa: E402  # the typed API's stubs do not clash with tritonclient's
+from serving.wire.tasks_pb2_grpc import TasksStub  # noqa: E402
+from tests.serving.bundles import write_reviews  # noqa: E402
 from tests.serving.payloads import declared_png, images_input  # noqa: E402
 
 MODELS = ("planet", "planet_b")
+TEXT_MODEL = "reviews"
 
 
 @dataclass
@@ -52,6 +67,8 @@ class Plan:
     code: str = "OK"
     version: str = ""
     outputs: list[str] = field(default_factory=list)
+    class_count: int = 0
+    typed_text: str | None = None  # a typed Sentiment call instead of V2
     labels: list[str] = field(default_factory=list)
     scores: np.ndarray | None = None
 
@@ -77,7 +94,18 @@ def hostile_plans(jpegs: list[bytes], size: int) -> list[Callable[[str], Plan]]:
         lambda m: Plan("unknown version", m, [images_input([good])], "NOT_FOUND", version="999"),
         lambda m: Plan("unknown output", m, [images_input([good])], bad, outputs=["nope"]),
         lambda m: Plan("too many items", m, [images_input([b""] * 5000)], bad),
+        lambda m: Plan(
+            "class_count of labels", m, [images_input([good])], bad, outputs=["labels"], class_count=2
+        ),
+        lambda m: Plan("2 MiB V2 text", TEXT_MODEL, [bytes_input([b"x" * (2 * MAX_TEXT_BYTES)])], bad),
+        lambda m: Plan("2 MiB typed str", TEXT_MODEL, [], bad, typed_text="ü" * MAX_TEXT_BYTES),
     ]
+
+
+def bytes_input(elements: list[bytes]) -> triton.InferInput:
+    tensor = triton.InferInput("texts", [len(elements)], "BYTES")
+    tensor.set_data_from_numpy(np.array(elements, dtype=object))
+    return tensor
 
 
 def valid_plan(rng: random.Random, model: str, jpegs: list[bytes], expected: list[dict[str, object]],
@@ -108,8 +136,23 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def run(address: str, plans: list[Plan], concurrency: int, pid: int) -> Outcome:
-    """Send every plan; the server's RSS after each tenth of them (each thousand of 10,000)."""
+async def sentiment_code(address: str, text: str) -> str:
+    """The status code of a typed Sentiment call for `text` ("OK" when answered)."""
+    options = [("grpc.max_send_message_length", 64 << 20)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        request = tasks_pb2.SentimentRequest(model=tasks_pb2.ModelRef(name=TEXT_MODEL), texts=[text])
+        try:
+            await TasksStub(channel).Sentiment(request, timeout=120)
+        except grpc.aio.AioRpcError as err:
+            return str(err.code().name)
+        return "OK"
+
+
+async def run(
+    address: str, plans: list[Plan], concurrency: int, pid: int, halfway: Callable[[], None]
+) -> Outcome:
+    """Send every plan; the server's RSS after each tenth of them (each thousand of 10,000); `halfway`
+    runs once, when half of them are done."""
     every = max(1, len(plans) // 10)
     outcome = Outcome()
     codes, unexpected, latencies, rss = outcome.codes, outcome.unexpected, outcome.latencies, outcome.rss
@@ -124,19 +167,23 @@ async def run(address: str, plans: list[Plan], concurrency: int, pid: int) -> Ou
         try:
             while not queue.empty():
                 plan = queue.get_nowait()
-                outputs = [triton.InferRequestedOutput(name) for name in plan.outputs] or None
+                outputs = [triton.InferRequestedOutput(n, class_count=plan.class_count) for n in plan.outputs]
                 began = time.perf_counter()
+                result = None
                 try:
-                    result = await client.infer(
-                        plan.model,
-                        plan.inputs,
-                        model_version=plan.version,
-                        outputs=outputs,
-                        client_timeout=120,
-                    )
-                    code = "OK"
+                    if plan.typed_text is not None:
+                        code = await sentiment_code(address, plan.typed_text)
+                    else:
+                        result = await client.infer(
+                            plan.model,
+                            plan.inputs,
+                            model_version=plan.version,
+                            outputs=outputs or None,
+                            client_timeout=120,
+                        )
+                        code = "OK"
                 except InferenceServerException as err:
-                    code, result = str(err.status()).removeprefix("StatusCode."), None
+                    code = str(err.status()).removeprefix("StatusCode.")
                 codes[code] += 1
                 if code != plan.code:
                     unexpected.append(f"{plan.kind}: expected {plan.code}, got {code}")
@@ -148,6 +195,8 @@ async def run(address: str, plans: list[Plan], concurrency: int, pid: int) -> Ou
                     ):
                         unexpected.append(f"{plan.kind}: answer differs from load_bundle(...).predict")
                 done += 1
+                if done == len(plans) // 2:
+                    halfway()
                 if done % every == 0:
                     rss.append(rss_mb(pid))
         finally:
@@ -155,6 +204,45 @@ async def run(address: str, plans: list[Plan], concurrency: int, pid: int) -> Ou
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return outcome
+
+
+async def drain_under_load(server: Server, concurrency: int, plan: Plan) -> tuple[Counter[str], Counter[str]]:
+    """SIGTERM while `concurrency` clients send `plan` back to back; the outcomes of the calls started
+    before the signal, and of those started after it (each client stops at its first refusal)."""
+    before: Counter[str] = Counter()
+    after: Counter[str] = Counter()
+    signalled: float | None = None
+
+    async def client_loop() -> None:
+        client = triton.InferenceServerClient(server.address)
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await client.infer(plan.model, plan.inputs, client_timeout=60)
+                    code = "OK"
+                except InferenceServerException as err:
+                    code = str(err.status()).removeprefix("StatusCode.")
+                (before if signalled is None or started < signalled else after)[code] += 1
+                if code != "OK" and signalled is not None:
+                    return
+        finally:
+            await client.close()
+
+    clients = [asyncio.create_task(client_loop()) for _ in range(concurrency)]
+    await asyncio.sleep(1.0)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(asyncio.gather(*clients), 120)
+    return before, after
+
+
+async def model_ready(address: str, name: str, version: str) -> bool:
+    client = triton.InferenceServerClient(address)
+    try:
+        return bool(await client.is_model_ready(name, version))
+    finally:
+        await client.close()
 
 
 def main() -> None:
@@ -185,6 +273,7 @@ def main() -> None:
         ]
 
         models = tmp / "models"
+        write_reviews(models, name=TEXT_MODEL)
         for name in MODELS:  # one bundle under two names: the manifest's name must match the folder
             target = models / name / str(bundle.manifest.version)
             target.mkdir(parents=True)
@@ -194,19 +283,41 @@ def main() -> None:
             manifest["name"] = name
             (target / "manifest.json").write_text(json.dumps(manifest))
 
-        env = {"SERVE_METRICS_PORT": "0", "SERVE_POLL_INTERVAL_S": "0", "SERVE_LOG_FORMAT": "json"}
+        env = {"SERVE_METRICS_PORT": "0", "SERVE_POLL_INTERVAL_S": "0.5", "SERVE_LOG_FORMAT": "json"}
+        env["SERVE_DRAIN_PRESTOP_S"] = "2"
+        served = models / MODELS[0] / str(bundle.manifest.version)
+        staged = served.parent / str(bundle.manifest.version + 1)
+
+        def stage_a_copy() -> None:  # what an operator does; the manifest inside still names version 1
+            shutil.copytree(served, staged)
+
         with (tmp / "server.log").open("w") as log:
             server = Server(models, env, log)
             began = time.perf_counter()
-            outcome = asyncio.run(run(server.address, plans, args.concurrency, server.process.pid))
+            outcome = asyncio.run(
+                run(server.address, plans, args.concurrency, server.process.pid, stage_a_copy)
+            )
             elapsed = time.perf_counter() - began
+            time.sleep(1.5)  # a few more polls: a refused copy must not be loaded again
+            copy_refused = not asyncio.run(model_ready(server.address, MODELS[0], staged.name))
+            still_serving = asyncio.run(model_ready(server.address, MODELS[0], served.name))
+            failed_loads = server.stderr().count(f'"message": "model failed to load", "model": "{MODELS[0]}"')
             crashed = server.process.poll() is not None
-            exit_code = server.stop()
+            last = valid_plan(rng, MODELS[0], jpegs, expected, bundle, pixels)
+            before, after = Counter[str](), Counter[str]()
+            if not crashed:
+                before, after = asyncio.run(drain_under_load(server, args.concurrency, last))
+            try:
+                exit_code = server.process.wait(60)
+            except subprocess.TimeoutExpired:
+                exit_code = server.stop()
 
     rss, unexpected, latencies = outcome.rss, outcome.unexpected, sorted(outcome.latencies)
     growth = (rss[-1] - rss[1]) / rss[1] if len(rss) >= 3 else 0.0
     hostile_sent = sum(1 for p in plans if p.code != "OK")
-    ok = not crashed and exit_code == 0 and not unexpected and growth < 0.10
+    drain_ok = set(before) == {"OK"} and set(after) <= {"OK", "UNAVAILABLE", "CANCELLED"}
+    staged_ok = copy_refused and still_serving and failed_loads == 1
+    ok = not crashed and exit_code == 0 and not unexpected and growth < 0.10 and drain_ok and staged_ok
     print(
         json.dumps(
             {
@@ -220,6 +331,12 @@ def main() -> None:
                 "unexpected_examples": unexpected[:5],
                 "crashed": crashed,
                 "exit_code": exit_code,
+                "copied_version": {
+                    "refused": copy_refused,
+                    "v1_serving": still_serving,
+                    "failed_loads": failed_loads,
+                },
+                "sigterm": {"started_before": dict(before), "started_after": dict(after)},
                 "rss_mb": [round(r, 1) for r in rss],
                 "rss_growth_2nd_to_last": round(growth, 4),
                 "p50_ms": round(1000 * statistics.median(latencies), 2) if latencies else None,

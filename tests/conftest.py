@@ -215,15 +215,17 @@ def review_texts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sentiment_run(review_texts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder after `train-kit sentiment` at toy size: `lm`, `encoder.pt`, `clf-1`, `clf-2`, `clf`."""
-    from training.sentiment import SentimentConfig, run_sentiment
+    """A run folder after `train-kit train sentiment` at toy size: `lm`, `encoder.pt`, `clf-1`, `clf-2`,
+    `clf`."""
+    from training.config import TrainConfig
+    from training.run import run_training
 
     out = tmp_path_factory.mktemp("sentiment-run")
-    cfg = SentimentConfig(
-        data=review_texts, vocab_size=120, max_tokens=48, emb=24, hidden=32, layers=2, bs=8, bptt=16,
-        lm_epochs=1, epochs=2, lr=2e-2, out=out,
+    cfg = TrainConfig(
+        task="sentiment", data=review_texts, vocab_size=120, max_tokens=48, emb=24, hidden=32, layers=2,
+        bs=8, bptt=16, lm_epochs=1, epochs=2, lr=2e-2, out=out,
     )  # fmt: skip
-    run_sentiment(cfg)
+    run_training(cfg)
     return out
 
 

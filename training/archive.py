@@ -8,15 +8,15 @@ model store never holds half an archive.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving import torchserve_handler
 from serving.bundle import BundleError, load_bundle, resolve_version
-from training.errors import TrainingError
+from training.errors import ConfigError, TrainingError
 
 __all__ = ["ArchiveError", "TorchServeConfig", "archive_bundle"]
 
@@ -80,7 +80,7 @@ def archive_bundle(
             generate_model_archive(
                 ModelArchiverConfig(
                     model_name=manifest.name,
-                    handler=str(Path(torchserve_handler.__file__)),
+                    handler=handler_file(),
                     version=str(manifest.version),
                     extra_files=",".join(str(folder / name) for name in files),
                     export_path=str(staging),
@@ -95,3 +95,12 @@ def archive_bundle(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def handler_file() -> str:
+    """The TorchServe handler's source file, found without importing it: the archive copies the
+    file, and the training kit imports nothing of serving but `serving.bundle`."""
+    spec = importlib.util.find_spec("serving.torchserve_handler")
+    if spec is None or spec.origin is None:
+        raise ConfigError("serving.torchserve_handler is not installed beside the training kit")
+    return spec.origin

@@ -1,8 +1,9 @@
-"""Checkpoints written atomically: a crash mid-write leaves the previous file whole."""
+"""Checkpoints (and metrics files) written atomically: a crash mid-write leaves the previous file whole."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 from serving.bundle.durable import write_atomically
 from training.errors import DataError
 
-__all__ = ["atomic_save", "load_checkpoint"]
+__all__ = ["atomic_save", "load_checkpoint", "write_json_atomic"]
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -32,3 +33,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state:
         raise DataError(f"{path}: not a checkpoint written by train-kit")
     return state
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """`value` as indented JSON at `path`, atomically and durably."""
+    write_atomically(path, (json.dumps(value, indent=2) + "\n").encode("utf-8"))

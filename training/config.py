@@ -1,5 +1,8 @@
 """A training run's options, validated once at start-up (pydantic), from flags and/or a TOML file.
 
+One `TrainConfig` for every task; options one task does not read are ignored by the others, and
+`TASK_DEFAULTS` gives each task the defaults its demo data needs.
+
 `train-kit train --config run.toml` reproduces a run; flags given beside it override the file.
 A wrong key or type is a clear error naming the key, not a failure an hour into training.
 """
@@ -12,17 +15,29 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from serving.bundle.tokenizer import Vocabulary
 from training.errors import ConfigError
 
-__all__ = ["TrainConfig", "load_config", "parse_lr"]
+__all__ = ["TASK_DEFAULTS", "TaskName", "TrainConfig", "load_config", "parse_lr"]
 
 Arch = Literal["resnet18", "resnet34", "resnet50"]
+TaskName = Literal["multilabel", "classify", "segmentation", "pose", "sentiment"]
+"""The tasks `train-kit train` knows; each is a module of `training.tasks`."""
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "segmentation": {"folder": "images", "out": "runs/segmentation"},
     "pose": {"csv": "points.csv", "folder": "images", "out": "runs/pose"},
+    "sentiment": {
+        "csv": "reviews.csv",
+        "label_col": "label",
+        "valid_col": "is_valid",
+        "bs": 32,
+        "epochs": 4,
+        "out": "runs/sentiment",
+    },
 }
-"""Where each task's demo data keeps things (CamVid's and BIWI's layouts); an option given wins."""
+"""Where each task's demo data keeps things (CamVid's, BIWI's and the reviews' layouts), and the
+sizes that suit it on a CPU; an option given wins."""
 
 
 def parse_lr(value: float | str) -> float | tuple[float, float]:
@@ -44,11 +59,11 @@ def parse_lr(value: float | str) -> float | tuple[float, float]:
 
 
 class TrainConfig(BaseModel):
-    """Everything a run needs; the defaults suit the demo scenes on a CPU."""
+    """Everything a run needs; the defaults suit the demo data on a CPU."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: Literal["multilabel", "classify", "segmentation", "pose"] = "multilabel"
+    task: TaskName = "multilabel"
     data: Path
     csv: str = "labels.csv"
     folder: str = "train"
@@ -67,6 +82,10 @@ class TrainConfig(BaseModel):
     )
     mask_suffix: str = "_P.png"
     points: list[str] = Field(["centre"], min_length=1, description="pose: point p is columns p_x, p_y")
+    text_col: str = Field("text", description="sentiment: the CSV column holding the texts")
+    extra_csv: str | None = Field(
+        "sentences.csv", description="sentiment: unlabelled texts for the LM, if present"
+    )
 
     arch: Arch = "resnet34"
     weights: Path | None = None
@@ -81,6 +100,20 @@ class TrainConfig(BaseModel):
     wd: float = Field(1e-2, ge=0)
     pct_start: float = Field(0.3, gt=0, lt=1)
     thresh: float = Field(0.2, gt=0, lt=1)
+
+    # sentiment (ULMFiT): tokenizer, AWD-LSTM sizes, language model
+    vocabulary: Vocabulary = Field("bpe", description="sentiment: bpe subwords, or whole words")
+    vocab_size: int = Field(8000, ge=100, le=65_536)
+    max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts keep xxbos and their last ids")
+    emb: int = Field(256, ge=8)
+    hidden: int = Field(512, ge=8)
+    layers: int = Field(3, ge=1, le=8)
+    bptt: int = Field(70, ge=8)
+    lm_epochs: int = Field(4, ge=0, description="language model epochs; 0 with --encoder: use it as is")
+    lm_lr: float = Field(3e-3, gt=0)
+    encoder: Path | None = Field(
+        None, description="sentiment: an encoder.pt to start from instead of a new LM"
+    )
 
     do_flip: bool = True
     flip_vert: bool = False

@@ -3,7 +3,8 @@
     TrainingError         anything the user can fix; the CLI prints it without a traceback
     ├── DataError         a file, CSV row or image is missing or malformed
     │   └── LabelError    a label is empty, or unknown to the training split
-    └── ConfigError       a run's options or config file are invalid
+    ├── ConfigError       a run's options or config file are invalid
+    └── ExportError       the exported model does not reproduce the trained one
 
 Messages state the fact, the value and the fix, naming the file and line where there is one:
 "labels.csv line 17: tag list is empty".
@@ -11,7 +12,7 @@ Messages state the fact, the value and the fix, naming the file and line where t
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "LabelError", "TrainingError"]
+__all__ = ["ConfigError", "DataError", "ExportError", "LabelError", "TrainingError"]
 
 
 class TrainingError(Exception):
@@ -28,3 +29,7 @@ class LabelError(DataError):
 
 class ConfigError(TrainingError):
     """A run's options or config file are invalid."""
+
+
+class ExportError(TrainingError):
+    """The exported model does not reproduce the trained one; nothing was published."""

@@ -18,27 +18,17 @@ import torch
 
 from serving.bundle import load_bundle
 from serving.bundle.pipeline import ImagePreprocess
-from serving.bundle.tasks import task_for
-from serving.bundle.tasks.multilabel import MultiLabelPostprocess
-from serving.bundle.tasks.segmentation import SegmentationPostprocess
+from training.checkpoint import write_json_atomic
 from training.config import TrainConfig, load_config
-from training.data import (
-    ItemList,
-    LabelledData,
-    MaskFromFunction,
-    MaskInFolder,
-    PointsFromColumns,
-    TagsFromColumn,
-)
-from training.data.bunch import Stats
-from training.data.labellers import Labeller
+from training.data import ItemList, LabelledData
+from training.data.bunch import DataBunch, Stats
 from training.errors import ConfigError, DataError
 from training.export import export_stage
 from training.learner import Learner
 from training.metrics import Metric, metric_name
 from training.models import layer_groups
-from training.run import stage_meta, train_transforms, write_json_atomic
-from training.tasks import TaskSetup, setup_task
+from training.run import stage_meta, train_transforms
+from training.tasks import TaskSetup, TrainingTask, task_for
 
 __all__ = ["FinetuneReport", "finetune"]
 
@@ -86,17 +76,18 @@ def finetune(
         raise ConfigError(f"--weight must be ≥ 1 and --holdout in [0, 1); got {weight} and {holdout}")
     served = load_bundle(bundle)
     manifest, pipeline = served.manifest, served.pipeline
-    if manifest.task not in ("multilabel", "segmentation", "pose"):
+    trainer = task_for(manifest.task)
+    if trainer.served.feedback is None:
         raise ConfigError(f"{bundle}: fine-tuning {manifest.task} models is not supported")
-    cfg = _config(config, manifest.task, data, out, pipeline, epochs, lr, bs, seed, num_workers)
-    task = setup_task(cfg)
+    cfg = _config(config, trainer, data, out, pipeline, epochs, lr, bs, seed, num_workers)
+    task = trainer.setup(cfg)
     if task.src.classes != manifest.labels:
         raise ConfigError(
             f"--data {data} has classes {task.src.classes}, but {bundle} was trained on {manifest.labels}"
         )
-    fb_train, fb_held = _split(_read_feedback(feedback, manifest.task, task, cfg), holdout, seed)
+    fb_train, fb_held = _split(_read_feedback(feedback, trainer, task, cfg), holdout, seed)
     combined = _with_extra_training(task.src, fb_train, weight)
-    assert isinstance(pipeline.preprocess, ImagePreprocess)  # the tasks allowed above are image tasks
+    assert isinstance(pipeline.preprocess, ImagePreprocess)  # the tasks that take feedback take images
     stats: Stats = (pipeline.preprocess.mean, pipeline.preprocess.std)
     loaders = combined.transform(train_transforms(cfg, task), size=cfg.size).databunch(
         bs=cfg.bs, num_workers=cfg.num_workers, seed=seed
@@ -137,7 +128,7 @@ def finetune(
 
 def _config(
     path: Path | None,
-    task: str,
+    task: TrainingTask,
     data: Path,
     out: Path,
     pipeline: Any,
@@ -149,8 +140,7 @@ def _config(
 ) -> TrainConfig:
     """The original run's options (from its `--config` file, if given), with what the bundle fixes:
     its task, architecture, input size, threshold, Void code and point names."""
-    post = pipeline.postprocess
-    fixed: dict[str, Any] = {"task": task, "data": data, "out": out, "arch": pipeline.network.spec.arch}
+    fixed: dict[str, Any] = {"task": task.name, "data": data, "out": out, "arch": pipeline.network.spec.arch}
     fixed |= {"size": pipeline.preprocess.size, "epochs": epochs, "lr": lr, "bs": bs, "seed": seed}
     fixed |= {
         "num_workers": num_workers,
@@ -159,39 +149,23 @@ def _config(
         "from_stage": None,
         "resume": False,
     }
-    if isinstance(post, MultiLabelPostprocess):
-        fixed["thresh"] = post.thresholds[0]
-    elif isinstance(post, SegmentationPostprocess):
-        fixed["void"] = None if post.void is None else post.codes[post.void]
-    else:
-        fixed["points"] = list(post.points)
-    return load_config(path, fixed)
+    return load_config(path, fixed | task.fixed_config(pipeline.postprocess))
 
 
 def _read_feedback(
-    folder: Path, task: str, setup: TaskSetup, cfg: TrainConfig
+    folder: Path, task: TrainingTask, setup: TaskSetup, cfg: TrainConfig
 ) -> tuple[ItemList, torch.Tensor]:
     """The stored records as items and targets, encoded with the model's own classes."""
-    layout = task_for(task).feedback
+    layout = task.served.feedback
     assert layout is not None  # fine-tuning is offered for tasks that take feedback
     index = layout.csv  # the layout the server's feedback store writes
     if not (folder / index).is_file():
         raise DataError(f"--feedback {folder}: no {index}; is it a feedback store's <model> folder?")
+    labeller = task.feedback_labeller(folder, setup, cfg)
+    assert labeller is not None
     items = ItemList.from_csv(folder, index, column="image_name", folder="images")
-    labeller: Labeller
-    if task == "multilabel":
-        labeller = TagsFromColumn("tags")
-    elif task == "segmentation":
-        labeller = MaskFromFunction(MaskInFolder(folder / "labels"), setup.src.classes)
-    else:
-        labeller = PointsFromColumns(cfg.points)
     targets = setup.src.encoder.encode(labeller(items), items)
-    if task == "segmentation" and targets.shape[1:] != setup.src.y_train.shape[1:]:
-        raise DataError(
-            f"feedback masks are {tuple(targets.shape[1:])}, the training masks "
-            f"{tuple(setup.src.y_train.shape[1:])} (height, width); fine-tuning a segmenter needs feedback "
-            "at the training images' size"
-        )
+    task.check_feedback(targets, setup)
     return items, targets
 
 
@@ -226,7 +200,9 @@ def _with_extra_training(src: LabelledData, extra: LabelledPart, weight: int) ->
     return dataclasses.replace(src, train=ItemList(items=items, origins=origins), y_train=y)  # type: ignore[arg-type]
 
 
-def _score(learn: Learner, part: LabelledPart, metrics: list[Metric], stats: Stats) -> dict[str, float]:
+def _score(
+    learn: Learner[DataBunch], part: LabelledPart, metrics: list[Metric], stats: Stats
+) -> dict[str, float]:
     """`metrics` of the learner's model on held-out feedback (empty when none was held out)."""
     if not len(part):
         return {}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 from torch import distributed as dist
@@ -24,22 +24,22 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
 
 from training.checkpoint import atomic_save, load_checkpoint
-from training.data.block import ImageDataset
+from training.data.block import ItemList
 from training.data.bunch import DataBunch, DeviceLoader
-from training.data.sources import ItemList
+from training.data.datasets import ImageDataset
+from training.data.interface import Loader, TrainingData
 from training.data.transforms import sized
 from training.distributed import gather_in_order
 from training.errors import ConfigError
+from training.lr_finder import LRFind, lr_find
 from training.metrics import Metric, metric_name
-
-if TYPE_CHECKING:
-    from training.lr_finder import LRFind
 
 __all__ = ["EpochRecord", "Learner", "LossFunc", "Reporter"]
 
 LossFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _RESUME_MUST_MATCH = ("task", "spec", "classes", "size", "stats")  # what makes it the same model and data
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+D = TypeVar("D", bound=TrainingData)
 
 
 @dataclass
@@ -75,12 +75,15 @@ class _Plan:
     steps_per_epoch: int  # the schedule's length depends on it: a changed batch size is another fit
 
 
-class Learner:
-    """Trains `model` on `data` with `loss_func`, reporting `metrics` on the validation set."""
+class Learner(Generic[D]):
+    """Trains `model` on `data` with `loss_func`, reporting `metrics` on the validation set.
+
+    `data` is anything with the loaders the loop uses (`TrainingData`): an image `DataBunch` or a
+    `TextDataBunch`; `predict` reads image files and so needs a `DataBunch`."""
 
     def __init__(
         self,
-        data: DataBunch,
+        data: D,
         model: nn.Module,
         loss_func: LossFunc,
         metrics: Sequence[Metric] = (),
@@ -261,7 +264,7 @@ class Learner:
 
     # ---- evaluation ------------------------------------------------------------------------
 
-    def get_preds(self, loader: DeviceLoader | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_preds(self, loader: Loader | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw model outputs (fp32, CPU) and targets over a whole loader (validation by default)."""
         loader = self.data.valid_dl if loader is None else loader
         self.model.eval()
@@ -278,6 +281,7 @@ class Learner:
         ranks = self.data.ranks
         if ranks is None:
             return torch.cat(preds).cpu(), torch.cat(targets).cpu()
+        assert isinstance(loader, DeviceLoader)  # torchrun shards image loaders only
         total = len(loader.dl.dataset)  # type: ignore[arg-type]
         return (
             gather_in_order(torch.cat(preds), total, ranks).cpu(),
@@ -286,12 +290,15 @@ class Learner:
 
     def predict(self, paths: Sequence[Path]) -> torch.Tensor:
         """Raw outputs for images on disk, prepared exactly as validation images are."""
-        src = self.data.src
+        data = self.data
+        if not isinstance(data, DataBunch):
+            raise TypeError(f"predict reads image files; this learner's data is a {type(data).__name__}")
+        src = data.src
         dataset = ImageDataset(ItemList.from_list(list(paths)), None, sized(src.tfms[1], src.size))
         batch = torch.stack([dataset[i][0] for i in range(len(dataset))])
         self.model.eval()
         with torch.inference_mode():
-            return self.model(self.data.valid_dl.prepare(batch)).float().cpu()
+            return self.model(data.valid_dl.prepare(batch)).float().cpu()
 
     def validate(self) -> tuple[float, dict[str, float]]:
         """Validation loss and every metric, each computed over the whole validation set.
@@ -429,6 +436,4 @@ class Learner:
     ) -> LRFind:
         """Sweep the rate exponentially; returns an `LRFind` (curve, suggestion, `plot(path)`).
         The model and optimizer are restored afterwards."""
-        from training.lr_finder import lr_find  # it imports this module: a cycle at import time
-
         return lr_find(self, start_lr, end_lr, num_it, stop_div)

@@ -1,12 +1,14 @@
 """Build a network for training: a torchvision ResNet body (random or a local weights file) under a
-fresh head (classifiers, point regressors) or a fresh U-Net decoder (segmentation).
+fresh head (classifiers, point regressors) or a fresh U-Net decoder (segmentation), or an AWD-LSTM.
 
 Nothing is downloaded: pretrained weights come from a state-dict file the user names,
 saved from torchvision's own model (`torch.save(resnet34(weights=...).state_dict(), path)`).
+Each kind of network is one entry of a table keyed on its spec's (or module's) type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,50 +18,29 @@ from torch import nn
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
 from serving.bundle.networks.cnn import CnnSpec, build_cnn, cnn_body, resnet
 from serving.bundle.networks.unet import Unet, UnetSpec, build_unet
-from serving.bundle.pipeline import Network, NetworkSpec
-from training.checkpoint import atomic_save, load_checkpoint
+from serving.bundle.pipeline import NetworkSpec
 from training.errors import ConfigError
 
 __all__ = [
+    "body_of",
     "cnn_layer_groups",
     "create_cnn",
     "create_model",
+    "create_unet",
     "layer_groups",
-    "save_body_weights",
-    "spec_from_meta",
     "text_layer_groups",
     "unet_layer_groups",
 ]
 
 
 def create_model(spec: NetworkSpec, weights: Path | None = None) -> nn.Module:
-    """The network of `spec` (CNN or U-Net); with `weights`, its body starts from that state dict."""
-    if isinstance(spec, AwdLstmSpec):
-        return build_text_network(spec)
-    if isinstance(spec, UnetSpec):
-        net = resnet(spec.arch)
-        if weights is not None:
-            _load_body_weights(net, weights, spec.arch)
-        return build_unet(spec, body=cnn_body(net))
-    return create_cnn(spec, weights)
+    """The network of `spec`; with `weights`, a CNN or U-Net body starts from that state dict."""
+    return _CREATORS[type(spec)](spec, weights)
 
 
 def layer_groups(model: nn.Module) -> list[nn.Module]:
     """The groups `freeze_to` and discriminative rates work on, for each kind of network."""
-    if isinstance(model, Unet):
-        return unet_layer_groups(model)
-    if isinstance(model, TextClassifier):
-        return text_layer_groups(model)
-    if isinstance(model, LanguageModel):
-        return [model]  # trained whole: its decoder shares the embedding's weights
-    return cnn_layer_groups(cast(nn.Sequential, model))
-
-
-def spec_from_meta(meta: dict[str, Any]) -> NetworkSpec:
-    """The spec a checkpoint was trained with: a U-Net for segmentation, AWD-LSTM for text, else a CNN."""
-    if meta["task"] == "sentiment":
-        return AwdLstmSpec(**meta["spec"])
-    return UnetSpec(**meta["spec"]) if meta["task"] == "segmentation" else CnnSpec(**meta["spec"])
+    return _GROUPS.get(type(model), cnn_layer_groups)(model)
 
 
 def create_cnn(spec: CnnSpec, weights: Path | None = None) -> nn.Sequential:
@@ -70,19 +51,18 @@ def create_cnn(spec: CnnSpec, weights: Path | None = None) -> nn.Sequential:
     return build_cnn(spec, body=cnn_body(net))
 
 
-def save_body_weights(checkpoint: Path, to: Path) -> None:
-    """A stage's body as torchvision names (`conv1.weight`, `layer4.1.bn2.bias`, ...), so that
-    `--weights` can start another task from it: offline transfer learning."""
-    state = load_checkpoint(checkpoint)
-    model = Network(spec_from_meta(state["meta"]), state["model"]).build()
-    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    body = {
-        f"{names[int(index)]}.{rest}": tensor
-        for key, tensor in _body(model).state_dict().items()
-        for index, rest in [key.split(".", 1)]
-    }
-    to.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(body, to)
+def create_unet(spec: UnetSpec, weights: Path | None = None) -> Unet:
+    """A U-Net whose encoder (with `weights`) starts from that torchvision state dict."""
+    net = resnet(spec.arch)
+    if weights is not None:
+        _load_body_weights(net, weights, spec.arch)
+    return build_unet(spec, body=cnn_body(net))
+
+
+def _create_text(spec: AwdLstmSpec, weights: Path | None = None) -> nn.Module:
+    if weights is not None:
+        raise ConfigError("--weights is a torchvision body; a text network starts from --encoder")
+    return build_text_network(spec)
 
 
 def cnn_layer_groups(model: nn.Sequential) -> list[nn.Module]:
@@ -106,7 +86,8 @@ def unet_layer_groups(model: Unet) -> list[nn.Module]:
     return [model.body[:6], model.body[6:], nn.ModuleList([model.ups, model.final])]
 
 
-def _body(model: nn.Module) -> nn.Sequential:
+def body_of(model: nn.Module) -> nn.Sequential:
+    """A CNN's or U-Net's ResNet body (its 8 children, torchvision's order)."""
     return model.body if isinstance(model, Unet) else cast(nn.Sequential, cast(nn.Sequential, model)[0])
 
 
@@ -127,3 +108,15 @@ def _load_body_weights(net: nn.Module, path: Path, arch: str) -> None:
             f"--weights {path}: does not match torchvision's {arch} "
             f"(missing {missing[:3]}..., unexpected {result.unexpected_keys[:3]}...)"
         )
+
+
+_CREATORS: dict[type, Callable[[Any, Path | None], nn.Module]] = {
+    CnnSpec: create_cnn,
+    UnetSpec: create_unet,
+    AwdLstmSpec: _create_text,
+}
+_GROUPS: dict[type, Callable[[Any], list[nn.Module]]] = {
+    Unet: unet_layer_groups,
+    TextClassifier: text_layer_groups,
+    LanguageModel: lambda model: [model],  # trained whole: its decoder shares the embedding's weights
+}

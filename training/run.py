@@ -1,4 +1,5 @@
-"""A whole run from a `TrainConfig`: data, network, stage handling, fit, metrics file.
+"""A whole run from a `TrainConfig`: data, network, stage handling, fit, metrics file — or, for a
+task with a recipe of its own (sentiment's three stages), that recipe.
 
 The CLI is a thin shell over these functions, so tests and notebooks can call them directly.
 """
@@ -6,17 +7,15 @@ The CLI is a thin shell over these functions, so tests and notebooks can call th
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from serving.bundle.durable import write_atomically
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint, write_json_atomic
 from training.config import TrainConfig
 from training.data import get_transforms, imagenet_stats
-from training.data.bunch import Stats
+from training.data.bunch import DataBunch, Stats
 from training.data.show import show_batch
 from training.data.transforms import Transforms
 from training.distributed import current_ranks, join
@@ -25,17 +24,17 @@ from training.learner import Learner, Reporter
 from training.lr_finder import LRFind
 from training.metrics import metric_name
 from training.models import create_model, layer_groups
-from training.tasks import TaskSetup, setup_task
+from training.tasks import TaskSetup, setup_task, task_for
 
 __all__ = ["build_learner", "run_lr_find", "run_training", "stage_meta", "train_transforms"]
 
 
-def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner:
+def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner[DataBunch]:
     """Data and network as `cfg` says, weights from `from_stage` if named, frozen if pretrained."""
     return _build(cfg, reporter)[0]
 
 
-def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner, TaskSetup]:
+def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[DataBunch], TaskSetup]:
     torch.manual_seed(cfg.seed)  # the network's initial weights, reproducibly
     task = setup_task(cfg)
     train_tfms = train_transforms(cfg, task)
@@ -121,7 +120,11 @@ def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Train one stage; write `<out>/<stage>.pt` and `<out>/<stage>.metrics.json`; return the metrics."""
+    """Train one stage; write `<out>/<stage>.pt` and `<out>/<stage>.metrics.json`; return the metrics.
+    A task with its own recipe runs that instead (it writes its own stages and metrics)."""
+    recipe = task_for(cfg.task).recipe
+    if recipe is not None:
+        return recipe(cfg, reporter)
     learn, task = _build(cfg, reporter)
     if not cfg.resume and learn.is_main:
         show_batch(learn.data, cfg.out / f"{cfg.stage}.batch.png")
@@ -155,7 +158,3 @@ def run_lr_find(cfg: TrainConfig, start_lr: float, end_lr: float, num_it: int) -
     learn = build_learner(cfg)
     found = learn.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it)
     return found, found.plot(cfg.out / "lr_find.png")
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    write_atomically(path, (json.dumps(value, indent=2) + "\n").encode("utf-8"))

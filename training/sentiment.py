@@ -1,7 +1,8 @@
 """ULMFiT on a CSV of labelled texts: a subword tokenizer, a language model, then a classifier.
 
-    train-kit sentiment --data data/reviews              # tokenizer + language model + classifier
-    train-kit sentiment --data data/reviews --encoder runs/sentiment/encoder.pt   # reuse an encoder
+    train-kit train sentiment --data data/reviews        # tokenizer + language model + classifier
+    train-kit train sentiment --data data/reviews --encoder runs/sentiment/encoder.pt   # reuse one
+    train-kit sentiment --data data/reviews              # the same, by its older name
 
 1. The tokenizer learns its vocabulary (subwords; whole words with `--vocabulary word`) from every
    text (training, validation, and the unlabelled `extra_csv` if the folder has one): no labels are
@@ -14,7 +15,8 @@
    (`unfreeze`, `clf`), with discriminative rates falling by 2.6 per group towards the embedding.
    Texts are cut to `max_tokens`, exactly as the exported bundle cuts them.
 
-Every stage is a checkpoint as for images; `<out>/clf.metrics.json` holds the classifier's accuracy
+The options are a `TrainConfig` with `task="sentiment"` (its defaults suit the demo reviews on a
+CPU). Every stage is a checkpoint as for images; `<out>/clf.metrics.json` holds the classifier's accuracy
 beside the majority-class baseline, and the language model's perplexity.
 """
 
@@ -23,78 +25,53 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier
-from serving.bundle.tokenizer import TextTokenizer, Vocabulary
-from training.checkpoint import atomic_save, load_checkpoint
+from serving.bundle.tokenizer import TextTokenizer
+from training.checkpoint import atomic_save, load_checkpoint, write_json_atomic
+from training.config import TrainConfig
 from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
-from training.data.bunch import DataBunch
 from training.data.text import TextDataBunch
 from training.errors import ConfigError, DataError
 from training.learner import Learner, Reporter
 from training.losses import next_token_loss
 from training.metrics import accuracy
 from training.models import text_layer_groups
-from training.run import write_json_atomic
 
-__all__ = ["SentimentConfig", "load_encoder", "run_sentiment"]
+__all__ = ["load_encoder", "run_sentiment", "valid_column"]
 
 ENCODER_FILE = "encoder.pt"
 DISCRIMINATIVE = 2.6  # ULMFiT: each layer group's rate is the next one's / 2.6
 
 
-class SentimentConfig(BaseModel):
-    """A text run's options; the defaults suit the demo reviews on a CPU."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data: Path
-    csv: str = "reviews.csv"
-    text_col: str = "text"
-    label_col: str = "label"
-    valid_col: str = "is_valid"
-    extra_csv: str | None = Field("sentences.csv", description="unlabelled texts for the LM, if present")
-    vocabulary: Vocabulary = Field("bpe", description="bpe subwords, or whole words")
-    vocab_size: int = Field(8000, ge=100, le=65_536)
-    max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts keep xxbos and their last ids")
-    emb: int = Field(256, ge=8)
-    hidden: int = Field(512, ge=8)
-    layers: int = Field(3, ge=1, le=8)
-    bs: int = Field(32, ge=2)
-    bptt: int = Field(70, ge=8)
-    lm_epochs: int = Field(4, ge=0, description="language model epochs; 0 with --encoder: use it as is")
-    lm_lr: float = Field(3e-3, gt=0)
-    epochs: int = Field(4, ge=1, description="epochs of the last, fully unfrozen classifier stage")
-    lr: float = Field(1e-2, gt=0)
-    wd: float = Field(1e-2, ge=0)
-    encoder: Path | None = Field(None, description="an encoder.pt to start from instead of a new LM")
-    fp16: bool = False
-    resume: bool = Field(False, description="continue a killed run: finished stages load, the rest fit")
-    out: Path = Path("runs/sentiment")
-    seed: int = 0
+def valid_column(cfg: TrainConfig) -> str:
+    """The boolean CSV column marking validation rows: texts are split by it, never at random."""
+    if not cfg.valid_col:
+        raise ConfigError("sentiment splits by a boolean CSV column: give --valid-col (default is_valid)")
+    return cfg.valid_col
 
 
-def sentiment_config(values: dict[str, Any]) -> SentimentConfig:
-    """The CLI's options (None: not given) as a config; a bad one is a `ConfigError` naming it."""
-    try:
-        return SentimentConfig.model_validate({k: v for k, v in values.items() if v is not None})
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(problems) from None
+def _check(cfg: TrainConfig) -> float:
+    """The classifier head's one rate (the groups below get ULMFiT's falling rates)."""
+    if isinstance(cfg.lr, tuple):
+        raise ConfigError(f"--lr {cfg.lr[0]}:{cfg.lr[1]}: sentiment takes one rate, the head's")
+    if cfg.bs < 2:
+        raise ConfigError(f"--bs {cfg.bs}: a language model needs at least 2 streams")
+    return cfg.lr
 
 
-def run_sentiment(cfg: SentimentConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+def run_sentiment(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Tokenizer → language model (or `cfg.encoder`) → classifier; returns the metrics it wrote."""
+    _check(cfg)
     torch.manual_seed(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
     src = (
         ItemList.from_text_csv(cfg.data, cfg.csv, cfg.text_col)
-        .split(ColumnSplitter(cfg.valid_col))
+        .split(ColumnSplitter(valid_column(cfg)))
         .label(FromColumn(cfg.label_col))
     )
     extra = _extra_texts(cfg)
@@ -121,7 +98,7 @@ def run_sentiment(cfg: SentimentConfig, reporter: Reporter | None = None) -> dic
 
 
 def train_language_model(
-    cfg: SentimentConfig,
+    cfg: TrainConfig,
     src: LabelledData,
     tokenizer: TextTokenizer,
     spec: AwdLstmSpec,
@@ -141,7 +118,7 @@ def train_language_model(
         "config": cfg.model_dump(mode="json"),
     }
     learn = Learner(
-        as_bunch(data),
+        data,
         model,
         next_token_loss,
         [accuracy],
@@ -168,7 +145,7 @@ def train_language_model(
 
 
 def train_classifier(
-    cfg: SentimentConfig,
+    cfg: TrainConfig,
     src: LabelledData,
     tokenizer: TextTokenizer,
     spec: AwdLstmSpec,
@@ -189,7 +166,7 @@ def train_classifier(
         "config": cfg.model_dump(mode="json"),
     }
     learn = Learner(
-        as_bunch(data),
+        data,
         model,
         nn.CrossEntropyLoss(),
         [accuracy],
@@ -201,7 +178,7 @@ def train_classifier(
     )
     if cfg.fp16:
         learn.to_fp16()
-    lr = cfg.lr
+    lr = _check(cfg)
     spread = DISCRIMINATIVE ** (len(learn.layer_groups) - 1)
     learn.freeze_to(-1)
     fit_stage(learn, cfg, "clf-1", 1, lr)
@@ -222,7 +199,7 @@ def train_classifier(
     }
 
 
-def fit_stage(learn: Learner, cfg: SentimentConfig, stage: str, epochs: int, lr: float | slice) -> None:
+def fit_stage(learn: Learner, cfg: TrainConfig, stage: str, epochs: int, lr: float | slice) -> None:
     """One cycle (ULMFiT's momentums); with `resume`, a stage already on disk continues from its last
     epoch, or, finished, only loads its weights."""
     resume = cfg.resume and learn.stage_path(stage).is_file()
@@ -263,13 +240,7 @@ def load_encoder(path: Path) -> tuple[TextTokenizer, AwdLstmSpec, dict[str, torc
     return tokenizer, spec, state["model"]
 
 
-def as_bunch(data: TextDataBunch) -> DataBunch:
-    """A text bunch has every part of a DataBunch the Learner's fitting uses (device, loaders with
-    `len`/`set_epoch`, ranks); image-only helpers (`predict`, `show_batch`) are never called on it."""
-    return cast(DataBunch, data)
-
-
-def _extra_texts(cfg: SentimentConfig) -> list[str]:
+def _extra_texts(cfg: TrainConfig) -> list[str]:
     """The unlabelled texts of `extra_csv` (its `text_col`), if the data folder has that file."""
     if cfg.extra_csv is None or not (cfg.data / cfg.extra_csv).is_file():
         return []

@@ -36,7 +36,9 @@ from serving.bundle.write import publish, staged, write_pipeline
 __all__ = ["ParityCheck", "library_versions", "write_bundle"]
 
 ParityCheck = Callable[[torch.nn.Module, Path], Parity]
-"""(the fp32 network, the written fp16 `model.onnx`) → the parity to record; raises to refuse."""
+"""(the network rebuilt from the pipeline's fp16 weights, the written fp16 `model.onnx`) → the parity
+to record; raises to refuse. A check may compare against its own reference instead (the training kit
+compares with the stage's fp32 weights)."""
 
 
 def write_bundle(

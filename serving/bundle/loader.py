@@ -20,7 +20,7 @@ from serving.bundle.manifest import MANIFEST, ONNX_MODEL, PIPELINE, Manifest, re
 from serving.bundle.pipeline import ImagePreprocess, Pipeline
 from serving.bundle.read import check_consistency, read_pipeline, read_verified
 from serving.bundle.runtimes import Device, OnnxRuntime, Runtime, RuntimeName, TorchRuntime
-from serving.bundle.tasks import ServedTask, task_for
+from serving.bundle.tasks import TASKS, ServedTask, task_for
 from serving.bundle.text_preprocess import TextPreprocess
 from serving.bundle.write import is_version
 
@@ -54,12 +54,42 @@ class Bundle:
         key = f"{name}:{device}:{graphs}:{max_batch}"
         if key not in self._runtimes:
             if name == "onnx":
-                self._runtimes[key] = OnnxRuntime(self.onnx_model, self.threads, device)
+                self._runtimes[key] = self._onnx_runtime(device)
             elif name == "torch":
                 self._runtimes[key] = TorchRuntime(self.pipeline.network, device, graphs, max_batch)
             else:
                 raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")
         return self._runtimes[key]
+
+    def _onnx_runtime(self, device: Device) -> OnnxRuntime:
+        """An ONNX Runtime session on `model.onnx`, whose graph must be the one the manifest describes:
+        one input of the pipeline's rank, and the manifest's output with its fixed axes."""
+        path = self.path / ONNX_MODEL
+        try:
+            runtime = OnnxRuntime(self.onnx_model, self.threads, device)
+        except Exception as err:  # ORT raises its own types for a graph it cannot load
+            raise BundleError(
+                f"{path}: not a model ONNX Runtime can load ({type(err).__name__}: {err})"
+            ) from err
+        inputs, outputs = runtime.session.get_inputs(), runtime.session.get_outputs()
+        rank = 2 if isinstance(self.pipeline.preprocess, TextPreprocess) else 4
+        described = self.manifest.outputs[0]
+        fixed = [
+            (got, want) for got, want in zip(outputs[0].shape, described.shape, strict=False) if want != -1
+        ]
+        if (
+            len(inputs) != 1
+            or len(inputs[0].shape) != rank
+            or outputs[0].name != described.name
+            or len(outputs[0].shape) != len(described.shape)
+            or any(isinstance(got, int) and got != want for got, want in fixed)
+        ):
+            graph = [(t.name, t.shape) for t in (*inputs, *outputs)]
+            raise BundleError(
+                f"{path}: the graph's inputs and outputs {graph} are not what the manifest "
+                f"describes ({described})"
+            )
+        return runtime
 
     @property
     def image_size(self) -> int:
@@ -112,7 +142,7 @@ def resolve_version(path: Path) -> Path:
 def load_bundle(path: Path | str, threads: int | None = None) -> Bundle:
     """Load `models/<name>/<version>` (or the newest version under `models/<name>`), verified."""
     folder = resolve_version(Path(path))
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, TASKS)
     blobs = read_verified(folder, manifest)
     pipeline = read_pipeline(folder / PIPELINE, blobs[PIPELINE])
     check_consistency(folder, manifest, pipeline)

@@ -9,14 +9,14 @@ models/<name>/<version>/      integer versions, higher is newer
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from serving.bundle.errors import BundleError
-from serving.bundle.tasks import TASKS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -96,15 +96,9 @@ class Manifest(BaseModel):
     libraries: dict[str, str]
     files: dict[str, str]  # file name -> sha256
 
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, task: str) -> str:
-        if task not in TASKS:
-            raise ValueError(f"task {task!r} is not one this code serves ({', '.join(TASKS)})")
-        return task
 
-
-def read_manifest(folder: Path) -> Manifest:
+def read_manifest(folder: Path, tasks: Collection[str] = ()) -> Manifest:
+    """The folder's manifest, validated; with `tasks`, its task must be one of them."""
     path = folder / MANIFEST
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -119,10 +113,16 @@ def read_manifest(folder: Path) -> Manifest:
             "upgrade serving"
         )
     try:
-        return Manifest.model_validate(raw)
+        manifest = Manifest.model_validate(raw)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise BundleError(f"{path}: not a valid manifest ({problems})") from None
+    if tasks and manifest.task not in tasks:
+        raise BundleError(
+            f"{path}: not a valid manifest (task: {manifest.task!r} is not one this code serves: "
+            f"{', '.join(tasks)})"
+        )
+    return manifest
 
 
 def now() -> datetime:

@@ -1,22 +1,28 @@
 """Reading a bundle safely: every file's sha256 before anything is parsed, a restricted unpickler,
 and a pipeline checked against its manifest before anything of it runs.
 
-`pipeline.pkl` goes through torch's weights-only unpickler with exactly `pipeline_classes()`
-allowed, so a pickle naming any other global (os.system, builtins.eval, ...) is refused before
-anything in it runs. Format 1 bundles written before the classes moved into `serving.bundle` name
-them by their old modules; `LEGACY_NAMES` maps those names to the same classes.
+`pipeline.pkl` goes through an unpickler that resolves exactly `pipeline_classes()` and the two
+globals a tensor needs (not even torch's wider list of "safe" globals), so a pickle naming any other
+(os.system, builtins.eval, ...) is refused before anything in it runs; then every field of every
+object it made is checked (types, shapes, ranges) before the pipeline is used.
+
+Format 1 bundles written before the classes moved into `serving.bundle` name them by their old
+modules; `LEGACY_NAMES` maps those names to the same classes.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from serving.bundle.errors import BundleError
+from serving.bundle.fields import field_problems
 from serving.bundle.manifest import MANIFEST, MAX_INPUT_SIZE, MAX_TOKENS, ONNX_MODEL, PIPELINE, Manifest
 from serving.bundle.networks import NETWORK_SPECS, AwdLstmSpec, CnnSpec, UnetSpec, spec_problems
 from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline
@@ -69,16 +75,45 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def allowed_globals() -> dict[str, object]:
+    """Every global a `pipeline.pkl` may name, by its pickled name: the pipeline classes (also under
+    their format-1 names) and what torch needs to rebuild a tensor (storages are torch's own)."""
+    allowed: dict[str, object] = {f"{c.__module__}.{c.__qualname__}": c for c in pipeline_classes()}
+    allowed |= LEGACY_NAMES
+    allowed |= {
+        "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+        "collections.OrderedDict": collections.OrderedDict,
+    }
+    return allowed
+
+
+class _PipelineUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        found = allowed_globals().get(f"{module}.{name}")
+        if found is None:
+            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
+        return found
+
+
+class _RestrictedPickle:
+    """The pickle module `torch.load` is given: its unpickler resolves only `allowed_globals()`."""
+
+    Unpickler = _PipelineUnpickler
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        return _PipelineUnpickler(file, **kwargs).load()
+
+
 def read_pipeline(path: Path, data: bytes | None = None) -> Pipeline:
-    """Unpickle with only the pipeline classes allowed: any other global is refused, unrun.
+    """Unpickle with only the pipeline classes allowed (any other global is refused, unrun), then
+    check every field of what was built.
 
     Pass `data` (the bytes whose hash was checked) so that what is parsed is what was verified.
     """
-    allowed: list[object] = [*pipeline_classes(), *((cls, name) for name, cls in LEGACY_NAMES.items())]
+    source = io.BytesIO(data) if data is not None else path
     try:
-        with torch.serialization.safe_globals(allowed):
-            source = io.BytesIO(data) if data is not None else path
-            pipeline = torch.load(source, map_location="cpu", weights_only=True)
+        pipeline = torch.load(source, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle)
     except pickle.UnpicklingError as err:
         raise BundleError(
             f"{path}: refused, the pickle names something outside the pipeline classes ({err})"
@@ -87,6 +122,9 @@ def read_pipeline(path: Path, data: bytes | None = None) -> Pipeline:
         raise BundleError(f"{path}: not a readable pipeline ({type(err).__name__}: {err})") from err
     if not isinstance(pipeline, Pipeline):
         raise BundleError(f"{path}: holds a {type(pipeline).__name__}, not a Pipeline")
+    problems = field_problems(pipeline, "pipeline")
+    if problems:
+        raise BundleError(f"{path}: the pipeline has fields of the wrong kind: {'; '.join(problems[:5])}")
     return pipeline
 
 
@@ -130,8 +168,11 @@ def _problems(manifest: Manifest, pipeline: Pipeline) -> list[str]:
     problems = []
     if pipeline.task != manifest.task:
         problems.append(f"task {pipeline.task!r} (manifest: {manifest.task!r})")
-    if list(task.labels(post)) != manifest.labels:
+    labels = list(task.labels(post))
+    if labels != manifest.labels:
         problems.append("labels that differ from the manifest's")
+    if not labels or len(set(labels)) != len(labels) or not all(labels):
+        problems.append("labels that are not distinct, non-empty names")
     problems += task.problems(manifest, pipeline)
     if isinstance(pre, TextPreprocess):
         text_problems = _text_problems(manifest, pre)
@@ -153,6 +194,8 @@ def _image_problems(manifest: Manifest, pre: ImagePreprocess) -> list[str]:
         problems.append("an input size or normalization that differs from the manifest's")
     if not isinstance(pre.size, int) or not 8 <= pre.size <= MAX_INPUT_SIZE:
         problems.append(f"an input size of {pre.size} (allowed 8..{MAX_INPUT_SIZE})")
+    if len(pre.mean) != 3 or len(pre.std) != 3 or not all(s > 0 for s in pre.std):
+        problems.append(f"a normalization that cannot be right (mean {pre.mean}, std {pre.std})")
     return problems
 
 

@@ -1,8 +1,8 @@
 """The text part of a bundle's pipeline: UTF-8 texts → token ids.
 
-A text model takes right-padded int64 ids (N, T) with `PAD` = 0; its answer for a text never depends
-on the padding (`serving.bundle.networks.awd_lstm`), so texts of any lengths can share a batch, and the server groups
-them by length only to waste less compute (`serving.bundle.text_batches`).
+A text model takes right-padded int64 ids (N, T) with `PAD` = 0; its answer for a text never
+depends on the padding (`serving.bundle.networks.awd_lstm`), so texts of any lengths can share a
+batch, and the server groups them by length only to waste less compute (`serving.bundle.text_batches`).
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ class TextPreprocess:
     def prepare(self, data: bytes | bytearray | memoryview | str) -> np.ndarray:
         """One text → its int64 token ids (`xxbos` first)."""
         if isinstance(data, str):
+            # the one limit of every path (V2 bytes, typed str, TorchServe bodies, JSON), before any
+            # tokenizing; a character is at least one UTF-8 byte, so a long str is refused uncopied
+            if len(data) > MAX_TEXT_BYTES or len(data.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+                raise TextError(
+                    f"text of {len(data):,} characters, over the limit of {MAX_TEXT_BYTES:,} bytes of UTF-8"
+                )
             text = data
         else:
             if len(data) > MAX_TEXT_BYTES:

@@ -1,7 +1,7 @@
 """The gRPC server: V2 inference, the typed task API, health, reflection, metrics, and a clean drain.
 
 `InferenceServer` is the whole service in one object; `serve-kit serve` runs it until SIGTERM or
-SIGINT, then stops accepting calls, lets in-flight ones finish, and exits 0.
+SIGINT, then drains (`InferenceServer.stop`): no accepted call is lost, and it exits 0.
 """
 
 from __future__ import annotations
@@ -90,18 +90,27 @@ class InferenceServer:
             },
         )
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Drain: refuse new calls, let in-flight ones finish (up to `grace` s), unload every model."""
-        self.repository.draining = True  # from now on a request reaching a model is UNAVAILABLE
+    async def stop(self, grace: float | None = None, prestop: float = 0.0) -> None:
+        """Drain, losing no call that was accepted.
+
+        1. Report NOT_SERVING (health checks, ServerReady) and keep answering for `prestop` seconds,
+           while load balancers and Kubernetes' readiness probe stop sending traffic here.
+        2. Stop accepting: gRPC refuses new calls (UNAVAILABLE) and lets every accepted one finish
+           (up to `grace` seconds); then unload every model.
+        """
+        self.repository.draining = True  # ServerReady says no; requests are still answered
         await self.health.enter_graceful_shutdown()
+        if prestop > 0:
+            await asyncio.sleep(prestop)
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
         grace = self.settings.drain_timeout_s if grace is None else grace
-        # gRPC refuses new calls (UNAVAILABLE) at once and lets in-flight ones finish. A call that gRPC
-        # core had received but not yet handed to us at that instant comes back CANCELLED instead:
-        # a known core bug (grpc/grpc#41785), at most one per connected client.
+        # A call that gRPC core had received but not yet handed to us at the instant it stops comes back
+        # CANCELLED (grpc/grpc#41785): the pre-stop period is what keeps that from hitting calls that
+        # clients sent before the signal.
         await self.grpc.stop(grace)
+        self.repository.closed = True  # nothing can reach a model any more; say so if something tries
         try:
             await asyncio.wait_for(self.repository.close(), grace + 1)
         except TimeoutError:
@@ -142,17 +151,22 @@ async def run_server(settings: ServerSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def on_signal() -> None:
+    prestop = settings.drain_prestop_s
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal prestop
         if stop.is_set():  # a second signal: the operator will not wait for the drain
             log.error("second signal while draining; exiting now")
             os._exit(1)
+        if sig == signal.SIGINT:  # Ctrl-C at a terminal: nobody routes traffic away first
+            prestop = 0.0
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     await server.start()
     metrics = f", metrics on {settings.host}:{server.metrics_port}" if server.metrics_port else ""
     print(f"serve-kit listening on {settings.host}:{server.port}{metrics}", flush=True)
     await stop.wait()
-    log.info("draining", extra={"timeout_s": settings.drain_timeout_s})
-    await server.stop()
+    log.info("draining", extra={"prestop_s": prestop, "timeout_s": settings.drain_timeout_s})
+    await server.stop(prestop=prestop)

@@ -18,6 +18,7 @@ import grpc
 from serving.bundle.quoting import clip
 from serving.server.batcher import BatcherClosedError, DeadlineExceededError, QueueFullError
 from serving.server.feedback_store import FeedbackError, FeedbackFullError, FeedbackOffError
+from serving.server.memory import MemoryBudgetError
 from serving.server.prometheus import ServerMetrics
 from serving.server.repository import DrainingError, ModelLoadingError, ModelNotFoundError, ModelRepository
 from serving.server.served_model import ItemError, ServedModel, TooManyItemsError
@@ -43,6 +44,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (DrainingError, grpc.StatusCode.UNAVAILABLE),
     (BatcherClosedError, grpc.StatusCode.UNAVAILABLE),
     (QueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (MemoryBudgetError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (TaskMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (FeedbackOffError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -53,6 +55,33 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (TensorError, grpc.StatusCode.INVALID_ARGUMENT),
     (RequestError, grpc.StatusCode.INVALID_ARGUMENT),
 ]
+
+
+class RefusalLog:
+    """One log line per refused call (level, code, model, reason, clipped), at most `per_second` a
+    second: past that, refusals are counted and the next line that gets through says how many were
+    not logged, so a flood of bad requests cannot fill the disk."""
+
+    def __init__(self, per_second: float = 20.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second, self.clock = per_second, clock
+        self.tokens, self.updated, self.suppressed = per_second, clock(), 0
+
+    def log(self, code: grpc.StatusCode, model: str, reason: str) -> None:
+        now = self.clock()
+        self.tokens = min(self.per_second, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1:
+            self.suppressed += 1
+            return
+        self.tokens -= 1
+        extra = {"code": code.name, "model": clip(model, 120), "reason": clip(reason, 300)}
+        if self.suppressed:
+            extra["not_logged_since"] = self.suppressed
+            self.suppressed = 0
+        log.warning("refused a call", extra=extra)
+
+
+refusals = RefusalLog()
 
 
 def status_for(err: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -82,7 +111,7 @@ async def answer(
         (counted or metrics.for_model("", "")).answered(time.perf_counter() - started, code.name)
 
     try:
-        with repository.lease(model, version) as served:
+        with repository.memory.call(), repository.lease(model, version) as served:
             counted = served.metrics
             result = await work(served)
     except asyncio.CancelledError:
@@ -92,6 +121,8 @@ async def answer(
     except Exception as err:
         code, message = status_for(err)
         count()  # before the status leaves: a client that reads /metrics next must see this call
+        if code != grpc.StatusCode.INTERNAL:  # an internal error was logged with its traceback
+            refusals.log(code, model, message)
         await _abort(context, code, message)
     count()
     return result

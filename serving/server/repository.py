@@ -21,6 +21,7 @@ from typing import Literal
 from serving.bundle import BundleError, is_version, load_bundle
 from serving.bundle.quoting import shown
 from serving.bundle.runtimes import Device, cuda_available
+from serving.server.memory import MemoryBudget
 from serving.server.prometheus import ServerMetrics
 from serving.server.served_model import ServedModel
 from serving.server.settings import ServerSettings
@@ -66,13 +67,15 @@ class ModelRepository:
         self.models: dict[str, ModelState] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._scan_lock = asyncio.Lock()
-        self.draining = False
+        self.memory = MemoryBudget(settings.max_inflight_mb << 20)
+        self.draining = False  # SIGTERM received: not ready, yet every request is still answered
+        self.closed = False  # the server stopped accepting calls: none may reach a model now
 
     # -- lookups, answered from memory on the event loop ------------------------------------
     @contextmanager
     def lease(self, name: str, version: str = "") -> Iterator[ServedModel]:
         """The served model for a request, held until the request's answer is sent."""
-        if self.draining:
+        if self.closed:
             raise DrainingError("the server is shutting down; retry on another instance")
         state = self.models.get(name)
         if state is None:
@@ -188,8 +191,14 @@ class ModelRepository:
     def _load(self, name: str, version_dir: Path) -> ServedModel:
         """Blocking: verify and unpickle the bundle, build the runtime, warm it up."""
         bundle = load_bundle(version_dir, self.settings.inference_threads)
-        if bundle.manifest.name != name:
-            raise BundleError(f"manifest names model {bundle.manifest.name!r}, but it lies under {name!r}/")
+        described = (bundle.manifest.name, bundle.manifest.version)
+        if described != (name, int(version_dir.name)):
+            # a copied folder (cp -r planet/1 planet/2) still says version 1: refused once, never
+            # loaded as "v1" again and again on every poll
+            raise BundleError(
+                f"manifest describes {described[0]!r} version {described[1]}, but it lies in "
+                f"{name}/{version_dir.name}/; folder and manifest must agree (re-export, or fix the folder)"
+            )
         runtime = self.settings.runtime_for(name)
         model = ServedModel(
             bundle,
@@ -201,6 +210,7 @@ class ModelRepository:
             self.settings.max_image_pixels,
             self.settings.prepare_on_gpu,
             self.settings.cuda_graphs,
+            self.memory,
         )
         model.warm_up()
         return model

@@ -30,6 +30,7 @@ from serving.bundle.runtimes import Device, Runtime, RuntimeName
 from serving.bundle.text_batches import run_by_length
 from serving.bundle.text_preprocess import TextError, TextPreprocess
 from serving.server.batcher import BatchingConfig, DynamicBatcher
+from serving.server.memory import MemoryBudget
 from serving.server.prometheus import ModelMetrics
 
 __all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
@@ -72,6 +73,7 @@ class ServedModel:
         max_image_pixels: int,
         prepare_on_gpu: bool = False,
         graphs: GraphMode = "off",
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.bundle, self.metrics = bundle, metrics
         self.name, self.version = bundle.manifest.name, bundle.manifest.version
@@ -90,6 +92,9 @@ class ServedModel:
         )
         pre = bundle.pipeline.preprocess
         self.input_shape = None if isinstance(pre, TextPreprocess) else ImageShape(3, pre.size, pre.size)
+        self.memory = memory or MemoryBudget(1 << 62)
+        # what one prepared item holds: int64 token ids (at most max_tokens), or a float32 image
+        self.item_bytes = 8 * pre.max_tokens if isinstance(pre, TextPreprocess) else 4 * 3 * pre.size**2
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -127,12 +132,14 @@ class ServedModel:
             if self._in_flight == 0:
                 self._idle.set()
 
-    def admit(self, count: int) -> None:
-        """Refuse a request before any work is spent on it: too many items ever, or no room now."""
+    def admit(self, count: int, payload_bytes: int = 0) -> None:
+        """Refuse a request before any work is spent on it: too many items ever, no room in the queue
+        now, or no room in the memory budget for what it sent and what preparing it will hold."""
         limit = self.batcher.config.max_queue_size
         if count > limit:
             raise TooManyItemsError(f"{count} items in one request; at most {limit} (max_queue_size) fit")
         self.batcher.check_room(count)
+        self.memory.reserve(payload_bytes + count * self.item_bytes)
 
     async def prepare_images(self, images: Sequence[bytes]) -> tuple[list[Item], list[Size]]:
         """Encoded images → prepared float32 items (C, H, W) and each image's original size,

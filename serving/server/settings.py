@@ -81,9 +81,17 @@ class ServerSettings(BaseSettings):
     max_concurrent_rpcs: int = Field(
         1024, ge=1, description="calls in progress at once; more: RESOURCE_EXHAUSTED"
     )
+    max_inflight_mb: int = Field(
+        1024,
+        ge=1,
+        description="memory all requests in flight may hold (sent + prepared); more: RESOURCE_EXHAUSTED",
+    )
     max_message_mb: int = Field(64, ge=1, le=2047, description="largest gRPC message in MiB, either way")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest declared image (pixels)")
     poll_interval_s: float = Field(5.0, ge=0, description="repository scan period; 0: load once")
+    drain_prestop_s: float = Field(
+        5.0, ge=0, description="SIGTERM: keep answering this long while health says NOT_SERVING"
+    )
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM: how long in-flight work may finish")
     log_format: Literal["json", "text"] = "json"
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf.message import Message
 
+from serving.bundle.pipeline import Size
 from serving.bundle.tasks import TASKS
 from serving.server.error_status import RequestError, TaskMismatchError, answer
 from serving.server.feedback_store import Correction, FeedbackError, FeedbackOffError, FeedbackStore
@@ -98,14 +99,15 @@ class TaskService(TasksServicer):
                 )
             if not items:
                 raise RequestError(f"no {task.takes}: send at least one")
-            model.admit(len(items))
+            model.admit(len(items), sum(len(item) for item in items))
+            sizes: list[Size] = []
             if task.takes == "texts":
-                prepared, sizes = await model.prepare_texts(list(items)), []
+                prepared = await model.prepare_texts(list(items))
             else:
                 prepared, sizes = await model.prepare_images(items)  # type: ignore[arg-type]
             outputs = await model.infer(prepared, context.time_remaining())
             response = task.typed_response(model.bundle.manifest, model.postprocess(outputs, sizes))
-            response.model.CopyFrom(pb.ModelRef(name=model.name, version=str(model.version)))  # type: ignore[attr-defined]
+            response.model.CopyFrom(pb.ModelRef(name=model.name, version=str(model.version)))
             return response
 
         return await answer(self.repository, self.metrics, context, ref.name, ref.version, run)

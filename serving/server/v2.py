@@ -14,7 +14,13 @@ from serving.server.error_status import answer
 from serving.server.prometheus import ServerMetrics
 from serving.server.repository import ModelRepository
 from serving.server.served_model import ServedModel
-from serving.server.v2_outputs import check_sizes, encode_outputs, input_tensors, output_tensors
+from serving.server.v2_outputs import (
+    check_sizes,
+    encode_outputs,
+    input_tensors,
+    output_tensors,
+    top_classes,
+)
 from serving.server.v2_requests import queue_timeout, read_input, requested_outputs
 from serving.wire import inference_pb2 as pb
 from serving.wire.inference_pb2_grpc import GRPCInferenceServiceServicer
@@ -22,8 +28,8 @@ from serving.wire.inference_pb2_grpc import GRPCInferenceServiceServicer
 __all__ = ["InferenceService"]
 
 SERVER_NAME = "serve-kit"
-# The core protocol only: Triton's extensions (model config, statistics) are not served.
-EXTENSIONS: list[str] = []
+# Triton's extensions served beside the core protocol.
+EXTENSIONS: list[str] = ["classification"]
 
 
 class InferenceService(GRPCInferenceServiceServicer):
@@ -87,8 +93,8 @@ class InferenceService(GRPCInferenceServiceServicer):
             response = pb.ModelInferResponse(
                 model_name=model.name, model_version=str(model.version), id=request.id
             )
-            for name in wanted:
-                tensor = encoded[name]
+            for name, classes in wanted:
+                tensor = encoded[name] if not classes else top_classes(model, outputs, classes)
                 response.outputs.add(name=name, datatype=tensor.spec.datatype, shape=tensor.spec.shape)
                 response.raw_output_contents.append(tensor.raw)
             return response

@@ -52,6 +52,17 @@ def output_tensors(model: ServedModel) -> list[OutputTensor]:
     return model.bundle.task.v2_outputs(model.bundle.manifest)
 
 
+def top_classes(model: ServedModel, outputs: np.ndarray, k: int) -> Tensor:
+    """Triton's classification answer: per item, the k best classes as BYTES "score:index:label"."""
+    scores = model.bundle.task.class_scores(model.bundle.pipeline.postprocess, outputs)
+    labels = model.bundle.manifest.labels
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    elements = [
+        f"{row[i]:f}:{i}:{labels[i]}".encode() for row, top in zip(scores, best, strict=True) for i in top
+    ]
+    return Tensor(OutputTensor("", "BYTES", (len(scores), k)), pack_bytes(elements))
+
+
 def check_sizes(model: ServedModel, sizes: Sequence[Size]) -> None:
     """Images that cannot share the task's output tensors are refused before any inference."""
     try:

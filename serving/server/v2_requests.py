@@ -58,7 +58,7 @@ async def read_input(request: Request, model: ServedModel) -> tuple[list[Item], 
         raise RequestError(f"input {name} has no contents (neither raw_input_contents nor contents)")
     if len(request.raw_input_contents) > 1:
         raise RequestError(f"{len(request.raw_input_contents)} raw_input_contents for 1 input")
-    model.admit(shape[0])
+    model.admit(shape[0], sum(map(len, request.raw_input_contents)) or tensor.ByteSize())
 
     if tensor.name in (IMAGES, TEXTS):
         if typed:
@@ -93,15 +93,35 @@ def check_shape(name: str, shape: list[int], expected: tuple[int, ...]) -> None:
         raise RequestError(f"input {name!r} must have shape {want} (-1: any), got {shown(shape)}")
 
 
-def requested_outputs(request: Request, model: ServedModel) -> list[str]:
+def requested_outputs(request: Request, model: ServedModel) -> list[tuple[str, int]]:
+    """The outputs asked for (all, when none is named), each with its `classification` count (Triton's
+    classification extension: the top k classes instead of the tensor; 0 when not asked)."""
     available = [t.name for t in output_tensors(model)]
-    wanted = [o.name for o in request.outputs] or available
-    unknown = [name for name in wanted if name not in available]
+    wanted = [(o.name, class_count(o, model)) for o in request.outputs] or [(name, 0) for name in available]
+    unknown = [name for name, _ in wanted if name not in available]
     if unknown:
         raise RequestError(f"unknown output {shown(unknown[0])}; model {model.name!r} returns {available}")
-    if len(set(wanted)) != len(wanted):
+    if len({name for name, _ in wanted}) != len(wanted):
         raise RequestError(f"an output is requested twice; ask for each of {available} at most once")
     return wanted
+
+
+def class_count(output: Any, model: ServedModel) -> int:
+    """An output's `classification` parameter, checked: a positive count of an output with classes."""
+    parameter = output.parameters.get("classification")
+    if parameter is None:
+        return 0
+    if parameter.WhichOneof("parameter_choice") not in ("int64_param", "uint64_param"):
+        raise RequestError("the classification parameter must be an integer (the number of classes)")
+    count = parameter.int64_param or parameter.uint64_param
+    scores = model.bundle.task.ranked_output
+    if scores is None:
+        raise RequestError(f"model {model.name!r} answers {model.task}, which has no classes to rank")
+    if output.name != scores:
+        raise RequestError(f"classification ranks the {scores!r} output, not {shown(output.name)}")
+    if count < 1:
+        raise RequestError(f"classification asks for {count} classes; ask for at least 1")
+    return int(min(count, len(model.bundle.manifest.labels)))
 
 
 def queue_timeout(request: Request, context: grpc.aio.ServicerContext) -> float | None:

@@ -84,6 +84,7 @@ class ServerProcess:
 def running_server(models: Path, /, **settings: Any) -> Iterator[ServerProcess]:
     """`settings` become SERVE_* environment variables (nested with `__`: batching__max_batch_size)."""
     env = {"SERVE_METRICS_PORT": "0", "SERVE_POLL_INTERVAL_S": "0", "SERVE_LOG_FORMAT": "json"}
+    env["SERVE_DRAIN_PRESTOP_S"] = "0"  # tests stop many servers; the drain tests set their own
     env.update({f"SERVE_{key.upper()}": str(value) for key, value in settings.items()})
     server = ServerProcess(models, env)
     try:

@@ -1,14 +1,12 @@
 """The AWD-LSTM-style networks: a tied language model, and a classifier whose answer for a text does
-not depend on the padding its batch adds; gradual unfreezing thaws exactly the intended groups."""
+not depend on the padding its batch adds. (Gradual unfreezing is the learner's,
+tested beside it.)"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
-from training.learner import Learner
-from training.models import layer_groups
 
 SPEC = AwdLstmSpec(vocab_size=60, emb=16, hidden=24, layers=3)
 
@@ -37,24 +35,6 @@ def test_a_language_models_encoder_starts_the_classifier() -> None:
     classifier = TextClassifier(AwdLstmSpec(vocab_size=60, emb=16, hidden=24, layers=3, n_classes=2))
     classifier.encoder.load_state_dict(lm.encoder.state_dict())
     assert torch.equal(classifier.encoder.embedding.weight, lm.encoder.embedding.weight)
-
-
-def test_gradual_unfreezing_thaws_one_group_at_a_time_from_the_top() -> None:
-    model = TextClassifier(AwdLstmSpec(vocab_size=60, emb=16, hidden=24, layers=3, n_classes=2))
-    groups = layer_groups(model)
-    assert len(groups) == 4  # embedding + LSTM 1, LSTM 2, LSTM 3, head
-    learn = Learner.__new__(Learner)  # freezing needs only the groups
-    learn.layer_groups = groups
-
-    def trainable() -> list[bool]:
-        return [all(p.requires_grad for p in g.parameters() if p.dim() > 1) for g in groups]
-
-    expected = {-1: [False, False, False, True], -2: [False, False, True, True], 0: [True] * 4}
-    for n, thawed in expected.items():
-        learn.freeze_to(n)
-        assert trainable() == thawed, n
-    norms = [m for m in model.head.modules() if isinstance(m, nn.BatchNorm1d)]
-    assert norms and all(p.requires_grad for m in norms for p in m.parameters())
 
 
 def test_a_language_model_carries_its_states_from_window_to_window_until_its_mode_changes() -> None:

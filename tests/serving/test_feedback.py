@@ -188,12 +188,12 @@ def test_a_crash_while_storing_loses_only_that_record(
     """A record is its image, then its CSV row: dying between the two leaves an image no row names,
     and the CSV as it was, readable, with every earlier record."""
     from serving.bundle import load_bundle
-    from serving.server import feedback as module
+    from serving.server import feedback_store as module
 
-    manifest = load_bundle(bundle_path).manifest
+    bundle = load_bundle(bundle_path)
     store = module.FeedbackStore(tmp_path, max_records=10)
-    record = module.check_correction(module.Correction(jpegs[0], ["red"]), manifest, 10**8, 10**8)
-    first, _ = store.add(manifest, record)
+    correction, limits = module.Correction(jpegs[0], ["red"]), (10**8, 10**8)
+    first, _ = store.add(bundle, correction, *limits)
     real_write = module.write_atomically
 
     def dies_on_the_csv(path: Path, data: bytes) -> None:
@@ -203,10 +203,12 @@ def test_a_crash_while_storing_loses_only_that_record(
 
     monkeypatch.setattr(module, "write_atomically", dies_on_the_csv)
     with pytest.raises(OSError, match="power cut"):
-        store.add(manifest, record)
+        store.add(bundle, correction, *limits)
     monkeypatch.undo()
     assert [r["image_name"] for r in rows(tmp_path / "tags" / "labels.csv")] == [f"{first}.jpg"]
     assert len(list((tmp_path / "tags" / "images").iterdir())) == 2  # the orphan, which no row names
     assert not [p for p in (tmp_path / "tags").rglob(".*.tmp")]  # no half-written file anywhere
-    third, count = module.FeedbackStore(tmp_path, max_records=10).add(manifest, record)  # a restarted server
+    third, count = module.FeedbackStore(tmp_path, max_records=10).add(
+        bundle, correction, *limits
+    )  # restarted
     assert count == 2 and third != first

@@ -102,6 +102,15 @@ def test_a_bad_text_is_invalid_argument_naming_it(
     assert reason in caught.value.message()
 
 
+def test_a_typed_text_over_the_limit_is_refused_before_tokenizing_naming_it(tasks: TasksStub) -> None:
+    request = pb.SentimentRequest(model=pb.ModelRef(name="reviews"), texts=["fine", "é" * MAX_TEXT_BYTES])
+    with pytest.raises(grpc.RpcError) as caught:
+        tasks.Sentiment(request, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"item 1: text of {MAX_TEXT_BYTES:,} characters, over the limit" in (caught.value.details() or "")
+    assert tasks.Sentiment(pb.SentimentRequest(model=pb.ModelRef(name="reviews"), texts=["fine"])).results
+
+
 def test_the_typed_call_refuses_no_texts_and_image_calls_are_told_which_call(tasks: TasksStub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         tasks.Sentiment(pb.SentimentRequest(model=pb.ModelRef(name="reviews")))

@@ -1,5 +1,6 @@
 """The same bundles under a real TorchServe: same answers as serve-kit and as the bundle itself,
-per-request errors, batching; images of each task and texts."""
+per-request errors, batching; images of each task and texts. The archives are packed here with
+torch-model-archiver, as `train-kit archive` packs them."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ import tritonclient.grpc as triton
 from PIL import Image
 
 from serving.bundle import load_bundle
+from serving.bundle.text_preprocess import MAX_TEXT_BYTES
 from tests.serving.payloads import TEXTS, images_input
 from tests.serving.servers import ServerProcess
-from tests.serving.torchserve import TorchServe, running_torchserve
-from training.archive import TorchServeConfig, archive_bundle
+from tests.serving.torchserve import TorchServe, archive, running_torchserve
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +33,12 @@ def torchserve(
     seg_bundle: Path,
     pose_bundle: Path,
     sentiment_bundle: Path,
+    classify_bundle: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TorchServe]:
     root = tmp_path_factory.mktemp("torchserve")
-    config = TorchServeConfig(batch_size=8, max_batch_delay_ms=300, threads=1)
-    for bundle in (bundle_path, seg_bundle, pose_bundle, sentiment_bundle):
-        archive_bundle(bundle, root / "store", config)
-    models = "tags=tags.mar,rects=rects.mar,discs=discs.mar,reviews=reviews.mar"
+    bundles = (bundle_path, seg_bundle, pose_bundle, sentiment_bundle, classify_bundle)
+    models = ",".join(archive(bundle, root / "store") for bundle in bundles)
     with running_torchserve(root / "store", models, root / "instance") as running:
         yield running
 
@@ -122,6 +122,20 @@ def test_masks_and_points_come_back_as_json_in_the_request_images_pixels(
     assert answer["points"][0]["y"] == pytest.approx(expected["points"][0]["y"], abs=1e-3)
 
 
+def test_a_classify_model_answers_one_label_with_every_class_probability(
+    torchserve: TorchServe, classify_bundle: Path, jpegs: list[bytes]
+) -> None:
+    url = f"{torchserve.inference}/predictions/colours"
+    expected = load_bundle(classify_bundle).predict(jpegs)
+    with ThreadPoolExecutor(len(jpegs)) as pool:  # batched together, answered one by one
+        outcomes = list(pool.map(lambda image: post(url, image, "image/jpeg"), jpegs))
+    for (status, answer), alone in zip(outcomes, expected, strict=True):
+        assert status == 200, answer
+        assert answer["label"] == alone["label"]
+        assert answer["scores"] == pytest.approx(alone["scores"], abs=1e-4)
+        assert list(answer["scores"]) == ["blue", "green", "red"]
+
+
 def test_every_way_of_sending_a_text_gets_the_bundles_own_answer(
     torchserve: TorchServe, sentiment_bundle: Path
 ) -> None:
@@ -153,6 +167,11 @@ def test_texts_batched_with_longer_ones_get_their_answers_alone_and_bad_ones_a_4
         "   ": "text is empty",
         "\xff\xfe not UTF-8": "text is not valid UTF-8",
         '{"words": "no text key"}': "JSON body needs one of ['text', 'data']",
+        "x"
+        * (
+            MAX_TEXT_BYTES + 1
+        ): "text of 1,048,577 ",  # a text/plain body (bytes or str, as TorchServe has it)
+        json.dumps({"text": "x" * (MAX_TEXT_BYTES + 1)}): "text of 1,048,577 characters, over the limit",
     }
     bodies = [text.encode("latin-1" if "\xff" in text else "utf-8") for text in [*TEXTS, *bad, *TEXTS]]
     kinds = ["application/json" if body.startswith(b"{") else "text/plain" for body in bodies]

@@ -81,7 +81,7 @@ def test_parameters_a_client_may_send_are_accepted(
     result = client.infer(
         "tags",
         [images_input(jpegs[:1])],
-        outputs=[triton.InferRequestedOutput("scores", class_count=2)],
+        outputs=[triton.InferRequestedOutput("scores")],
         priority=1,
         timeout=5_000_000,
         parameters={"custom": "ignored"},

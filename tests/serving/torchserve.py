@@ -1,4 +1,5 @@
-"""A real TorchServe (Java frontend + Python workers) on free loopback ports, always stopped after.
+"""A real TorchServe (Java frontend + Python workers) on free loopback ports, always stopped after,
+and `.mar` archives of bundles for it, packed by TorchServe's own torch-model-archiver.
 
 Each instance gets its own folder as TMPDIR (pid file, worker sockets, unpacked models) and its own
 log folder, and is stopped with `ts.model_server --stop` under that same TMPDIR: killing the Python
@@ -12,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from serving import torchserve_handler
 
 
 def free_port() -> int:
@@ -37,6 +41,34 @@ class TorchServe:
     def model_log(self) -> str:
         path = self.logs / "model_log.log"
         return path.read_text() if path.exists() else ""
+
+
+def archive(bundle: Path, store: Path, batch_size: int = 8, max_batch_delay_ms: int = 300) -> str:
+    """`store/<name>.mar`: the bundle's files unchanged, our handler, and a model-config.yaml with
+    TorchServe's batching (one worker, one intra-op thread); returns its `--models` entry."""
+    from model_archiver.model_archiver_config import ModelArchiverConfig
+    from model_archiver.model_packaging import generate_model_archive
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    name, files = manifest["name"], ["manifest.json", *manifest["files"]]
+    store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "model-config.yaml"
+        config.write_text(
+            f"minWorkers: 1\nmaxWorkers: 1\nbatchSize: {batch_size}\nmaxBatchDelay: {max_batch_delay_ms}\n"
+            "responseTimeout: 120\nhandler:\n  runtime: onnx\n  threads: 1\n"
+        )
+        generate_model_archive(
+            ModelArchiverConfig(
+                model_name=name,
+                handler=torchserve_handler.__file__,
+                version=str(manifest["version"]),
+                extra_files=",".join(str(bundle / file) for file in files),
+                export_path=str(store),
+                config_file=str(config),
+            )
+        )
+    return f"{name}={name}.mar"
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -288,12 +288,12 @@ def test_finetune_reports_and_exits_1_when_it_does_not_publish(
     bundle_path: Path, tag_images: Path, tmp_path: Path
 ) -> None:
     from serving.bundle import load_bundle
-    from serving.server.feedback_store import Correction, FeedbackStore, check_correction
+    from serving.server.feedback_store import Correction, FeedbackStore
 
-    manifest = load_bundle(bundle_path).manifest
+    served = load_bundle(bundle_path)
     store = FeedbackStore(tmp_path / "feedback", max_records=10)
     for image in sorted((tag_images / "train").glob("*.jpg"))[:4]:
-        store.add(manifest, check_correction(Correction(image.read_bytes(), ["red"]), manifest, 10**8, 10**8))
+        store.add(served, Correction(image.read_bytes(), ["red"]), 10**8, 10**8)
     result = runner.invoke(app, [
         "finetune", "--bundle", str(bundle_path), "--feedback", str(tmp_path / "feedback" / "tags"),
         "--data", str(tag_images), "--epochs", "1", "--bs", "16", "--num-workers", "0", "--lr-find",

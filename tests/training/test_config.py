@@ -63,3 +63,12 @@ def test_stage_names_must_be_plain_file_names() -> None:
 def test_a_stage_may_not_overwrite_the_stage_it_starts_from() -> None:
     with pytest.raises(ConfigError, match="would overwrite the --from-stage"):
         load_config(None, {"data": "d", "stage": "stage-1", "from_stage": "stage-1"})
+
+
+def test_sentiment_options_live_in_the_one_config_with_their_own_defaults() -> None:
+    cfg = load_config(None, {"task": "sentiment", "data": "d"})
+    assert (cfg.csv, cfg.label_col, cfg.valid_col, cfg.bs, cfg.epochs, str(cfg.out)) == (
+        "reviews.csv", "label", "is_valid", 32, 4, "runs/sentiment",
+    )  # fmt: skip
+    assert (cfg.text_col, cfg.vocabulary, cfg.max_tokens) == ("text", "bpe", 512)
+    assert load_config(None, {"task": "sentiment", "data": "d", "bs": 8}).bs == 8

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from serving.bundle import load_bundle
-from serving.server.feedback_store import Correction, FeedbackStore, check_correction
+from serving.server.feedback_store import Correction, FeedbackStore
 from serving.wire import tasks_pb2 as pb
 from serving.wire.tasks_pb2_grpc import TasksStub
 from tests.conftest import COLOURS
@@ -116,10 +116,10 @@ def test_feedback_on_a_rare_tag_fine_tunes_a_better_version_that_the_server_swap
 
 def store_records(bundle: Path, feedback: Path, corrections: list[Correction]) -> None:
     """Records written as the server writes them (the same check, the same store), without a server."""
-    manifest = load_bundle(bundle).manifest
+    served = load_bundle(bundle)
     store = FeedbackStore(feedback, max_records=100)
     for correction in corrections:
-        store.add(manifest, check_correction(correction, manifest, 10**8, 10**8))
+        store.add(served, correction, 10**8, 10**8)
 
 
 @pytest.mark.parametrize("task", ["segmentation", "pose"])

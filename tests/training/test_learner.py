@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from serving.bundle.networks.awd_lstm import AwdLstmSpec, TextClassifier
 from serving.bundle.networks.cnn import CnnSpec
 from training.errors import ConfigError
 from training.learner import EpochRecord, Learner
-from training.models import cnn_layer_groups, create_cnn
+from training.models import cnn_layer_groups, create_cnn, layer_groups
 
 from .learners import tiny_learner
 
@@ -90,6 +91,23 @@ def test_freeze_to_counts_groups_from_the_end_too() -> None:
     assert learn.n_frozen == 1
 
 
+def test_gradual_unfreezing_thaws_one_text_group_at_a_time_from_the_top() -> None:
+    model = TextClassifier(AwdLstmSpec(vocab_size=60, emb=16, hidden=24, layers=3, n_classes=2))
+    groups = layer_groups(model)
+    assert len(groups) == 4  # embedding + LSTM 1, LSTM 2, LSTM 3, head
+    learn = _bare_learner(model, groups)
+
+    def trainable() -> list[bool]:
+        return [all(p.requires_grad for p in g.parameters() if p.dim() > 1) for g in groups]
+
+    expected = {-1: [False, False, False, True], -2: [False, False, True, True], 0: [True] * 4}
+    for n, thawed in expected.items():
+        learn.freeze_to(n)
+        assert trainable() == thawed, n
+    norms = [m for m in model.head.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert norms and all(p.requires_grad for m in norms for p in m.parameters())
+
+
 def test_discriminative_rates_are_geometric_across_groups() -> None:
     model = create_cnn(CnnSpec("resnet18", 5))
     learn = _bare_learner(model, cnn_layer_groups(model))
@@ -152,7 +170,7 @@ def _bare_learner(model: nn.Module, groups: list[nn.Module]) -> Learner:
     class NoData:
         device = torch.device("cpu")
 
-    return Learner(NoData(), model, nn.BCEWithLogitsLoss(), layer_groups=groups)  # type: ignore[arg-type]
+    return Learner(NoData(), model, nn.BCEWithLogitsLoss(), layer_groups=groups)
 
 
 def test_predict_prepares_images_as_validation_does(tag_images: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`train-kit sentiment` at toy size: the stages it writes, gradual unfreezing, encoder reuse, export."""
+"""`train-kit train sentiment` at toy size: its stages, gradual unfreezing, encoder reuse, export."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 from serving.bundle import BundleError, load_bundle
 from serving.bundle.text_preprocess import TextPreprocess
 from training.checkpoint import load_checkpoint
+from training.config import TrainConfig
 from training.errors import ConfigError
-from training.sentiment import SentimentConfig, load_encoder, run_sentiment
+from training.sentiment import load_encoder, run_sentiment
 
 
 def encoder_weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -53,9 +54,9 @@ def test_gradual_unfreezing_trains_the_head_then_the_last_lstm_then_everything(s
 def test_a_saved_encoder_starts_a_classifier_without_a_new_language_model(
     sentiment_run: Path, review_texts: Path, tmp_path: Path
 ) -> None:
-    cfg = SentimentConfig(
-        data=review_texts, encoder=sentiment_run / "encoder.pt", lm_epochs=0, max_tokens=48, bs=8, epochs=1,
-        out=tmp_path,
+    cfg = TrainConfig(
+        task="sentiment", data=review_texts, encoder=sentiment_run / "encoder.pt", lm_epochs=0,
+        max_tokens=48, bs=8, epochs=1, out=tmp_path,
     )  # fmt: skip
     result = run_sentiment(cfg)
     assert not (tmp_path / "lm.pt").exists() and (tmp_path / "clf.pt").is_file()
@@ -68,7 +69,9 @@ def test_a_file_that_is_not_an_encoder_is_refused_by_name(sentiment_run: Path, r
     with pytest.raises(ConfigError, match=r"clf-1\.pt: not a text encoder"):
         load_encoder(sentiment_run / "clf-1.pt")
     with pytest.raises(ConfigError, match="--lm-epochs 0 needs --encoder"):
-        run_sentiment(SentimentConfig(data=review_texts, lm_epochs=0, out=sentiment_run / "never"))
+        run_sentiment(
+            TrainConfig(task="sentiment", data=review_texts, lm_epochs=0, out=sentiment_run / "never")
+        )
 
 
 def test_the_bundle_carries_the_tokenizer_and_limit_and_passed_parity(sentiment_bundle: Path) -> None:
@@ -116,7 +119,7 @@ def test_a_killed_run_resumes_reusing_its_tokenizer_and_finished_stages(
     for name in ("lm.pt", "encoder.pt", "clf-1.pt", "clf-2.pt"):
         shutil.copy(sentiment_run / name, tmp_path / name)
     before = {name: (tmp_path / name).read_bytes() for name in ("lm.pt", "clf-1.pt", "clf-2.pt")}
-    cfg = SentimentConfig.model_validate(
+    cfg = TrainConfig.model_validate(
         load_checkpoint(sentiment_run / "clf.pt")["meta"]["config"] | {"out": tmp_path, "resume": True}
     )
     result = run_sentiment(cfg)
@@ -126,3 +129,18 @@ def test_a_killed_run_resumes_reusing_its_tokenizer_and_finished_stages(
         load_checkpoint(tmp_path / "clf.pt")["meta"]["tokenizer"]
         == load_checkpoint(sentiment_run / "lm.pt")["meta"]["tokenizer"]
     )
+
+
+@pytest.mark.parametrize("command", [["train", "sentiment"], ["sentiment"]])
+def test_train_sentiment_and_its_alias_run_the_same_recipe(
+    command: list[str], review_texts: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    result = CliRunner().invoke(
+        app, [*command, "--data", str(review_texts), "--vocab-size", "120", "--lm-epochs", "0",
+              "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "--lm-epochs 0 needs --encoder" in result.output

@@ -15,10 +15,11 @@ from serving.bundle.networks.unet import Unet, UnetSpec
 from serving.bundle.runtimes import OnnxRuntime
 from serving.bundle.tasks.pose import PosePostprocess
 from serving.bundle.tasks.segmentation import SegmentationPostprocess
+from training.body import save_body_weights
 from training.config import TrainConfig
 from training.losses import PixelCrossEntropy
 from training.metrics import background_logits, mean_iou, mean_pixel_error, mean_points, pixel_accuracy
-from training.models import create_model, layer_groups, save_body_weights
+from training.models import create_model, layer_groups
 from training.run import build_learner
 
 
@@ -157,3 +158,14 @@ def test_show_batch_marks_the_points(point_images: Path, tmp_path: Path) -> None
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
     red_crosses = (pixels[:, 0] > 200) & (pixels[:, 1] < 60) & (pixels[:, 2] < 60)  # the discs are yellow
     assert red_crosses.sum() > 20
+
+
+def test_every_task_has_a_training_and_a_serving_module_and_a_config_name() -> None:
+    from typing import get_args
+
+    from serving.bundle.tasks import TASKS as SERVED
+    from training.config import TaskName
+    from training.tasks import TASKS
+
+    assert set(TASKS) == set(SERVED) == set(get_args(TaskName))
+    assert all(task.served is SERVED[name] for name, task in TASKS.items())

@@ -9,8 +9,9 @@
 6. the loaders           — `.databunch(bs=..., num_workers=...)`, then `.normalize(stats)`
 """
 
-from training.data.block import ImageDataset, LabelledData, SplitItems
+from training.data.block import ItemList, LabelledData, SplitItems
 from training.data.bunch import DataBunch, DeviceLoader, Stats, imagenet_stats
+from training.data.datasets import ImageDataset
 from training.data.labellers import (
     CategoryEncoder,
     FromColumn,
@@ -21,7 +22,6 @@ from training.data.labellers import (
 )
 from training.data.masks import MaskEncoder, MaskFromFunction, MaskInFolder, read_codes
 from training.data.points import PointsEncoder, PointsFromColumns, image_sizes
-from training.data.sources import ItemList
 from training.data.splitters import ColumnSplitter, FileListSplitter, FolderSplitter, RandomSplitter
 from training.data.transforms import get_transforms
 
@@ -37,13 +37,13 @@ __all__ = [
     "FromPathFunction",
     "ImageDataset",
     "ItemList",
+    "LabelledData",
     "MaskEncoder",
     "MaskFromFunction",
     "MaskInFolder",
+    "MultiCategoryEncoder",
     "PointsEncoder",
     "PointsFromColumns",
-    "LabelledData",
-    "MultiCategoryEncoder",
     "RandomSplitter",
     "SplitItems",
     "Stats",

@@ -5,35 +5,182 @@
            .label(TagsFromColumn("tags")))
     data = src.transform(get_transforms(flip_vert=True), size=64).databunch(bs=64).normalize()
 
-Labels are read and encoded once, at `label`; `transform` returns a copy with new transforms or
-size, so `src.transform(tfms, size=128).databunch(...)` rebuilds loaders for progressive resizing
-without touching the labels again.
+An `ItemList` keeps, beside each item, the CSV row it came from (so a labeller can read a column)
+and its origin ("labels.csv line 17"), so every later error can point at the line to fix. Labels
+are read and encoded once, at `label`; `transform` returns a copy with new transforms or size, so
+`src.transform(tfms, size=128).databunch(...)` rebuilds loaders for progressive resizing without
+touching the labels again. Splitters and labellers see items through the `Items` protocol only.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import cast
 
 import torch
-from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
-from training.data.images import read_image
+from training.data.bunch import DataBunch
+from training.data.datasets import Carrier, ImageDataset
 from training.data.labellers import LabelEncoder, Labeller
-from training.data.sources import ItemList
 from training.data.transforms import Transforms, sized
 from training.distributed import Ranks
 from training.errors import DataError
 
-if TYPE_CHECKING:
-    from training.data.bunch import DataBunch
+__all__ = ["IMAGE_EXTENSIONS", "ItemList", "LabelledData", "SplitItems", "read_csv"]
 
-__all__ = ["Carrier", "ImageDataset", "LabelledData", "SplitItems"]
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+
+
+@dataclass(frozen=True)
+class ItemList:
+    """Items (image paths or texts), their source rows and origins, index-aligned."""
+
+    items: list[Path] | list[str]
+    rows: list[dict[str, str]] | None = None
+    origins: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def origin(self, i: int) -> str:
+        """Where item `i` was named, for error messages."""
+        return self.origins[i] if self.origins is not None else str(self.items[i])
+
+    def subset(self, indices: Sequence[int]) -> ItemList:
+        items = [self.items[i] for i in indices]
+        return ItemList(
+            items=items,  # type: ignore[arg-type]  # same element type as self.items
+            rows=None if self.rows is None else [self.rows[i] for i in indices],
+            origins=None if self.origins is None else [self.origins[i] for i in indices],
+        )
+
+    def split(self, splitter: Callable[[ItemList], tuple[Sequence[int], Sequence[int]]]) -> SplitItems:
+        """Answer "how to split" with a splitter; see `training.data.splitters`."""
+        train_idx, valid_idx = splitter(self)
+        if not train_idx:
+            raise DataError(f"{type(splitter).__name__} left no items for training")
+        if not valid_idx:
+            raise DataError(f"{type(splitter).__name__} left no items for validation")
+        return SplitItems(self.subset(train_idx), self.subset(valid_idx))
+
+    @classmethod
+    def from_folder(
+        cls, path: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, recurse: bool = True
+    ) -> ItemList:
+        """Every file under `path` with one of `extensions`, sorted for reproducibility."""
+        if not path.is_dir():
+            raise DataError(f"{path}: no such folder")
+        wanted = {e.lower() for e in extensions}
+        pattern = "**/*" if recurse else "*"
+        files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in wanted)
+        if not files:
+            raise DataError(f"{path}: no files with extensions {sorted(wanted)}")
+        return cls(items=files)
+
+    @classmethod
+    def from_csv(
+        cls, path: Path, csv_name: str, column: str = "image_name", folder: str = "", suffix: str = ""
+    ) -> ItemList:
+        """Images named in `column` of `path/csv_name`, found at `path/folder/<name><suffix>`."""
+        rows, origins = read_csv(path / csv_name, required=(column,))
+        return cls.from_rows(rows, path / folder, column, suffix, origins)
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Sequence[Mapping[str, str]],
+        folder: Path,
+        column: str,
+        suffix: str = "",
+        origins: list[str] | None = None,
+    ) -> ItemList:
+        """Images named in `column` of in-memory rows (e.g. `DataFrame.to_dict("records")`)."""
+        origins = origins or [f"row {i}" for i in range(len(rows))]
+        # Records from a DataFrame hold bools, numbers and NaN; later steps read cells as text.
+        text_rows = [{str(k): _cell(v) for k, v in r.items()} for r in rows]
+        items: list[Path] = []
+        for row, origin in zip(text_rows, origins, strict=True):
+            name = row.get(column, "").strip()
+            if not name:
+                raise DataError(f"{origin}: column {column!r} is empty")
+            file = folder / f"{name}{suffix}"
+            if not file.is_file():
+                raise DataError(f"{origin}: image {file} does not exist")
+            items.append(file)
+        return cls(items=items, rows=text_rows, origins=origins)
+
+    @classmethod
+    def from_text_csv(cls, path: Path, csv_name: str, column: str = "text") -> ItemList:
+        """Texts from `column` of `path/csv_name`; the rows stay, for labels and splits."""
+        rows, origins = read_csv(path / csv_name, required=(column,))
+        empty = [origin for row, origin in zip(rows, origins, strict=True) if not row[column].strip()]
+        if empty:
+            raise DataError(f"{empty[0]}: column {column!r} is empty ({len(empty)} such rows)")
+        return cls(items=[row[column] for row in rows], rows=rows, origins=origins)
+
+    @classmethod
+    def from_text_folders(cls, path: Path, label: str = "label", suffix: str = ".txt") -> ItemList:
+        """Texts in `path/<label>/*.txt` (one file a text, its folder its label; `path/<split>/<label>/`
+        also works): each row holds `label`, the file and its split folder, for FromColumn/ColumnSplitter."""
+        if not path.is_dir():
+            raise DataError(f"{path}: no such folder")
+        files = sorted(p for p in path.rglob(f"*{suffix}") if p.is_file())
+        if not files:
+            raise DataError(f"{path}: no {suffix} files under <label>/ folders")
+        texts, rows = [], []
+        for file in files:
+            try:
+                texts.append(file.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as err:
+                raise DataError(f"{file}: not UTF-8 text ({err})") from err
+            parts = file.relative_to(path).parts
+            rows.append(
+                {label: file.parent.name, "file": str(file), "split": parts[0] if len(parts) > 2 else ""}
+            )
+        return cls(items=texts, rows=rows, origins=[str(f) for f in files])
+
+    @classmethod
+    def from_list(cls, items: Sequence[Path | str]) -> ItemList:
+        """Paths (checked to exist) or texts given directly."""
+        if items and all(isinstance(i, Path) for i in items):
+            paths = [Path(i) for i in items]
+            for p in paths:
+                if not p.is_file():
+                    raise DataError(f"{p}: no such file")
+            return cls(items=paths)
+        return cls(items=[str(i) for i in items])
+
+
+def read_csv(path: Path, required: Sequence[str]) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows of a CSV with a header, and each row's origin ("labels.csv line 2" is the first)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such CSV file")
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise DataError(
+                f"{path.name}: no column {', '.join(map(repr, missing))} (columns are: {', '.join(columns)})"
+            )
+        rows, origins = [], []
+        for row in reader:
+            rows.append({k: (v or "") for k, v in row.items() if k is not None})
+            origins.append(f"{path.name} line {reader.line_num}")
+    if not rows:
+        raise DataError(f"{path.name}: has a header but no rows")
+    return rows, origins
+
+
+def _cell(value: object) -> str:
+    """A record's value as CSV text: None and NaN (a DataFrame's empty cell) read as ""."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -103,61 +250,4 @@ class LabelledData:
         ranks: Ranks | None = None,
     ) -> DataBunch:
         """Wrap the splits in loaders: answer the sixth question (`ranks`: this rank's shards)."""
-        from training.data.bunch import DataBunch
-
         return DataBunch(self, bs=bs, num_workers=num_workers, device=device, seed=seed, ranks=ranks)
-
-
-class Carrier(Protocol):
-    """A target that must move with its image (masks, points): wrapped as a tv_tensor for the
-    transforms (a `DataError` when it does not fit its image), and optionally checked and
-    converted back afterwards."""
-
-    def wrap(self, target: torch.Tensor, canvas: tuple[int, int]) -> Any: ...
-
-
-MAX_DRAWS = 10
-"""Augmentations tried for one sample before it falls back to the plain resize."""
-
-
-class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Decoded, transformed uint8 images and their targets (an empty tensor for test items).
-
-    Image and target go through the transform together, so masks and points (tv_tensors via the
-    `carrier`) move with the image; a plain target tensor passes through untouched. When the
-    carrier's `unwrap` refuses a transformed target (a point pushed off the image), the sample is
-    drawn again, and after `MAX_DRAWS` refusals it gets `plain` (resize only) instead.
-    """
-
-    def __init__(
-        self,
-        items: ItemList,
-        targets: torch.Tensor | None,
-        tfm: v2.Compose,
-        carrier: Carrier | None = None,
-        plain: v2.Transform | None = None,
-    ) -> None:
-        self.items, self.targets, self.tfm = items, targets, tfm
-        self.carrier, self.plain = carrier, plain
-        self.unwrap = getattr(carrier, "unwrap", None)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = tv_tensors.Image(read_image(Path(self.items.items[i]), self.items.origin(i)))
-        if self.targets is None or self.carrier is None:
-            target = torch.empty(0) if self.targets is None else self.targets[i]
-            image, target = self.tfm(image, target)
-            return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
-        canvas = (int(image.shape[-2]), int(image.shape[-1]))
-        try:
-            wrapped = self.carrier.wrap(self.targets[i], canvas)
-        except DataError as err:  # the carrier says what does not fit; the item says where
-            raise DataError(f"{self.items.origin(i)}: {err}") from err
-        for tfm in [self.tfm] * MAX_DRAWS + [self.plain or self.tfm]:
-            moved_image, moved = tfm(image, wrapped)
-            result = moved if self.unwrap is None else self.unwrap(moved, tuple(moved_image.shape[-2:]))
-            if result is not None:
-                return moved_image.as_subclass(torch.Tensor), result.as_subclass(torch.Tensor)
-        raise DataError(f"{self.items.origin(i)}: its target does not fit its image even unaugmented")

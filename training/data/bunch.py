@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from training.data.datasets import ImageDataset
 from training.data.transforms import sized
 from training.distributed import Ranks
 
@@ -159,8 +160,6 @@ class DataBunch:
 
     def compute_stats(self, n_images: int = 512) -> Stats:
         """Per-channel mean and std over a sample of training images, without augmentation."""
-        from training.data.block import ImageDataset
-
         unaugmented = ImageDataset(self.src.train, self.src.y_train, sized(self.src.tfms[1], self.size))
         probe = DataLoader(
             unaugmented,

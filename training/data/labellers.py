@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
-from training.data.sources import ItemList
+from training.data.items import Items
 from training.errors import DataError, LabelError
 
 __all__ = [
@@ -33,13 +33,13 @@ class LabelEncoder(Protocol):
 
     classes: list[str]
 
-    def encode(self, labels: Sequence[Any], items: ItemList) -> torch.Tensor: ...
+    def encode(self, labels: Sequence[Any], items: Items) -> torch.Tensor: ...
 
     def decode(self, target: torch.Tensor) -> Any: ...
 
 
 class Labeller(Protocol):
-    def __call__(self, items: ItemList) -> list[Any]: ...
+    def __call__(self, items: Items) -> list[Any]: ...
 
     def encoder(self, train_labels: Sequence[Any]) -> LabelEncoder: ...
 
@@ -54,7 +54,7 @@ class MultiCategoryEncoder:
     def fit(cls, labels: Sequence[Sequence[str]]) -> MultiCategoryEncoder:
         return cls(sorted({tag for tags in labels for tag in tags}))
 
-    def encode(self, labels: Sequence[Sequence[str]], items: ItemList) -> torch.Tensor:
+    def encode(self, labels: Sequence[Sequence[str]], items: Items) -> torch.Tensor:
         index = {c: i for i, c in enumerate(self.classes)}
         target = torch.zeros(len(labels), len(self.classes))
         for row, tags in enumerate(labels):
@@ -81,7 +81,7 @@ class CategoryEncoder:
     def fit(cls, labels: Sequence[str]) -> CategoryEncoder:
         return cls(sorted(set(labels)))
 
-    def encode(self, labels: Sequence[str], items: ItemList) -> torch.Tensor:
+    def encode(self, labels: Sequence[str], items: Items) -> torch.Tensor:
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = [(i, lab) for i, lab in enumerate(labels) if lab not in index]
         if unknown:
@@ -96,7 +96,7 @@ class CategoryEncoder:
         return self.classes[int(target)]
 
 
-def _column(items: ItemList, i: int, column: str) -> str:
+def _column(items: Items, i: int, column: str) -> str:
     if items.rows is None:
         raise DataError(f"labelling from column {column!r} needs items read from a CSV")
     row = items.rows[i]
@@ -112,7 +112,7 @@ class TagsFromColumn:
     column: str = "tags"
     delim: str = " "
 
-    def __call__(self, items: ItemList) -> list[list[str]]:
+    def __call__(self, items: Items) -> list[list[str]]:
         labels = []
         for i in range(len(items)):
             tags = [t for t in _column(items, i, self.column).split(self.delim) if t.strip()]
@@ -131,7 +131,7 @@ class FromColumn:
 
     column: str = "label"
 
-    def __call__(self, items: ItemList) -> list[str]:
+    def __call__(self, items: Items) -> list[str]:
         labels = []
         for i in range(len(items)):
             label = _column(items, i, self.column).strip()
@@ -148,7 +148,7 @@ class FromColumn:
 class FromFolderName:
     """The item's parent folder is its class (ImageNet layout: `train/dog/1.jpg`)."""
 
-    def __call__(self, items: ItemList) -> list[str]:
+    def __call__(self, items: Items) -> list[str]:
         return [Path(item).parent.name for item in items.items]
 
     def encoder(self, train_labels: Sequence[Any]) -> CategoryEncoder:
@@ -165,7 +165,7 @@ class FromPathFunction:
     fn: Callable[[Path], Any]
     make_encoder: Callable[[Sequence[Any]], LabelEncoder] = CategoryEncoder.fit
 
-    def __call__(self, items: ItemList) -> list[Any]:
+    def __call__(self, items: Items) -> list[Any]:
         labels = []
         entries: Sequence[Path | str] = items.items
         for i, item in enumerate(entries):

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 
-from training.data.sources import ItemList
+from training.data.items import Items
 from training.errors import DataError, LabelError
 
 __all__ = ["MaskEncoder", "MaskFromFunction", "MaskInFolder", "read_codes", "read_mask"]
@@ -49,7 +49,9 @@ def read_mask(path: Path, n_codes: int, origin: str = "") -> torch.Tensor:
         raise LabelError(f"{where}cannot read mask {path}: {err}") from err
     top = int(pixels.max()) if pixels.size else 0
     if top >= n_codes:
-        raise LabelError(f"{where}mask {path} holds code {top}, but there are only {n_codes} codes (0..{n_codes - 1})")
+        raise LabelError(
+            f"{where}mask {path} holds code {top}, but there are only {n_codes} codes (0..{n_codes - 1})"
+        )
     return torch.from_numpy(pixels.astype(np.uint8))
 
 
@@ -59,7 +61,7 @@ class MaskEncoder:
 
     classes: list[str]
 
-    def encode(self, labels: Sequence[Path], items: ItemList) -> torch.Tensor:
+    def encode(self, labels: Sequence[Path], items: Items) -> torch.Tensor:
         masks = [read_mask(Path(p), len(self.classes), items.origin(i)) for i, p in enumerate(labels)]
         shapes = {tuple(m.shape) for m in masks}
         if len(shapes) > 1:
@@ -84,7 +86,7 @@ class MaskFromFunction:
     fn: Callable[[Path], Path]
     codes: Sequence[str]
 
-    def __call__(self, items: ItemList) -> list[Path]:
+    def __call__(self, items: Items) -> list[Path]:
         masks = []
         entries: Sequence[Path | str] = items.items
         for i, item in enumerate(entries):

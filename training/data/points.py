@@ -19,13 +19,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 
-from training.data.sources import ItemList
+from training.data.items import Items
 from training.errors import DataError, LabelError
 
 __all__ = ["PointsEncoder", "PointsFromColumns", "image_sizes"]
 
 
-def image_sizes(items: ItemList) -> torch.Tensor:
+def image_sizes(items: Items) -> torch.Tensor:
     """(N, 2) (height, width) of each image, from its header alone."""
     sizes = []
     entries: Sequence[Path | str] = items.items
@@ -47,7 +47,7 @@ class PointsFromColumns:
     def columns(self) -> list[str]:
         return [f"{name}_{axis}" for name in self.names for axis in ("x", "y")]
 
-    def __call__(self, items: ItemList) -> list[list[float]]:
+    def __call__(self, items: Items) -> list[list[float]]:
         if items.rows is None:
             raise DataError("points are read from CSV columns; the items must come from a CSV")
         rows = []
@@ -73,7 +73,7 @@ class PointsEncoder:
 
     classes: list[str]  # the point names
 
-    def encode(self, labels: Sequence[Sequence[float]], items: ItemList) -> torch.Tensor:
+    def encode(self, labels: Sequence[Sequence[float]], items: Items) -> torch.Tensor:
         pixels = torch.tensor(labels, dtype=torch.float32).reshape(len(labels), -1, 2)
         sizes = image_sizes(items)  # (h, w)
         extent = sizes.flip(1).unsqueeze(1)  # (w, h) per item, one row for all its points

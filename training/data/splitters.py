@@ -1,4 +1,4 @@
-"""How to split: each splitter maps an `ItemList` to (train indices, valid indices)."""
+"""How to split: each splitter maps items (`Items`) to (train indices, valid indices)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Protocol
 
 import torch
 
-from training.data.sources import ItemList
+from training.data.items import Items
 from training.errors import DataError
 
 __all__ = ["ColumnSplitter", "FileListSplitter", "FolderSplitter", "RandomSplitter", "Splitter"]
@@ -18,7 +18,7 @@ Indices = tuple[list[int], list[int]]
 
 
 class Splitter(Protocol):
-    def __call__(self, items: ItemList) -> Indices: ...
+    def __call__(self, items: Items) -> Indices: ...
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RandomSplitter:
     valid_pct: float = 0.2
     seed: int = 42
 
-    def __call__(self, items: ItemList) -> Indices:
+    def __call__(self, items: Items) -> Indices:
         if not 0 < self.valid_pct < 1:
             raise DataError(f"valid_pct must be between 0 and 1, got {self.valid_pct}")
         order = torch.randperm(len(items), generator=torch.Generator().manual_seed(self.seed)).tolist()
@@ -45,7 +45,7 @@ class ColumnSplitter:
 
     column: str = "is_valid"
 
-    def __call__(self, items: ItemList) -> Indices:
+    def __call__(self, items: Items) -> Indices:
         if items.rows is None:
             raise DataError(f"ColumnSplitter({self.column!r}) needs items read from a CSV")
         train, valid = [], []
@@ -69,7 +69,7 @@ class FolderSplitter:
     train: str = "train"
     valid: str = "valid"
 
-    def __call__(self, items: ItemList) -> Indices:
+    def __call__(self, items: Items) -> Indices:
         train, valid = [], []
         entries: Sequence[Path | str] = items.items
         for i, item in enumerate(entries):
@@ -102,7 +102,7 @@ class FileListSplitter:
     def from_names(cls, names: Iterable[str]) -> FileListSplitter:
         return cls(frozenset(names))
 
-    def __call__(self, items: ItemList) -> Indices:
+    def __call__(self, items: Items) -> Indices:
         train: list[int] = []
         valid: list[int] = []
         seen: set[str] = set()

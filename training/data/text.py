@@ -23,8 +23,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from serving.bundle.tokenizer import PAD, TextTokenizer
 from serving.bundle.text_preprocess import cut, pad_ids
+from serving.bundle.tokenizer import TextTokenizer
 from training.data.block import LabelledData
 from training.errors import DataError
 
@@ -158,7 +158,8 @@ class TextDataBunch:
         seed: int = 0,
         max_tokens: int | None = None,
     ) -> TextDataBunch:
-        """`max_tokens`: longer texts are cut as the exported model cuts them (`serving.bundle.text_preprocess.cut`)."""
+        """`max_tokens`: longer texts are cut as the exported model cuts them
+        (`serving.bundle.text_preprocess.cut`)."""
         where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         limit = max_tokens or 1 << 30
         train = [cut(row, limit) for row in tokenizer.encode([str(t) for t in src.train.items])]

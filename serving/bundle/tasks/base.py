@@ -32,6 +32,7 @@ __all__ = [
     "ServedTask",
     "Size",
     "json_mask",
+    "label_scores",
 ]
 
 Size = tuple[int, int]
@@ -117,9 +118,13 @@ class ServedTask:
     def check_request_sizes(self, sizes: Sequence[Size]) -> None:
         """Refuse (ValueError) a V2 request whose images cannot share one output tensor."""
 
-    def class_scores(self, postprocess: Any, outputs: np.ndarray) -> np.ndarray | None:
-        """(N, classes) scores for Triton's classification extension; None where there are no classes."""
-        return None
+    ranked_output: ClassVar[str | None] = None
+    """The V2 output of one score per class, which Triton's classification extension ranks (None:
+    the task has no classes)."""
+
+    def class_scores(self, postprocess: Any, outputs: np.ndarray) -> np.ndarray:
+        """(N, classes) scores of `ranked_output`, for the classification extension."""
+        raise NotImplementedError(f"{self.name} has no classes to rank")
 
     # -- answers --------------------------------------------------------------------------------
     def json_answer(self, manifest: Manifest, answer: Answer) -> Answer:
@@ -136,6 +141,13 @@ class ServedTask:
     ) -> Record:
         """A correction's CSV row (and files), checked against the model; `size` is the image's."""
         raise FeedbackError(f"model {manifest.name!r} answers {self.name}; it takes no feedback")
+
+
+def label_scores(scores: dict[str, float], labels: Sequence[str]) -> list[Any]:
+    """Every label's score, in the model's label order, as the typed API's `LabelScore`s."""
+    from serving.wire import tasks_pb2 as pb
+
+    return [pb.LabelScore(label=label, score=scores[label]) for label in labels]
 
 
 def json_mask(mask: np.ndarray, classes: Sequence[str]) -> Answer:

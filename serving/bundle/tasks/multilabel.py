@@ -10,7 +10,14 @@ import numpy as np
 
 from serving.bundle.quoting import shown
 from serving.bundle.scores import sigmoid
-from serving.bundle.tasks.base import FeedbackError, FeedbackLayout, OutputTensor, Record, ServedTask, Size
+from serving.bundle.tasks.base import (
+    FeedbackError,
+    FeedbackLayout,
+    OutputTensor,
+    Record,
+    ServedTask,
+    Size,
+)
 from serving.wire import tasks_pb2 as pb
 
 if TYPE_CHECKING:
@@ -50,12 +57,15 @@ class MultiLabelTask(ServedTask):
     call = "Classify"
     postprocess = MultiLabelPostprocess
     feedback = FeedbackLayout("labels.csv", "labels")
+    ranked_output = "scores"
 
     def thresholds(self, postprocess: MultiLabelPostprocess) -> list[float]:
         return list(postprocess.thresholds)
 
     def problems(self, manifest: Manifest, pipeline: Pipeline) -> list[str]:
         post: MultiLabelPostprocess = pipeline.postprocess
+        if not all(0 < t < 1 for t in post.thresholds):
+            return [f"thresholds outside (0, 1): {list(post.thresholds)}"]
         if len(post.thresholds) != len(post.labels) or (
             manifest.thresholds is not None and list(post.thresholds) != manifest.thresholds
         ):

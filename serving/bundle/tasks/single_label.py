@@ -44,6 +44,7 @@ class SingleLabelPostprocess:
 
 class SingleLabelTask(ServedTask):
     postprocess = SingleLabelPostprocess
+    ranked_output = PROBABILITIES
 
     def v2_outputs(self, manifest: Manifest) -> list[OutputTensor]:
         return [

@@ -11,7 +11,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from training.data import FileListSplitter, ItemList, MaskFromFunction, read_codes
-from training.data.block import ImageDataset, LabelledData
+from training.data.block import LabelledData
+from training.data.datasets import ImageDataset
 from training.data.masks import MaskEncoder
 from training.errors import DataError, LabelError
 

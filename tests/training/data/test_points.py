@@ -12,7 +12,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from training.data import FileListSplitter, ItemList, PointsEncoder, PointsFromColumns
-from training.data.block import ImageDataset, LabelledData
+from training.data.block import LabelledData
+from training.data.datasets import ImageDataset
 from training.data.transforms import HorizontalFlip, VerticalFlip, sized
 from training.errors import DataError, LabelError
 

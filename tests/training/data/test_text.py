@@ -116,7 +116,7 @@ class MeanOfEmbeddings(nn.Module):
 def test_the_learner_trains_on_text_batches(tmp_path: Path, tokenizer: TextTokenizer) -> None:
     data = TextDataBunch.classifier(labelled(write_reviews(tmp_path)), tokenizer, bs=8, device="cpu")
     torch.manual_seed(0)
-    learn = Learner(data, MeanOfEmbeddings(tokenizer.vocab_size, 2), nn.CrossEntropyLoss(), [accuracy])  # type: ignore[arg-type]
+    learn = Learner(data, MeanOfEmbeddings(tokenizer.vocab_size, 2), nn.CrossEntropyLoss(), [accuracy])
     learn.fit_one_cycle(8, 5e-2)
     assert learn.history[-1].train_loss < learn.history[0].train_loss
     assert learn.history[-1].metrics["accuracy"] >= 0.75
@@ -132,7 +132,7 @@ def test_a_language_model_validates_batch_by_batch(tmp_path: Path, tokenizer: Te
     lm = TextDataBunch.language_model(labelled(write_reviews(tmp_path)), tokenizer, bs=4, bptt=6, device="cpu")
     torch.manual_seed(0)
     model = LanguageModel(AwdLstmSpec(tokenizer.vocab_size, emb=8, hidden=12, layers=2))
-    learn = Learner(lm, model, next_token_loss, [accuracy])  # type: ignore[arg-type]
+    learn = Learner(lm, model, next_token_loss, [accuracy])
     learn.stream_validation = True  # windows differ in length: the whole set would not even stack
     loss, metrics = learn.validate()
     model.eval()

@@ -1,0 +1,52 @@
+"""A finished stage → the next version of `models/<name>`: pipeline.pkl + fp16 model.onnx + manifest.
+
+The stage's task says how its bundle prepares inputs and answers, and how ONNX fp16 must agree with
+PyTorch fp32 on real validation data (the same tags for ≥ 99.5 % of images, the same class on
+≥ 99 % of pixels, points within half a pixel, the same label with probabilities within the
+tolerance). `serving.bundle.export.write_bundle` writes, checks and publishes atomically: an export
+that fails its check publishes nothing, and the error says why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from serving.bundle.export import write_bundle
+from serving.bundle.pipeline import Network, Pipeline
+from training.checkpoint import load_checkpoint
+from training.config import TrainConfig
+from training.errors import ConfigError
+from training.tasks import TASKS
+
+__all__ = ["export_stage"]
+
+
+def export_stage(
+    run: Path, stage: str, name: str, models: Path, parity_items: int = 64, tolerance: float = 1e-2
+) -> Path:
+    """Publish `run/<stage>.pt` as the next version of `models/<name>`; returns its folder.
+
+    `tolerance` bounds scores and probabilities (multilabel, classify, sentiment); the other tasks
+    have fixed bounds (see above)."""
+    if parity_items < 2:
+        raise ConfigError(f"--parity-items must be at least 2, got {parity_items}")
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"--name {name!r} must be a plain folder name like 'planet'")
+    path = run / f"{stage}.pt"
+    state = load_checkpoint(path)
+    if not state.get("complete"):
+        raise ConfigError(f"{path} is unfinished; finish it with --resume before exporting")
+    meta: dict[str, Any] = state["meta"]
+    task = TASKS.get(meta["task"])
+    if task is None:
+        raise ConfigError(
+            f"{path}: exporting {meta['task']!r} models is not supported (exportable: {', '.join(TASKS)})"
+        )
+    spec = task.spec(meta)
+    model = Network(spec, state["model"]).build()
+    # Checkpoints of `train-kit sentiment` before one TrainConfig held no task in their config.
+    cfg = TrainConfig.model_validate({"task": task.name, **meta["config"]})
+    plan = task.export_plan(meta, cfg, model, parity_items, tolerance)
+    pipeline = Pipeline(task.name, plan.preprocess, Network.from_module(spec, model), plan.postprocess)
+    return write_bundle(pipeline, models, name, plan.example, plan.check)

@@ -1,0 +1,114 @@
+"""What every training task answers: the one contract a new task implements on the training side.
+
+A task module (`multilabel.py`, `segmentation.py`, ...) holds everything that differs by task in the
+kit: its data answers, network spec, loss, metrics and baseline (`setup`), the postprocess its
+bundle pickles and how its export is checked (`export_plan`), and how `finetune` reads its feedback.
+Its serving twin (`served`) lives in `serving.bundle.tasks`. The rest of `training` asks the
+registry (`training.tasks.task_for`) and never branches on a task's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from serving.bundle.export import ParityCheck
+from serving.bundle.networks import NetworkSpec
+from serving.bundle.pipeline import Preprocess
+from serving.bundle.tasks import ServedTask
+from training.config import TrainConfig
+from training.data import ItemList, LabelledData
+from training.data.labellers import Labeller
+from training.errors import ConfigError
+from training.learner import LossFunc, Reporter
+from training.metrics import Metric
+
+__all__ = ["Baseline", "ExportPlan", "Recipe", "TaskSetup", "TrainingTask"]
+
+Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(training targets, validation targets) → predictions for the validation items."""
+Recipe = Callable[[TrainConfig, Reporter | None], dict[str, Any]]
+"""A whole run of a task that is not one `fit_one_cycle` stage on a DataBunch (ULMFiT's three)."""
+
+
+@dataclass
+class TaskSetup:
+    """An image task's run, ready to fit: labelled data, network spec, loss, metrics, baseline."""
+
+    src: LabelledData
+    spec: NetworkSpec
+    loss_func: LossFunc
+    metrics: list[Metric]
+    baseline: Baseline
+    primary: str
+    """The metric that says whether one model is better than another (fine-tuning gates on it)."""
+    higher_is_better: bool = True
+    void: int | None = None
+    """Segmentation: the code ignored by loss and metrics, and painted where augmentation uncovers."""
+    metrics_for: Callable[[ItemList], list[Metric]] | None = None
+    """The metrics for other validation items, where they depend on the items (pose: image sizes)."""
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What `serving.bundle.export.write_bundle` needs beyond the network: the bundle's pre- and
+    postprocessing, a prepared batch to trace, and the parity check that must pass to publish."""
+
+    preprocess: Preprocess
+    postprocess: Any
+    example: np.ndarray
+    check: ParityCheck
+
+
+class TrainingTask:
+    """One task's training side. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]
+    served: ClassVar[ServedTask]
+    """The serving twin: what the bundle answers, and the feedback layout the server writes."""
+    spec_type: ClassVar[type[NetworkSpec]]
+
+    def spec(self, meta: dict[str, Any]) -> NetworkSpec:
+        """The network spec a checkpoint's `meta` was trained with."""
+        return self.spec_type(**meta["spec"])
+
+    # -- training ---------------------------------------------------------------------------------
+    def setup(self, cfg: TrainConfig) -> TaskSetup:
+        """Data, network, loss, metrics and baseline for one stage of `fit_one_cycle`."""
+        raise ConfigError(
+            f"{self.name} trains by its own recipe (train-kit train {self.name}); it has no stages"
+        )
+
+    @property
+    def recipe(self) -> Recipe | None:
+        """A run of its own instead of one stage (None: the kit's `run_training` stage)."""
+        return None
+
+    # -- export -----------------------------------------------------------------------------------
+    def postprocess(self, classes: list[str], cfg: TrainConfig) -> Any:
+        """The bundle's postprocess (a class of `serving.bundle.tasks.<task>`)."""
+        raise NotImplementedError
+
+    def export_plan(
+        self, meta: dict[str, Any], cfg: TrainConfig, model: nn.Module, parity_items: int, tolerance: float
+    ) -> ExportPlan:
+        """How a finished stage becomes a bundle; `model` is the stage's fp32 network."""
+        raise NotImplementedError
+
+    # -- fine-tuning on feedback ------------------------------------------------------------------
+    def feedback_labeller(self, folder: Path, setup: TaskSetup, cfg: TrainConfig) -> Labeller | None:
+        """How to label the records a feedback store holds in `folder` (None: no fine-tuning)."""
+        return None
+
+    def check_feedback(self, targets: torch.Tensor, setup: TaskSetup) -> None:
+        """Refuse (DataError) feedback targets that cannot join the training set."""
+
+    def fixed_config(self, postprocess: Any) -> dict[str, Any]:
+        """The config values a served bundle fixes for fine-tuning it (threshold, Void, points)."""
+        return {}

@@ -1,0 +1,78 @@
+"""What the image tasks share: where the validation split comes from, and how an image export is
+checked — ONNX fp16 against the stage's PyTorch fp32 network on real validation images, in the
+task's own terms (`measure`), before anything is published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from serving.bundle import Parity
+from serving.bundle.pipeline import ImagePreprocess
+from serving.bundle.runtimes import OnnxRuntime
+from training.config import TrainConfig
+from training.data import ColumnSplitter, FileListSplitter, RandomSplitter
+from training.data.splitters import Splitter
+from training.errors import DataError, ExportError
+from training.tasks.base import ExportPlan, TrainingTask
+
+__all__ = ["ImageTask", "choose_splitter"]
+
+
+def choose_splitter(cfg: TrainConfig) -> Splitter:
+    """A `valid_col` wins; else the valid list if the file exists; else a seeded random split."""
+    if cfg.valid_col:
+        return ColumnSplitter(cfg.valid_col)
+    if cfg.valid_list and (cfg.data / cfg.valid_list).is_file():
+        return FileListSplitter.from_file(cfg.data / cfg.valid_list)
+    return RandomSplitter(cfg.valid_pct, cfg.split_seed)
+
+
+class ImageTask(TrainingTask):
+    """A task whose bundle takes images, squished to the stage's size and normalized by its stats."""
+
+    def measure(
+        self, expected: np.ndarray, actual: np.ndarray, postprocess: Any, side: int, tolerance: float
+    ) -> Parity:
+        """PyTorch's outputs against ONNX's in the task's terms; raises `ExportError` if they differ."""
+        raise NotImplementedError
+
+    def export_plan(
+        self, meta: dict[str, Any], cfg: TrainConfig, model: nn.Module, parity_items: int, tolerance: float
+    ) -> ExportPlan:
+        stats = meta["stats"]
+        preprocess = ImagePreprocess(int(meta["size"]), tuple(stats[0]), tuple(stats[1]))
+        postprocess = self.postprocess(list(meta["classes"]), cfg)
+        batch = self.parity_batch(cfg, preprocess, parity_items)
+
+        def check(_rounded: nn.Module, onnx_path: Path) -> Parity:
+            # Against the stage's own fp32 weights, not the fp16-rounded ones the bundle keeps.
+            with torch.inference_mode():
+                expected = model.eval()(torch.from_numpy(batch)).float().numpy()
+            actual = OnnxRuntime(onnx_path).run(batch)
+            parity = self.measure(expected, actual, postprocess, batch.shape[-1], tolerance)
+            if parity.tolerance is not None and parity.max_abs_diff > parity.tolerance:
+                raise ExportError(
+                    f"ONNX fp16 disagrees with PyTorch fp32 on {len(batch)} validation images: "
+                    f"max {parity.measure} difference {parity.max_abs_diff:.2e} "
+                    f"(tolerance {parity.tolerance:.0e})"
+                )
+            return parity
+
+        return ExportPlan(preprocess, postprocess, batch, check)
+
+    def parity_batch(self, cfg: TrainConfig, preprocess: ImagePreprocess, n: int) -> np.ndarray:
+        """Up to `n` validation images of the run's own data, prepared by the bundle's preprocessing."""
+        try:
+            valid = self.setup(cfg).src.valid
+        except DataError as err:
+            raise DataError(
+                f"the parity check reads validation images from the run's data at {cfg.data}, "
+                f"and could not: {err}. Export from the folder the run was started in."
+            ) from err
+        paths = [Path(p) for p in valid.items[:n]]
+        return preprocess([preprocess.decode(p.read_bytes()) for p in paths]).numpy()

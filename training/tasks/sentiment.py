@@ -1,0 +1,89 @@
+"""Text sentiment (ULMFiT): texts and labels from a CSV with a boolean `valid` column, trained by its
+own recipe (`training.sentiment`: tokenizer, language model, classifier). The bundle carries the
+tokenizer and the token limit; its export is checked on real validation texts, a one-word text and
+one cut at the limit (the shortest and longest inputs), each alone and all in one padded batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from serving.bundle import Parity
+from serving.bundle.networks.awd_lstm import AwdLstmSpec
+from serving.bundle.runtimes import OnnxRuntime
+from serving.bundle.tasks import sentiment as served
+from serving.bundle.tasks.single_label import SingleLabelPostprocess
+from serving.bundle.text_preprocess import TextPreprocess
+from serving.bundle.tokenizer import TextTokenizer
+from training.config import TrainConfig
+from training.data import ColumnSplitter, ItemList
+from training.errors import DataError
+from training.sentiment import run_sentiment, valid_column
+from training.tasks.base import ExportPlan, Recipe, TrainingTask
+from training.tasks.parity import probability_parity
+
+__all__ = ["TASK", "check_text_parity", "parity_texts"]
+
+
+class SentimentTask(TrainingTask):
+    name = "sentiment"
+    served = served.TASK
+    spec_type = AwdLstmSpec
+
+    @property
+    def recipe(self) -> Recipe:
+        return run_sentiment
+
+    def postprocess(self, classes: list[str], cfg: TrainConfig) -> SingleLabelPostprocess:
+        return SingleLabelPostprocess(tuple(classes))
+
+    def export_plan(
+        self, meta: dict[str, Any], cfg: TrainConfig, model: nn.Module, parity_items: int, tolerance: float
+    ) -> ExportPlan:
+        """Right-padded int64 token ids (N, T), both axes dynamic (T up to the bundle's `max_tokens`):
+        the server tokenizes and cuts exactly as training did."""
+        preprocess = TextPreprocess(TextTokenizer(meta["tokenizer"]), int(meta["max_tokens"]), truncate=True)
+        texts = parity_texts(cfg, preprocess, parity_items)
+
+        def check(_rounded: nn.Module, onnx_path: Path) -> Parity:
+            return check_text_parity(model, onnx_path, preprocess, texts, tolerance)
+
+        return ExportPlan(
+            preprocess, self.postprocess(list(meta["classes"]), cfg), preprocess(texts[:2]), check
+        )
+
+
+def parity_texts(cfg: TrainConfig, preprocess: TextPreprocess, n: int) -> list[str]:
+    """Up to `n` validation texts of the run's data, a one-word text, and one over the token limit."""
+    try:
+        items = ItemList.from_text_csv(cfg.data, cfg.csv, cfg.text_col)
+    except DataError as err:
+        raise DataError(
+            f"the parity check reads validation texts from the run's data at {cfg.data}, and could not: "
+            f"{err}. Export from the folder the run was started in."
+        ) from err
+    _, valid_rows = ColumnSplitter(valid_column(cfg))(items)
+    valid = [str(items.items[i]) for i in valid_rows]
+    longest = " ".join(valid or ["word"])
+    while len(preprocess.tokenizer.encode([longest])[0]) <= preprocess.max_tokens:
+        longest = f"{longest} {longest}"
+    return [*valid[: max(0, n - 2)], "good", longest]
+
+
+def check_text_parity(
+    model: nn.Module, onnx_path: Path, preprocess: TextPreprocess, texts: list[str], tolerance: float
+) -> Parity:
+    """ONNX fp16 against PyTorch fp32, each text alone and all in one padded batch."""
+    batch = preprocess(texts)
+    with torch.inference_mode():
+        expected = model.eval()(torch.from_numpy(batch)).float().numpy()
+    runtime = OnnxRuntime(onnx_path)
+    alone = np.concatenate([runtime.run(preprocess([text])) for text in texts])
+    return probability_parity(expected, [runtime.run(batch), alone], tolerance, "validation texts")
+
+
+TASK = SentimentTask()
