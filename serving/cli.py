@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from serving.server.settings import ServerSettings, load_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
 
 
 def knobs(model: type[BaseModel] = ServerSettings, prefix: str = "SERVE_") -> list[str]:

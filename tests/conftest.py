@@ -122,7 +122,8 @@ def seg_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def point_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_point_images(tmp_path_factory.mktemp("points"))
+    """160 discs (32 for validation): enough for a point regressor to beat the mean point clearly."""
+    return write_point_images(tmp_path_factory.mktemp("points"), n=160, n_valid=32)
 
 
 @pytest.fixture(scope="session")
@@ -142,13 +143,13 @@ def seg_run(seg_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pose_run(point_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished point regressor `stage-1` (resnet18, 32 px, 3 epochs) on the discs."""
+    """A finished point regressor `stage-1` (resnet18, 32 px, 8 epochs) on the discs."""
     from training.config import TrainConfig
     from training.run import run_training
 
     out = tmp_path_factory.mktemp("pose-run")
     cfg = TrainConfig(
-        task="pose", data=point_images, suffix=".png", arch="resnet18", size=32, bs=16, epochs=3,
+        task="pose", data=point_images, suffix=".png", arch="resnet18", size=32, bs=16, epochs=8,
         lr=3e-3, num_workers=0, out=out,
     )  # fmt: skip
     run_training(cfg)
@@ -210,7 +211,9 @@ def write_review_texts(root: Path, n: int = 120, n_valid: int = 30, seed: int = 
 
 @pytest.fixture(scope="session")
 def review_texts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_review_texts(tmp_path_factory.mktemp("reviews"))
+    """400 toy reviews (100 for validation): enough for a toy classifier to learn the task, so a run
+    can be held to beating the majority class (with 120, 30 validation reviews, it was a coin toss)."""
+    return write_review_texts(tmp_path_factory.mktemp("reviews"), n=400, n_valid=100)
 
 
 @pytest.fixture(scope="session")

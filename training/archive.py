@@ -8,7 +8,9 @@ model store never holds half an archive.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import os
 import shutil
 import tempfile
 import uuid
@@ -89,9 +91,10 @@ def archive_bundle(
                 )
             )
         built = staging / target.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        built.replace(target)  # atomic for a file; a no-archive folder replaces the old one
+        if target.is_dir():  # a no-archive folder: swapped with the old one in one step, then removed
+            exchange(built, target)
+        else:
+            built.replace(target)  # atomic for a file
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -104,3 +107,19 @@ def handler_file() -> str:
     if spec is None or spec.origin is None:
         raise ConfigError("serving.torchserve_handler is not installed beside the training kit")
     return spec.origin
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two folders atomically (Linux `renameat2(RENAME_EXCHANGE)`): TorchServe reading the model
+    store sees the old archive or the new one, never neither, and a failure leaves both as they were."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        raise ArchiveError("replacing a no-archive folder atomically needs renameat2 (Linux, glibc 2.28+)")
+    at_cwd = -100  # AT_FDCWD
+    if renameat2(at_cwd, bytes(a), at_cwd, bytes(b), _RENAME_EXCHANGE) != 0:
+        errno = ctypes.get_errno()
+        raise ArchiveError(f"could not swap {a} into {b}: {os.strerror(errno)}")

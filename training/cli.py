@@ -26,6 +26,7 @@ from training.errors import ConfigError
 app = typer.Typer(
     help="Train image and text models the fastai way: tags, classes, segmentation, pose, sentiment.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help texts say `models/<name>[/<version>]`: brackets are text, not markup
 )
 app.add_typer(data_app, name="data")
 

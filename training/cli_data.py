@@ -11,7 +11,9 @@ from training.cli_shared import console, user_errors
 
 __all__ = ["data_app"]
 
-data_app = typer.Typer(help="Build demo data sets from data that ships in packages.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Build demo data sets from data that ships in packages.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @data_app.command("multilabel")

@@ -113,7 +113,7 @@ def finetune(
     change = valid_after[task.primary] - valid_before[task.primary]
     worse_by = -change if task.higher_is_better else change
     published, decision = None, f"{task.primary} on the original validation set moved by {change:+.4f}"
-    if worse_by > tolerance and not force:
+    if not worse_by <= tolerance and not force:  # NaN (a diverged fit) is never within tolerance
         decision += f": worse by more than --tolerance {tolerance}; not published (--force publishes anyway)"
     else:
         published = str(export_stage(out, STAGE, manifest.name, models))

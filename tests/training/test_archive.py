@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from training import archive
 from training.archive import ArchiveError, TorchServeConfig, archive_bundle
 from training.cli import app
 
@@ -44,6 +47,41 @@ def test_no_archive_writes_a_folder_and_replaces_an_older_one(bundle_path: Path,
     again = archive_bundle(bundle_path, tmp_path, archive_format="no-archive")
     assert again == first and (again / "MAR-INF" / "MANIFEST.json").is_file()
     assert not (again / "stale.txt").exists()
+
+
+def test_replacing_a_no_archive_folder_is_atomic(
+    bundle_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = archive_bundle(bundle_path, tmp_path, archive_format="no-archive")
+    manifest = (first / "MAR-INF" / "MANIFEST.json").read_bytes()
+
+    def fails(a: Path, b: Path) -> None:
+        raise ArchiveError("the swap failed")
+
+    monkeypatch.setattr(archive, "exchange", fails)
+    with pytest.raises(ArchiveError, match="the swap failed"):
+        archive_bundle(bundle_path, tmp_path, archive_format="no-archive")
+    assert (first / "MAR-INF" / "MANIFEST.json").read_bytes() == manifest  # the old one is untouched
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # and nothing is left beside it
+    monkeypatch.undo()
+
+    missing = []
+    done = threading.Event()
+
+    def reader() -> None:  # what TorchServe scanning its model store would see
+        while not done.is_set():
+            if not (first / "MAR-INF" / "MANIFEST.json").is_file():
+                missing.append(time.monotonic())
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    try:
+        for _ in range(3):
+            archive_bundle(bundle_path, tmp_path, archive_format="no-archive")
+    finally:
+        done.set()
+        watcher.join()
+    assert missing == []
 
 
 def test_a_damaged_bundle_is_never_archived(bundle_path: Path, tmp_path: Path) -> None:

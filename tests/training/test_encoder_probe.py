@@ -45,6 +45,8 @@ def test_the_probe_prints_its_accuracy_beside_tfidfs(sentiment_run: Path, review
     assert done.returncode == 0, done.stderr[-2000:]
     (line,) = done.stdout.strip().splitlines()
     result = json.loads(line)
-    assert result["bench"] == "encoder_probe" and (result["train"], result["valid"]) == (90, 30)
-    assert 0 <= result["probe_accuracy"] <= 1 and 0 <= result["tfidf_lr"]["accuracy"] <= 1
+    assert result["bench"] == "encoder_probe" and (result["train"], result["valid"]) == (300, 100)
+    # on the balanced toy set (majority: 0.5) TF-IDF is near perfect, the frozen toy encoder clearly
+    # better than chance (0.83 and 0.99 when written)
+    assert result["tfidf_lr"]["accuracy"] >= 0.9 and result["probe_accuracy"] >= 0.6, result
     assert result["gap_points"] == round(100 * (result["tfidf_lr"]["accuracy"] - result["probe_accuracy"]), 1)

@@ -29,7 +29,8 @@ def test_a_run_writes_the_lm_the_encoder_the_classifier_stages_and_their_metrics
     assert 1 < lm["perplexity"] < 120 and math.isclose(lm["perplexity"], math.exp(lm["valid_loss"]))
     assert 0 <= lm["next_token_accuracy"] <= 1
     assert result["baseline"] == {"accuracy": 0.5}  # the toy set is balanced
-    assert 0 <= result["metrics"]["accuracy"] <= 1
+    # it learnt: seeds 0-2 of this toy set scored 0.73-0.82 against the majority's 0.5
+    assert result["metrics"]["accuracy"] >= result["baseline"]["accuracy"] + 0.1, result["metrics"]
     assert load_checkpoint(sentiment_run / "clf.pt")["complete"]
 
 

@@ -113,6 +113,8 @@ def test_the_exported_unet_takes_any_height_and_width(seg_bundle: Path) -> None:
 def test_a_pose_run_exports_points_within_half_a_pixel(pose_run: Path, pose_bundle: Path) -> None:
     result = metrics_of(pose_run)
     assert set(result["metrics"]) == set(result["baseline"]) == {"mean_pixel_error"}
+    # it learnt where the disc is: 4.2 px against the mean point's 12.8 when written
+    assert result["metrics"]["mean_pixel_error"] < 0.6 * result["baseline"]["mean_pixel_error"], result
     manifest = read_manifest(pose_bundle)
     assert (manifest.task, manifest.labels, manifest.outputs[0].name) == ("pose", ["centre"], "coords")
     assert manifest.parity.measure == "pixel" and manifest.parity.max_abs_diff <= 0.5
