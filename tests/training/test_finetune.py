@@ -127,6 +127,7 @@ def test_segmenters_and_point_regressors_fine_tune_on_their_feedback_too(
     task: str, seg_bundle: Path, pose_bundle: Path, seg_images: Path, point_images: Path, tmp_path: Path
 ) -> None:
     bundle, data = (seg_bundle, seg_images) if task == "segmentation" else (pose_bundle, point_images)
+    tolerance = 0.05 if task == "segmentation" else 2.0  # in the primary metric's units: IoU, pixels
     images = sorted((data / "images").glob("*.png"))[:6]
     if task == "segmentation":
         corrections = [
@@ -144,8 +145,9 @@ def test_segmenters_and_point_regressors_fine_tune_on_their_feedback_too(
     original.write_text('suffix = ".png"\n')
     report = finetune(
         models / name, tmp_path / "feedback" / name, data, tmp_path / "tuned", models,
-        config=original, epochs=1, lr=1e-6, bs=8, holdout=0.34, tolerance=0.05, num_workers=0,
-    )  # fmt: skip  # a rate this small barely moves the model: within tolerance, so the gate publishes
+        config=original, epochs=1, lr=1e-6, bs=8, holdout=0.34, tolerance=tolerance, num_workers=0,
+    )  # fmt: skip  # a rate this small barely moves the weights (BatchNorm's statistics adapt to the
+    # feedback, worth ~0.6 px here): within the metric's tolerance, so the gate publishes
     assert report.published is not None and Path(report.published).name == "2", report.decision
     assert (report.records, report.held_out) == (6, 2)
     assert report.metric == ("mean_iou" if task == "segmentation" else "mean_pixel_error")
