@@ -64,6 +64,9 @@ def test_the_service_and_autoscaler_point_at_the_deployment() -> None:
 def test_the_pod_outlives_its_drain() -> None:
     spec = documents("kubernetes.yaml")["Deployment"]["spec"]["template"]["spec"]
     (container,) = spec["containers"]
-    drain = next(float(v["value"]) for v in container["env"] if v["name"] == "SERVE_DRAIN_TIMEOUT_S")
+    env = {v["name"]: v["value"] for v in container["env"]}
+    drain = float(env["SERVE_DRAIN_PRESTOP_S"]) + float(env["SERVE_DRAIN_TIMEOUT_S"])
     assert spec["terminationGracePeriodSeconds"] > drain  # SIGKILL only after in-flight calls are answered
+    limit = int(container["resources"]["limits"]["memory"].removesuffix("Gi")) << 10
+    assert int(env["SERVE_MAX_INFLIGHT_MB"]) <= limit // 2  # requests may never crowd out the models
     assert spec["securityContext"]["runAsNonRoot"]
