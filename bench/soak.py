@@ -340,6 +340,7 @@ def main() -> None:
                     "refused": copy_refused,
                     "v1_serving": still_serving,
                     "failed_loads": failed_loads,
+                    "retried_after": retried,
                 },
                 "sigterm": {"started_before": dict(before), "started_after": dict(after)},
                 "rss_mb": [round(r, 1) for r in rss],
