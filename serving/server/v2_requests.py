@@ -3,7 +3,8 @@
 This module reads the request's fields and never imports the generated stubs, so any message with
 the V2 schema works: ours on the server, tritonclient's in the fuzz tests (the two cannot share a
 process; both register `inference.*` in protobuf's global pool). Every refusal is a `RequestError`,
-`TensorError`, `ItemError` or an admission error, each with its gRPC status in `serving/server/error_status.py`.
+`TensorError`, `ItemError` or an admission error, each with its gRPC status in
+`serving/server/error_status.py`.
 """
 
 from __future__ import annotations
