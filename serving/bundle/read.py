@@ -13,6 +13,7 @@ modules; `LEGACY_NAMES` maps those names to the same classes.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import io
 import pickle
@@ -75,6 +76,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+@functools.cache  # the registry is fixed at import; the unpickler asks once per global it meets
 def allowed_globals() -> dict[str, object]:
     """Every global a `pipeline.pkl` may name, by its pickled name: the pipeline classes (also under
     their format-1 names) and what torch needs to rebuild a tensor (storages are torch's own)."""
