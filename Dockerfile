@@ -3,7 +3,7 @@
 # no models (mount a model repository at /models). Two stages, so pip and its caches stay behind.
 #
 #   docker build -t serve-kit .
-#   docker run --gpus all -p 8001:8001 -p 8002:8002 -v "$PWD/models:/models:ro" serve-kit
+#   docker run --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 -v "$PWD/models:/models:ro" serve-kit
 ARG CUDA_BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
 FROM ${CUDA_BASE} AS build
@@ -30,6 +30,7 @@ ENV PATH=/opt/serve-kit/bin:$PATH \
     SERVE_LOG_FORMAT=json
 USER serve
 VOLUME ["/models"]
-EXPOSE 8001 8002
+# Triton's layout: KServe V2 over HTTP/REST, gRPC, Prometheus /metrics
+EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["serve-kit", "health"]
 ENTRYPOINT ["serve-kit", "serve"]

@@ -310,6 +310,7 @@ def measure(
         "SERVE_BATCHING__MAX_BATCH_SIZE": str(bs),
         "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_queue_delay_us),
         "SERVE_METRICS_PORT": "0",
+        "SERVE_HTTP_PORT": "0",
         "SERVE_POLL_INTERVAL_S": "0",
         "SERVE_DEVICE": "cpu",
         "SERVE_LOG_FORMAT": "json",

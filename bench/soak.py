@@ -283,7 +283,8 @@ def main() -> None:
             manifest["name"] = name
             (target / "manifest.json").write_text(json.dumps(manifest))
 
-        env = {"SERVE_METRICS_PORT": "0", "SERVE_POLL_INTERVAL_S": "0.5", "SERVE_LOG_FORMAT": "json"}
+        env = {"SERVE_METRICS_PORT": "0", "SERVE_HTTP_PORT": "0", "SERVE_POLL_INTERVAL_S": "0.5"}
+        env["SERVE_LOG_FORMAT"] = "json"
         env["SERVE_DRAIN_PRESTOP_S"] = "2"
         served = models / MODELS[0] / str(bundle.manifest.version)
         staged = served.parent / str(bundle.manifest.version + 1)

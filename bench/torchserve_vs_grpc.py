@@ -355,6 +355,7 @@ def main() -> None:
             "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_batch_delay_ms * 1000),
             "SERVE_INFERENCE_THREADS": str(threads),
             "SERVE_METRICS_PORT": "0",
+            "SERVE_HTTP_PORT": "0",
             "SERVE_POLL_INTERVAL_S": "0",
             "SERVE_DEVICE": "cpu",
             "SERVE_LOG_FORMAT": "json",

@@ -31,7 +31,13 @@ from serving.wire.tasks_pb2_grpc import TasksStub
 def started_server(models: Path) -> Iterator[str]:
     """`serve-kit serve` on a free port, stopped with SIGTERM (a clean drain) at the end."""
     command = [sys.executable, "-m", "serving.cli", "serve", "--models", str(models), "--port", "0"]
-    env = {**os.environ, "SERVE_METRICS_PORT": "0", "SERVE_POLL_INTERVAL_S": "0", "SERVE_LOG_FORMAT": "text"}
+    env = {
+        **os.environ,
+        "SERVE_METRICS_PORT": "0",
+        "SERVE_HTTP_PORT": "0",
+        "SERVE_POLL_INTERVAL_S": "0",
+        "SERVE_LOG_FORMAT": "text",
+    }
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert server.stdout is not None
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = {  # folder holding the .proto → its files
-    ROOT / "protos": ["inference.proto"],
+    ROOT / "protos": ["model_config.proto", "inference.proto"],
     ROOT / "protos" / "servekit" / "v1": ["tasks.proto"],
 }
 PACKAGE = "serving/wire"

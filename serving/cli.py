@@ -41,8 +41,15 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="gRPC port")] = None,
+    http_port: Annotated[int | None, typer.Option(help="KServe V2 HTTP/REST port")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port")] = None,
     runtime: Annotated[str | None, typer.Option(help="onnx or torch")] = None,
+    model_control: Annotated[
+        str | None, typer.Option(help="poll: serve every model; explicit: only those loaded")
+    ] = None,
+    load_model: Annotated[
+        list[str] | None, typer.Option(help="model_control=explicit: load this model at start ('*': all)")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML or YAML settings file")] = None,
 ) -> None:
     """Load every bundle under the repository and answer gRPC clients until SIGTERM."""
@@ -54,8 +61,11 @@ def serve(
             models_dir=models,
             host=host,
             port=port,
+            http_port=http_port,
             metrics_port=metrics_port,
             runtime=runtime,
+            model_control=model_control,
+            load_models=load_model or None,
             config_file=config,
         )
     except (ValidationError, ValueError) as err:

@@ -1,4 +1,5 @@
-"""The gRPC server: V2 inference, the typed task API, health, reflection, metrics, and a clean drain.
+"""The server: V2 inference over gRPC and HTTP/REST, the typed task API, health, reflection, metrics,
+and a clean drain.
 
 `InferenceServer` is the whole service in one object; `serve-kit serve` runs it until SIGTERM or
 SIGINT, then drains (`InferenceServer.stop`): no accepted call is lost, and it exits 0.
@@ -25,7 +26,9 @@ from serving.server.prometheus import ServerMetrics
 from serving.server.repository import ModelRepository, ModelState
 from serving.server.settings import ServerSettings
 from serving.server.task_api import TaskService
-from serving.server.v2 import InferenceService
+from serving.server.v2 import InferenceService, NotImplementedHandler
+from serving.server.v2_engine import V2Engine
+from serving.server.v2_http import HttpFrontEnd
 from serving.wire import inference_pb2, inference_pb2_grpc, tasks_pb2, tasks_pb2_grpc
 
 __all__ = ["InferenceServer", "run_server"]
@@ -44,14 +47,15 @@ class InferenceServer:
         self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         self.health = health_aio.HealthServicer()
         self.repository = ModelRepository(settings, self.metrics, self.decode_pool, self._model_changed)
-        self.inference = InferenceService(self.repository, self.metrics)
+        self.engine = V2Engine(self.repository, self.metrics)
         limit = settings.max_message_mb << 20
         self.grpc = grpc.aio.server(
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             interceptors=[MalformedRequestInterceptor()],
         )
-        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.inference, self.grpc)
+        v2 = InferenceService(self.engine)
+        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(v2, self.grpc)
         feedback = settings.feedback
         store = None if feedback.dir is None else FeedbackStore(feedback.dir, feedback.max_records)
         tasks = TaskService(self.repository, self.metrics, store, int(feedback.max_record_mb * (1 << 20)))
@@ -60,7 +64,10 @@ class InferenceServer:
         reflection.enable_server_reflection(
             [*SERVICES, reflection.SERVICE_NAME, "grpc.health.v1.Health"], self.grpc
         )
+        self.grpc.add_generic_rpc_handlers([NotImplementedHandler()])  # after every servicer
+        self.http = HttpFrontEnd(self.engine, limit) if settings.http_port is not None else None
         self.port = 0
+        self.http_port: int | None = None
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         self._poller: asyncio.Task[None] | None = None
@@ -74,17 +81,20 @@ class InferenceServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
         await self.grpc.start()
+        if self.http is not None and self.settings.http_port is not None:
+            self.http_port = await self.http.start(self.settings.host, self.settings.http_port)
         if self.settings.metrics_port is not None:
             self._metrics_server, _ = start_http_server(
                 self.settings.metrics_port, self.settings.host, registry=self.metrics.registry
             )
             self.metrics_port = self._metrics_server.server_port
-        if self.settings.poll_interval_s > 0:
+        if self.settings.poll_interval_s > 0 and self.settings.model_control == "poll":
             self._poller = asyncio.get_running_loop().create_task(self.repository.poll())
         log.info(
             "serving",
             extra={
                 "address": f"{self.settings.host}:{self.port}",
+                "http_port": self.http_port,
                 "metrics_port": self.metrics_port,
                 "models": sorted(self.repository.models),
             },
@@ -93,10 +103,11 @@ class InferenceServer:
     async def stop(self, grace: float | None = None, prestop: float = 0.0) -> None:
         """Drain, losing no call that was accepted.
 
-        1. Report NOT_SERVING (health checks, ServerReady) and keep answering for `prestop` seconds,
-           while load balancers and Kubernetes' readiness probe stop sending traffic here.
-        2. Stop accepting: gRPC refuses new calls (UNAVAILABLE) and lets every accepted one finish
-           (up to `grace` seconds); then unload every model.
+        1. Report NOT_SERVING (health checks, ServerReady, HTTP's /v2/health/ready) and keep answering
+           for `prestop` seconds, while load balancers and Kubernetes' readiness probe stop sending
+           traffic here.
+        2. Stop accepting: gRPC refuses new calls (UNAVAILABLE), HTTP new connections and requests; both
+           let every accepted one finish (up to `grace` seconds); then unload every model.
         """
         self.repository.draining = True  # ServerReady says no; requests are still answered
         await self.health.enter_graceful_shutdown()
@@ -109,7 +120,8 @@ class InferenceServer:
         # A call that gRPC core had received but not yet handed to us at the instant it stops comes back
         # CANCELLED (grpc/grpc#41785): the pre-stop period is what keeps that from hitting calls that
         # clients sent before the signal.
-        await self.grpc.stop(grace)
+        fronts = [self.grpc.stop(grace), *([self.http.stop(grace)] if self.http is not None else [])]
+        await asyncio.gather(*fronts)  # both drain at once, within the one grace period
         self.repository.closed = True  # nothing can reach a model any more; say so if something tries
         try:
             await asyncio.wait_for(self.repository.close(), grace + 1)
@@ -139,7 +151,7 @@ class InferenceServer:
     async def _set_overall_health(self) -> None:
         serving = (
             health_pb2.HealthCheckResponse.SERVING
-            if self.inference.ready()
+            if self.engine.ready()
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         await self.health.set("", serving)
@@ -165,8 +177,10 @@ async def run_server(settings: ServerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     await server.start()
+    # gRPC first and metrics next, as before HTTP came: scripts read them from this line
     metrics = f", metrics on {settings.host}:{server.metrics_port}" if server.metrics_port else ""
-    print(f"serve-kit listening on {settings.host}:{server.port}{metrics}", flush=True)
+    http = f", http on {settings.host}:{server.http_port}" if server.http_port else ""
+    print(f"serve-kit listening on {settings.host}:{server.port}{metrics}{http}", flush=True)
     await stop.wait()
     log.info("draining", extra={"prestop_s": prestop, "timeout_s": settings.drain_timeout_s})
     await server.stop(prestop=prestop)

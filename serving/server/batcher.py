@@ -62,6 +62,7 @@ class _Pending(Generic[I, O]):
     arrived: float  # time.monotonic() seconds
     deadline: float | None
     future: asyncio.Future[O]
+    started: float = 0.0  # time.monotonic() seconds when its batch began to run
 
 
 class DynamicBatcher(Generic[I, O]):
@@ -126,17 +127,25 @@ class DynamicBatcher(Generic[I, O]):
     async def submit_many(self, items: Sequence[I], timeout: float | None = None) -> list[O]:
         """Outputs for `items`, in order. All are queued or none: a request never half-enters a full
         queue. They may run in different batches. Cancelling the caller withdraws the unrun ones."""
+        outputs, _ = await self.submit_timed(items, timeout)
+        return outputs
+
+    async def submit_timed(self, items: Sequence[I], timeout: float | None = None) -> tuple[list[O], float]:
+        """`submit_many`'s outputs, and the seconds the request waited in the queue (until the batch
+        holding its last item began to run)."""
         self.check_room(len(items))
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
-        futures: list[asyncio.Future[O]] = [loop.create_future() for _ in items]
-        for item, future in zip(items, futures, strict=True):
-            self._queue.put_nowait(_Pending(item, now, deadline, future))
+        pending = [_Pending(item, now, deadline, loop.create_future()) for item in items]
+        for one in pending:
+            self._queue.put_nowait(one)
         self._arrived.set()
+        futures = [one.future for one in pending]
         try:
-            return list(await asyncio.gather(*futures))
+            outputs = list(await asyncio.gather(*futures))
+            return outputs, max(one.started for one in pending) - now
         finally:
             for future in futures:
                 future.cancel()  # no-op for the finished ones; withdraws the rest after an error
@@ -198,6 +207,7 @@ class DynamicBatcher(Generic[I, O]):
             if pending.deadline is not None and pending.deadline <= now:
                 pending.future.set_exception(DeadlineExceededError("deadline passed while queued; not run"))
             else:
+                pending.started = now
                 live.append(pending)
         if not live:
             return

@@ -20,11 +20,26 @@ from serving.server.batcher import BatcherClosedError, DeadlineExceededError, Qu
 from serving.server.feedback_store import FeedbackError, FeedbackFullError, FeedbackOffError
 from serving.server.memory import MemoryBudgetError
 from serving.server.prometheus import ServerMetrics
-from serving.server.repository import DrainingError, ModelLoadingError, ModelNotFoundError, ModelRepository
+from serving.server.repository import (
+    DrainingError,
+    ModelControlError,
+    ModelLoadingError,
+    ModelNotFoundError,
+    ModelRepository,
+)
 from serving.server.served_model import ItemError, ServedModel, TooManyItemsError
+from serving.server.statistics import timed_call
 from serving.server.tensors import TensorError
 
-__all__ = ["RequestError", "TaskMismatchError", "answer", "status_for"]
+__all__ = [
+    "CallError",
+    "RequestError",
+    "TaskMismatchError",
+    "answer",
+    "call_model",
+    "grpc_answer",
+    "status_for",
+]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -42,6 +57,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
     (ModelLoadingError, grpc.StatusCode.UNAVAILABLE),
     (DrainingError, grpc.StatusCode.UNAVAILABLE),
+    (ModelControlError, grpc.StatusCode.FAILED_PRECONDITION),
     (BatcherClosedError, grpc.StatusCode.UNAVAILABLE),
     (QueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (MemoryBudgetError, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -92,6 +108,51 @@ def status_for(err: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(err).__name__}); the server logged it"
 
 
+class CallError(Exception):
+    """A call refused or failed, protocol-neutral: the gRPC status (each front end maps it to its own
+    protocol: HTTP's status codes for V2 over REST) and the message the client reads."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+async def call_model(
+    repository: ModelRepository,
+    metrics: ServerMetrics,
+    model: str,
+    version: str,
+    work: Callable[[ServedModel], Awaitable[R]],
+) -> R:
+    """Run `work` on the served model under a lease; a failure becomes a `CallError`.
+
+    Every call is counted and timed under the model that served it, whatever its outcome (Prometheus
+    and Triton's statistics alike); calls that reached no served version count under model "" (a
+    client must not be able to mint a metric series per made-up model name)."""
+    started, code, counted = time.perf_counter(), grpc.StatusCode.OK, None
+
+    def count() -> None:
+        (counted or metrics.for_model("", "")).answered(time.perf_counter() - started, code.name)
+
+    with timed_call():
+        try:
+            with repository.memory.call(), repository.lease(model, version) as served:
+                counted = served.metrics
+                result = await work(served)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            count()
+            raise
+        except Exception as err:
+            code, message = status_for(err)
+            count()  # before the status leaves: a client that reads /metrics next must see this call
+            if code != grpc.StatusCode.INTERNAL:  # an internal error was logged with its traceback
+                refusals.log(code, model, message)
+            raise CallError(code, message) from None
+        count()
+    return result
+
+
 async def answer(
     repository: ModelRepository,
     metrics: ServerMetrics,
@@ -100,32 +161,16 @@ async def answer(
     version: str,
     work: Callable[[ServedModel], Awaitable[R]],
 ) -> R:
-    """Run `work` on the served model under a lease; failures become the matching gRPC status.
+    """`call_model` for a gRPC servicer: a `CallError` aborts the call with its status."""
+    return await grpc_answer(context, call_model(repository, metrics, model, version, work))
 
-    Every call is counted and timed under the model that served it, whatever its outcome; calls
-    that reached no served version count under model "" (a client must not be able to mint a
-    metric series per made-up model name)."""
-    started, code, counted = time.perf_counter(), grpc.StatusCode.OK, None
 
-    def count() -> None:
-        (counted or metrics.for_model("", "")).answered(time.perf_counter() - started, code.name)
-
+async def grpc_answer(context: grpc.aio.ServicerContext, call: Awaitable[R]) -> R:
+    """The result of `call`, or its `CallError` as the gRPC status it names."""
     try:
-        with repository.memory.call(), repository.lease(model, version) as served:
-            counted = served.metrics
-            result = await work(served)
-    except asyncio.CancelledError:
-        code = grpc.StatusCode.CANCELLED
-        count()
-        raise
-    except Exception as err:
-        code, message = status_for(err)
-        count()  # before the status leaves: a client that reads /metrics next must see this call
-        if code != grpc.StatusCode.INTERNAL:  # an internal error was logged with its traceback
-            refusals.log(code, model, message)
-        await _abort(context, code, message)
-    count()
-    return result
+        return await call
+    except CallError as err:
+        await _abort(context, err.code, err.message)
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:

@@ -7,9 +7,11 @@ Durations are histograms in seconds, Prometheus' convention, where Triton keeps 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from serving.server.statistics import ModelStatistics, current_timing
 
 __all__ = ["ModelMetrics", "ServerMetrics"]
 
@@ -73,12 +75,14 @@ class ServerMetrics:
 
 @dataclass
 class ModelMetrics:
-    """The server's metrics bound to one model version."""
+    """The server's metrics bound to one model version, and its Triton statistics (fed together)."""
 
     server: ServerMetrics
     labels: dict[str, str]
+    stats: ModelStatistics = field(default_factory=ModelStatistics)
 
     def batch_ran(self, size: int, seconds: float) -> None:
+        self.stats.batch_ran(size, int(seconds * 1e9))
         self.server.batches.labels(**self.labels).inc()
         self.server.items.labels(**self.labels).inc(size)
         self.server.batch_size.labels(**self.labels).observe(size)
@@ -96,6 +100,7 @@ class ModelMetrics:
 
     def answered(self, seconds: float, code: str) -> None:
         """`code` is the gRPC status name: OK counts a success, anything else a failure for that reason."""
+        self.stats.answered(code == "OK", int(seconds * 1e9), current_timing())
         if code == "OK":
             self.server.success.labels(**self.labels).inc()
         else:

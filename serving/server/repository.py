@@ -26,11 +26,19 @@ from serving.server.prometheus import ServerMetrics
 from serving.server.served_model import ServedModel
 from serving.server.settings import ServerSettings
 
-__all__ = ["DrainingError", "ModelLoadingError", "ModelNotFoundError", "ModelRepository", "ModelState"]
+__all__ = [
+    "DrainingError",
+    "IndexEntry",
+    "ModelControlError",
+    "ModelLoadingError",
+    "ModelNotFoundError",
+    "ModelRepository",
+    "ModelState",
+]
 
 log = logging.getLogger(__name__)
 
-Status = Literal["loading", "ready", "failed"]
+Status = Literal["loading", "ready", "failed", "unloaded"]
 
 
 class ModelNotFoundError(LookupError):
@@ -43,6 +51,20 @@ class ModelLoadingError(RuntimeError):
 
 class DrainingError(RuntimeError):
     """The server is shutting down and takes no new requests (gRPC: UNAVAILABLE)."""
+
+
+class ModelControlError(RuntimeError):
+    """A load or unload the model control mode does not allow (gRPC: FAILED_PRECONDITION)."""
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One model of the repository as Triton's RepositoryIndex lists it."""
+
+    name: str
+    version: str
+    state: Literal["READY", "LOADING", "UNAVAILABLE", "UNLOADING"]
+    reason: str
 
 
 @dataclass
@@ -70,6 +92,10 @@ class ModelRepository:
         self.memory = MemoryBudget(settings.max_inflight_mb << 20)
         self.draining = False  # SIGTERM received: not ready, yet every request is still answered
         self.closed = False  # the server stopped accepting calls: none may reach a model now
+        # model_control=explicit: the models loaded on request (None: poll mode, every folder)
+        self.wanted: set[str] | None = None
+        if settings.model_control == "explicit":
+            self.wanted = set(settings.load_models)
 
     # -- lookups, answered from memory on the event loop ------------------------------------
     @contextmanager
@@ -78,6 +104,11 @@ class ModelRepository:
         if self.closed:
             raise DrainingError("the server is shutting down; retry on another instance")
         state = self.models.get(name)
+        if state is None and self.wanted is not None and self._folder(name) is not None:
+            raise ModelLoadingError(
+                f"model {name!r} is in the repository but not loaded (model_control=explicit); "
+                "load it with RepositoryModelLoad"
+            )
         if state is None:
             known = sorted(self.models)
             listed = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
@@ -86,7 +117,10 @@ class ModelRepository:
             )
         served = state.served
         if served is None:
-            reason = f"failed to load: {state.error}" if state.status == "failed" else "is loading"
+            reason = {
+                "failed": f"failed to load: {state.error}",
+                "unloaded": "was unloaded; load it with RepositoryModelLoad",
+            }.get(state.status, "is loading")
             raise ModelLoadingError(f"model {name!r} {reason}")
         if version and version != str(served.version):
             raise ModelNotFoundError(
@@ -100,18 +134,91 @@ class ModelRepository:
         served = state.served if state else None
         return served is not None and (not version or version == str(served.version))
 
+    def index(self, ready_only: bool = False) -> list[IndexEntry]:
+        """Every model folder, loaded or not, and any model still being unloaded."""
+        entries = []
+        for name in sorted(set(self._folders()) | set(self.models)):
+            state = self.models.get(name)
+            if state is None:
+                entry = IndexEntry(name, "", "UNAVAILABLE", "not loaded")
+            elif state.served is not None:
+                entry = IndexEntry(name, str(state.served.version), "READY", "")
+            elif state.status == "loading":
+                entry = IndexEntry(name, "", "LOADING", "")
+            else:
+                entry = IndexEntry(name, "", "UNAVAILABLE", state.error or state.status)
+            if entry.state == "READY" or not ready_only:
+                entries.append(entry)
+        return entries
+
+    # -- model control ----------------------------------------------------------------------
+    async def load(self, name: str) -> ServedModel:
+        """Load `name` now (its newest or pinned version; a failed bundle is retried), and serve it
+        from now on; in poll mode, the same as the next scan would do, without waiting for it."""
+        folder = self._folder(name)
+        if folder is None:
+            raise ModelNotFoundError(f"no model folder {shown(name)} in {self.settings.models_dir}")
+        async with self._scan_lock:
+            if self.wanted is not None:
+                self.wanted.add(name)
+            state = self.models.get(name)
+            if state is not None:
+                state.failed_signature = None  # asked explicitly: try again even if unchanged
+            await self._refresh(name, folder)
+            state = self.models[name]
+        if state.error is not None or state.served is None:
+            serving = f"; version {state.served.version} goes on serving" if state.served else ""
+            raise ModelLoadingError(f"model {name!r} failed to load: {state.error}{serving}")
+        return state.served
+
+    async def unload(self, name: str) -> None:
+        """Stop serving `name` (model_control=explicit); returns once its accepted requests are answered."""
+        if self.wanted is None:
+            raise ModelControlError(
+                "unloading needs model_control=explicit; in poll mode every model in the repository "
+                "is served (remove its folder, or pin another version)"
+            )
+        state = self.models.get(name)
+        if state is None:
+            if self._folder(name) is None:
+                raise ModelNotFoundError(f"no model {shown(name)} in the repository")
+            return  # not loaded: nothing to do, as Triton answers
+        async with self._scan_lock:
+            self.wanted.discard(name)
+            served, state.served, state.status, state.error = state.served, None, "unloaded", None
+            self.on_change(state)
+        if served is not None:
+            log.info("unloading model", extra={"model": name, "version": served.version})
+            await self._retire(served)
+
+    def _folders(self) -> dict[str, Path]:
+        root = self.settings.models_dir
+        return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+
+    def _folder(self, name: str) -> Path | None:
+        """`name`'s folder if it is a model folder of the repository (never a path elsewhere)."""
+        if not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+            return None
+        folder = self.settings.models_dir / name
+        return folder if folder.is_dir() else None
+
     # -- scanning -------------------------------------------------------------------------
     async def scan(self) -> None:
-        """Bring the served versions in line with the folders on disk."""
+        """Bring the served versions in line with the folders on disk (in explicit mode: those of
+        the loaded models only)."""
         async with self._scan_lock:
-            root = self.settings.models_dir
-            found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+            on_disk = found = self._folders()
+            if self.wanted is not None:
+                if "*" in self.wanted:  # load_models = ["*"]: everything there at start
+                    self.wanted = set(found)
+                found = {name: folder for name, folder in found.items() if name in self.wanted}
             for name, folder in found.items():
                 try:
                     await self._refresh(name, folder)
                 except Exception:  # e.g. the folder vanished mid-scan: the other models still refresh
                     log.exception("refreshing a model failed", extra={"model": name})
-            for name in set(self.models) - set(found):
+            unloaded = {name for name, state in self.models.items() if state.status == "unloaded"}
+            for name in set(self.models) - set(found) - (unloaded & set(on_disk)):
                 state = self.models.pop(name)
                 if state.served is not None:
                     self._retire(state.served)
@@ -232,10 +339,11 @@ class ModelRepository:
         self.on_change(state)
         log.error("model failed to load", extra={"model": state.name, "error": error})
 
-    def _retire(self, model: ServedModel) -> None:
+    def _retire(self, model: ServedModel) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(model.stop())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        return task
 
 
 def _signature(folder: Path) -> tuple[object, ...]:

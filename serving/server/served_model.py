@@ -32,6 +32,7 @@ from serving.bundle.text_preprocess import TextError, TextPreprocess
 from serving.server.batcher import BatchingConfig, DynamicBatcher
 from serving.server.memory import MemoryBudget
 from serving.server.prometheus import ModelMetrics
+from serving.server.statistics import current_timing, stage
 
 __all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
 
@@ -151,14 +152,16 @@ class ServedModel:
         if self.prepare_on_gpu:
             pixels = self.max_image_pixels
             try:
-                batch, on_gpu_sizes = await loop.run_in_executor(
-                    self.decode_pool, prepare_on_device, preprocess, images, "cuda", pixels
-                )
+                with stage("compute_input"):
+                    batch, on_gpu_sizes = await loop.run_in_executor(
+                        self.decode_pool, prepare_on_device, preprocess, images, "cuda", pixels
+                    )
             except ItemDecodeError as err:
                 raise ItemError(err.index, str(err)) from err
             return list(batch), on_gpu_sizes
         tasks = [loop.run_in_executor(self.decode_pool, self._prepare_one, data) for data in images]
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        with stage("compute_input"):
+            results = await asyncio.gather(*tasks, return_exceptions=True)
         prepared: list[Item] = []
         sizes: list[Size] = []
         for index, result in enumerate(results):
@@ -181,11 +184,20 @@ class ServedModel:
         preprocess = self.bundle.pipeline.preprocess
         if not isinstance(preprocess, TextPreprocess):
             raise TypeError(f"model {self.name!r} takes images, not texts")
-        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, tokenize, preprocess, texts)
+        with stage("compute_input"):
+            return await asyncio.get_running_loop().run_in_executor(
+                self.decode_pool, tokenize, preprocess, texts
+            )
 
     async def infer(self, items: Sequence[Item], timeout: float | None) -> np.ndarray:
         """The network's raw outputs for prepared items, one row each, in order."""
-        rows = await self.batcher.submit_many(items, timeout)
+        started = time.perf_counter_ns()
+        rows, waited = await self.batcher.submit_timed(items, timeout)
+        timing = current_timing()
+        if timing is not None:
+            queued = int(waited * 1e9)
+            timing.queue += queued
+            timing.compute_infer += time.perf_counter_ns() - started - queued
         return np.stack(rows)
 
     def postprocess(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[dict[str, Any]]:

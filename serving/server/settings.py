@@ -64,6 +64,9 @@ class ServerSettings(BaseSettings):
     models_dir: Path = Field(Path("models"), description="the model repository: <name>/<version>/")
     host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 in a container")
     port: int = Field(8001, ge=0, le=65535, description="gRPC port (0: any free port)")
+    http_port: int | None = Field(
+        8000, ge=0, le=65535, description="KServe V2 HTTP/REST port (0: any free port; none: off)"
+    )
     metrics_port: int | None = Field(8002, ge=0, le=65535, description="Prometheus /metrics port; none: off")
     runtime: Literal["onnx", "torch"] = Field("onnx", description="default runtime for every model")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA where present")
@@ -89,6 +92,14 @@ class ServerSettings(BaseSettings):
     max_message_mb: int = Field(64, ge=1, le=2047, description="largest gRPC message in MiB, either way")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest declared image (pixels)")
     poll_interval_s: float = Field(5.0, ge=0, description="repository scan period; 0: load once")
+    model_control: Literal["poll", "explicit"] = Field(
+        "poll",
+        description="poll: serve every model in models_dir; explicit: only those loaded (load_models, "
+        "RepositoryModelLoad), as Triton's --model-control-mode=explicit",
+    )
+    load_models: list[str] = Field(
+        default_factory=list, description="model_control=explicit: models loaded at start ('*': all)"
+    )
     drain_prestop_s: float = Field(
         5.0, ge=0, description="SIGTERM: keep answering this long while health says NOT_SERVING"
     )

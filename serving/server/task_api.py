@@ -20,6 +20,7 @@ from serving.server.feedback_store import Correction, FeedbackError, FeedbackOff
 from serving.server.prometheus import ServerMetrics
 from serving.server.repository import ModelRepository
 from serving.server.served_model import ServedModel
+from serving.server.statistics import stage
 from serving.wire import tasks_pb2 as pb
 from serving.wire.tasks_pb2_grpc import TasksServicer
 
@@ -106,7 +107,8 @@ class TaskService(TasksServicer):
             else:
                 prepared, sizes = await model.prepare_images(items)  # type: ignore[arg-type]
             outputs = await model.infer(prepared, context.time_remaining())
-            response = task.typed_response(model.bundle.manifest, model.postprocess(outputs, sizes))
+            with stage("compute_output"):
+                response = task.typed_response(model.bundle.manifest, model.postprocess(outputs, sizes))
             response.model.CopyFrom(pb.ModelRef(name=model.name, version=str(model.version)))
             return response
 

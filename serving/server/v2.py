@@ -1,104 +1,106 @@
-"""The KServe V2 inference service (`inference.GRPCInferenceService`), as tritonclient speaks it.
+"""The KServe V2 inference service over gRPC (`inference.GRPCInferenceService`), as tritonclient
+speaks it: each call handed to the shared `V2Engine`, each `CallError` aborted with its status.
 
-A request carries one input: `images`, a BYTES tensor of encoded images the server prepares with
-the bundle's own pipeline, or `pixels`, an FP32 tensor already prepared (N, C, H, W). Its contents
-arrive raw (what tritonclient sends) or typed, never mixed. Numeric outputs always go back raw.
+Triton's RPCs that serve-kit does not implement (streaming, shared memory, trace and log settings)
+answer UNIMPLEMENTED with a message naming what is implemented (`NotImplementedHandler`), never
+gRPC's bare "Method not found!".
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
 import grpc
 
-from serving import __version__
-from serving.server.error_status import answer
-from serving.server.prometheus import ServerMetrics
-from serving.server.repository import ModelRepository
-from serving.server.served_model import ServedModel
-from serving.server.v2_outputs import (
-    check_sizes,
-    encode_outputs,
-    input_tensors,
-    output_tensors,
-    top_classes,
-)
-from serving.server.v2_requests import queue_timeout, read_input, requested_outputs
+from serving.server.error_status import grpc_answer
+from serving.server.v2_engine import EXTENSIONS, V2Engine
 from serving.wire import inference_pb2 as pb
 from serving.wire.inference_pb2_grpc import GRPCInferenceServiceServicer
 
-__all__ = ["InferenceService"]
+__all__ = ["InferenceService", "NotImplementedHandler"]
 
-SERVER_NAME = "serve-kit"
-# Triton's extensions served beside the core protocol.
-EXTENSIONS: list[str] = ["classification"]
+Context: TypeAlias = grpc.aio.ServicerContext
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 
 
 class InferenceService(GRPCInferenceServiceServicer):
-    def __init__(self, repository: ModelRepository, metrics: ServerMetrics) -> None:
-        self.repository, self.metrics = repository, metrics
+    def __init__(self, engine: V2Engine) -> None:
+        self.engine = engine
 
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.engine.live())
 
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.ready())
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.engine.ready())
 
-    def ready(self) -> bool:
-        """Ready while not draining and serving at least one model (a failed one does not stop the rest)."""
-        return not self.repository.draining and any(
-            self.repository.ready(name) for name in self.repository.models
-        )
-
-    async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelReadyResponse:
-        return pb.ModelReadyResponse(ready=self.repository.ready(request.name, request.version))
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(ready=self.engine.model_ready(request.name, request.version))
 
     async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ServerMetadataRequest, context: Context
     ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
+        return self.engine.server_metadata()
 
     async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
-        async def describe(model: ServedModel) -> pb.ModelMetadataResponse:
-            tensor = pb.ModelMetadataResponse.TensorMetadata
-            return pb.ModelMetadataResponse(
-                name=model.name,
-                versions=[str(model.version)],
-                platform=f"serve-kit_{model.runtime.name}",
-                inputs=[
-                    tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in input_tensors(model)
-                ],
-                outputs=[
-                    tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in output_tensors(model)
-                ],
-            )
+        return await grpc_answer(context, _now(self.engine.model_metadata, request.name, request.version))
 
-        return await answer(self.repository, self.metrics, context, request.name, request.version, describe)
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
+        return await grpc_answer(context, _now(self.engine.model_config, request.name, request.version))
 
-    async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelInferResponse:
-        async def infer(model: ServedModel) -> pb.ModelInferResponse:
-            wanted = requested_outputs(request, model)
-            items, sizes = await read_input(request, model)
-            check_sizes(model, sizes)
-            outputs = await model.infer(items, queue_timeout(request, context))
-            encoded = encode_outputs(model, outputs, sizes)
-            response = pb.ModelInferResponse(
-                model_name=model.name, model_version=str(model.version), id=request.id
-            )
-            for name, classes in wanted:
-                tensor = encoded[name] if not classes else top_classes(model, outputs, classes)
-                response.outputs.add(name=name, datatype=tensor.spec.datatype, shape=tensor.spec.shape)
-                response.raw_output_contents.append(tensor.raw)
-            return response
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Context
+    ) -> pb.ModelStatisticsResponse:
+        return await grpc_answer(context, _now(self.engine.model_statistics, request.name, request.version))
 
-        return await answer(
-            self.repository, self.metrics, context, request.model_name, request.model_version, infer
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Context
+    ) -> pb.RepositoryIndexResponse:
+        index = self.engine.repository_index
+        return await grpc_answer(context, _now(index, request.repository_name, request.ready))
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        parameters = dict(request.parameters)
+        await grpc_answer(context, self.engine.load(request.repository_name, request.model_name, parameters))
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        await grpc_answer(context, self.engine.unload(request.repository_name, request.model_name))
+        return pb.RepositoryModelUnloadResponse()
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        return await grpc_answer(context, self.engine.infer(request, context.time_remaining()))
+
+
+async def _now(call: Any, *args: Any) -> Any:
+    """A synchronous engine call as an awaitable, so its `CallError` maps like any other."""
+    return call(*args)
+
+
+class NotImplementedHandler(grpc.GenericRpcHandler):
+    """Triton's RPCs of `inference.GRPCInferenceService` this server does not implement: UNIMPLEMENTED,
+    saying so and naming what is. Registered after the servicer, so it sees only the unknown ones."""
+
+    prefix = f"/{SERVICE.full_name}/"
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        if not method.startswith(self.prefix):
+            return None
+        name = method.removeprefix(self.prefix)
+        implemented = ", ".join(m.name for m in SERVICE.methods)
+        message = (
+            f"serve-kit does not implement {name[:80]!r} of {SERVICE.full_name}; it implements {implemented} "
+            f"and the extensions {', '.join(EXTENSIONS)}"
         )
+
+        async def refuse(requests: AsyncIterator[bytes], context: Context) -> None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+        return grpc.stream_stream_rpc_method_handler(refuse)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
 import numpy as np
 
 from serving.bundle.pipeline import Size
@@ -125,10 +124,10 @@ def class_count(output: Any, model: ServedModel) -> int:
     return int(min(count, len(model.bundle.manifest.labels)))
 
 
-def queue_timeout(request: Request, context: grpc.aio.ServicerContext) -> float | None:
-    """Seconds a request may wait: the sooner of its gRPC deadline and its `timeout` parameter (µs)."""
+def queue_timeout(request: Request, remaining: float | None) -> float | None:
+    """Seconds a request may wait: the sooner of the caller's deadline (`remaining` seconds) and the
+    request's `timeout` parameter (µs)."""
     limits = []
-    remaining = context.time_remaining()
     if remaining is not None:
         limits.append(remaining)
     timeout = request.parameters.get("timeout")

@@ -21,7 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?")
+_LISTENING = re.compile(
+    r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?(?:, http on 127\.0\.0\.1:(\d+))?"
+)
 
 
 def copy_bundle(bundle_path: Path, models: Path, name: str = "tags", version: int = 1) -> Path:
@@ -44,12 +46,13 @@ class ServerProcess:
         self.process = subprocess.Popen(
             command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        self.port, self.metrics_port = self._wait_until_listening(startup_timeout)
+        self.port, self.metrics_port, self.http_port = self._wait_until_listening(startup_timeout)
         self.address = f"127.0.0.1:{self.port}"
+        self.http_address = f"127.0.0.1:{self.http_port}" if self.http_port else None
         self.exit_code: int | None = None
         self.stderr = ""
 
-    def _wait_until_listening(self, timeout: float) -> tuple[int, int | None]:
+    def _wait_until_listening(self, timeout: float) -> tuple[int, int | None, int | None]:
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -58,7 +61,8 @@ class ServerProcess:
                 break
             match = _LISTENING.search(line)
             if match:
-                return int(match[1]), int(match[2]) if match[2] else None
+                ports = [int(found) if found else None for found in match.groups()]
+                return int(match[1]), ports[1], ports[2]
         self.process.kill()
         _, err = self.process.communicate()
         raise RuntimeError(f"serve-kit did not start:\n{err[-3000:]}")
@@ -83,7 +87,12 @@ class ServerProcess:
 @contextmanager
 def running_server(models: Path, /, **settings: Any) -> Iterator[ServerProcess]:
     """`settings` become SERVE_* environment variables (nested with `__`: batching__max_batch_size)."""
-    env = {"SERVE_METRICS_PORT": "0", "SERVE_POLL_INTERVAL_S": "0", "SERVE_LOG_FORMAT": "json"}
+    env = {
+        "SERVE_METRICS_PORT": "0",
+        "SERVE_HTTP_PORT": "0",  # like gRPC's --port 0: servers of parallel tests never collide
+        "SERVE_POLL_INTERVAL_S": "0",
+        "SERVE_LOG_FORMAT": "json",
+    }
     env["SERVE_DRAIN_PRESTOP_S"] = "0"  # tests stop many servers; the drain tests set their own
     env.update({f"SERVE_{key.upper()}": str(value) for key, value in settings.items()})
     server = ServerProcess(models, env)

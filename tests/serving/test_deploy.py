@@ -35,9 +35,10 @@ def test_every_container_runs_the_image_the_dockerfile_builds() -> None:
 
 def test_ports_and_probes_are_the_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     grpc_port, metrics_port = DEFAULTS["port"].default, DEFAULTS["metrics_port"].default
+    http_port = DEFAULTS["http_port"].default
     for container in containers():
         ports = {p["containerPort"] for p in container["ports"]}
-        assert grpc_port in ports and ports <= {grpc_port, metrics_port}
+        assert grpc_port in ports and ports <= {http_port, grpc_port, metrics_port}
         assert container["readinessProbe"]["grpc"]["port"] == grpc_port  # grpc.health.v1, which we serve
         for variable in container["env"]:
             value = str(tmp_path) if variable["name"] == "SERVE_MODELS_DIR" else variable["value"]

@@ -66,7 +66,7 @@ def test_ports_settings_and_user_agree_with_the_server(
     assert settings.host == "0.0.0.0" and settings.device == "auto"
     exposed = {int(p) for op, args in stage if op == "EXPOSE" for p in args.split()}
     defaults = ServerSettings.model_fields
-    assert exposed == {defaults["port"].default, defaults["metrics_port"].default}
+    assert exposed == {defaults[p].default for p in ("http_port", "port", "metrics_port")}
     users = [args for op, args in stage if op == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert [json.loads(args) for op, args in stage if op == "VOLUME"] == [["/models"]]

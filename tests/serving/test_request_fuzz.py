@@ -28,13 +28,6 @@ from serving.server.v2_requests import queue_timeout, read_input, requested_outp
 from tests.serving.payloads import declared_png
 
 
-class NoDeadline:
-    """What the decoder asks of a gRPC context: the time left (none here)."""
-
-    def time_remaining(self) -> float | None:
-        return None
-
-
 @pytest.fixture(scope="module")
 def served(bundle_path: Path, jpegs: list[bytes]) -> Iterator[tuple[ServedModel, asyncio.AbstractEventLoop]]:
     loop = asyncio.new_event_loop()
@@ -119,7 +112,7 @@ def test_every_request_is_answered_or_refused_with_its_intended_status(
     def check(request: pb.ModelInferRequest) -> None:
         try:
             requested_outputs(request, model)
-            timeout = queue_timeout(request, NoDeadline())
+            timeout = queue_timeout(request, None)
             assert timeout is None or timeout > 0
             items, sizes = loop.run_until_complete(read_input(request, model))
         except Exception as err:
