@@ -32,9 +32,11 @@ class Batching(BaseModel):
     item has waited `max_queue_delay_us`; past `max_queue_size` waiting items a request is refused."""
 
     model_config = ConfigDict(extra="forbid")
-    max_batch_size: int = Field(32, ge=1, le=1024)
-    max_queue_delay_us: int = Field(2000, ge=0, le=10_000_000)
-    max_queue_size: int = Field(1024, ge=1)
+    max_batch_size: int = Field(32, ge=1, le=1024, description="a batch closes at this many items")
+    max_queue_delay_us: int = Field(
+        2000, ge=0, le=10_000_000, description="or once its first item has waited this long (µs)"
+    )
+    max_queue_size: int = Field(1024, ge=1, description="items waiting; more: RESOURCE_EXHAUSTED at once")
 
     def config(self) -> BatchingConfig:
         return BatchingConfig(self.max_batch_size, self.max_queue_delay_us, self.max_queue_size)
@@ -46,7 +48,7 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int | None = Field(None, ge=1, description="serve this version, not the newest")
     batching: Batching | None = None
-    runtime: Literal["onnx", "torch"] | None = None
+    runtime: Literal["onnx", "torch"] | None = Field(None, description="this model's runtime")
 
 
 class Feedback(BaseModel):
@@ -104,7 +106,7 @@ class ServerSettings(BaseSettings):
         5.0, ge=0, description="SIGTERM: keep answering this long while health says NOT_SERVING"
     )
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM: how long in-flight work may finish")
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["json", "text"] = Field("json", description="logs on stderr: JSON lines or text")
 
     config_file: Path | None = Field(None, description="TOML or YAML file with any of these settings")
 

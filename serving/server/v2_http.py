@@ -41,6 +41,15 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
+# Triton's routes for shared memory, tracing, logging and generation, which serve-kit does not implement
+NOT_IMPLEMENTED = [
+    "/v2/systemsharedmemory{tail:.*}",
+    "/v2/cudasharedmemory{tail:.*}",
+    "/v2/trace/setting",
+    "/v2/models/{name}/trace/setting",
+    "/v2/logging",
+    "/v2/models/{name}/generate{tail:.*}",
+]
 NO = 400  # Triton's answer to "live?", "ready?" and "model ready?" when it is no
 
 
@@ -72,7 +81,14 @@ class HttpFrontEnd:
                 web.post(f"{repository}/models/{{name}}/load", self.load),
                 web.post(f"{repository}/models/{{name}}/unload", self.unload),
             ]
-        return routes
+        return routes + [web.route("*", path, self.not_implemented) for path in NOT_IMPLEMENTED]
+
+    async def not_implemented(self, request: web.Request) -> web.Response:
+        """Triton's routes of extensions serve-kit lacks: 501, saying so, never a bare 404."""
+        extensions = ", ".join(self.engine.server_metadata().extensions)
+        return _error(
+            501, f"serve-kit does not implement {clip(request.path, 200)}; its extensions are {extensions}"
+        )
 
     async def start(self, host: str, port: int) -> int:
         """Listen on `host`:`port` (0: any free port); the port bound."""

@@ -38,12 +38,15 @@ class Tensor:
 
 
 def input_tensors(model: ServedModel) -> list[OutputTensor]:
-    """Encoded images (the server prepares them) or an already-prepared float32 batch; UTF-8 texts."""
+    """Encoded images (the server prepares them) or an already-prepared float32 batch; UTF-8 texts.
+
+    A BYTES input is described as Triton describes a batching model's input of dims [1]: [-1, 1]
+    (perf_analyzer reads the shape past the batch axis from here); [N] is taken as well."""
     shape = model.input_shape
     if shape is None:
-        return [OutputTensor(TEXTS, "BYTES", (-1,))]
+        return [OutputTensor(TEXTS, "BYTES", (-1, 1))]
     return [
-        OutputTensor(IMAGES, "BYTES", (-1,)),
+        OutputTensor(IMAGES, "BYTES", (-1, 1)),
         OutputTensor(PIXELS, "FP32", (-1, shape.channels, shape.height, shape.width)),
     ]
 

@@ -84,11 +84,11 @@ async def read_input(request: Request, model: ServedModel) -> tuple[list[Item], 
 
 
 def check_shape(name: str, shape: list[int], expected: tuple[int, ...]) -> None:
-    """`shape` against the advertised one (-1: any size); BYTES inputs may also come as [N, 1]."""
-    if name in (IMAGES, TEXTS) and len(shape) == 2 and shape[1] == 1:
-        shape = shape[:1]
-    fits = len(shape) == len(expected) and all(e in (-1, d) for d, e in zip(shape, expected, strict=True))
-    if not fits or any(d < 0 for d in shape):
+    """`shape` against the advertised one (-1: any size); BYTES inputs, advertised [-1, 1], may also
+    come as [N]."""
+    seen = [*shape, 1] if name in (IMAGES, TEXTS) and len(shape) == 1 else shape
+    fits = len(seen) == len(expected) and all(e in (-1, d) for d, e in zip(seen, expected, strict=True))
+    if not fits or any(d < 0 for d in seen):
         want = list(expected) if name not in (IMAGES, TEXTS) else "[N] or [N, 1]"
         raise RequestError(f"input {name!r} must have shape {want} (-1: any), got {shown(shape)}")
 

@@ -56,7 +56,7 @@ def test_metadata_names_the_image_inputs_and_the_probabilities_and_label_outputs
 ) -> None:
     meta = client.get_model_metadata("colours")
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
-        ("images", "BYTES", [-1]),
+        ("images", "BYTES", [-1, 1]),
         ("pixels", "FP32", [-1, 3, 32, 32]),
     ]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [

@@ -47,7 +47,7 @@ def texts_input(texts: list[bytes]) -> triton.InferInput:
 
 def test_v2_metadata_names_the_texts_input_and_the_outputs(client: triton.InferenceServerClient) -> None:
     meta = client.get_model_metadata("reviews")
-    assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [("texts", "BYTES", [-1])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [("texts", "BYTES", [-1, 1])]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [
         ("probabilities", "FP32", [-1, 2]),
         ("label", "BYTES", [-1]),

@@ -54,6 +54,17 @@ def test_the_model_configuration_describes_what_the_server_does(
     assert config["parameters"]["task"]["string_value"] == "multilabel"
 
 
+def test_metadata_shapes_are_the_batch_axis_then_the_configs_dims(
+    client: triton.InferenceServerClient,
+) -> None:
+    """perf_analyzer sizes its inputs from the metadata past the batch axis: an `images` of [-1] there
+    beside dims [1] in the configuration left it nothing to send ("unable to set shape")."""
+    config = client.get_model_config("tags", as_json=True)["config"]
+    dims = {i["name"]: [int(d) for d in i["dims"]] for i in config["input"]}
+    shapes = {t.name: list(t.shape) for t in client.get_model_metadata("tags").inputs}
+    assert shapes == {name: [-1, *d] for name, d in dims.items()}
+
+
 def test_statistics_count_requests_items_and_batches_as_metrics_does(
     server: ServerProcess, client: triton.InferenceServerClient, jpegs: list[bytes]
 ) -> None:

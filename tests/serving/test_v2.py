@@ -44,7 +44,7 @@ def test_model_metadata_lists_the_inputs_and_outputs(client: triton.InferenceSer
     meta = client.get_model_metadata("tags")
     assert meta.name == "tags" and list(meta.versions) == ["1"]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
-        ("images", "BYTES", [-1]),
+        ("images", "BYTES", [-1, 1]),
         ("pixels", "FP32", [-1, 3, 32, 32]),
     ]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [

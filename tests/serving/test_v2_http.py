@@ -105,7 +105,7 @@ def test_model_metadata_and_config_are_tritons_json_with_numbers(
     metadata = client.get_model_metadata("tags", "1")
     assert metadata["name"] == "tags" and metadata["versions"] == ["1"]
     assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
-        ("images", "BYTES", [-1]),
+        ("images", "BYTES", [-1, 1]),
         ("pixels", "FP32", [-1, 3, 32, 32]),
     ]
     config = client.get_model_config("tags")
@@ -350,6 +350,14 @@ def test_unknown_routes_and_wrong_methods_are_json_errors(server: ServerProcess)
     )
     status, message = error(server, "POST", "/v2/repository/elsewhere/index")
     assert status == 400 and message.startswith("no repository 'elsewhere'; the one repository is")
+
+
+def test_tritons_routes_that_are_not_implemented_say_so(client: triton.InferenceServerClient) -> None:
+    for call in (client.get_system_shared_memory_status, client.get_trace_settings, client.get_log_settings):
+        with pytest.raises(InferenceServerException) as refused:
+            call()
+        assert "serve-kit does not implement /v2/" in refused.value.message()
+        assert "model_configuration" in refused.value.message()
 
 
 def test_gzip_is_what_the_compressed_answer_says(server: ServerProcess) -> None:
