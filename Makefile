@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 DEMO_DATA := data/scenes
 DEMO_RUN := runs/multilabel
 
-.PHONY: install system demo demo-segmentation demo-pose demo-sentiment data-sentiment test lint bench protos torchserve torchserve-stop clean
+.PHONY: docs install system demo demo-segmentation demo-pose demo-sentiment data-sentiment test lint bench protos torchserve torchserve-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -107,3 +107,7 @@ protos: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+
+# The reference page (every command, flag and setting) from the code; tests/test_docs.py checks it.
+docs: install
+	$(PY) docs/write_reference.py

@@ -113,9 +113,9 @@ def lr_find(
     from_stage: StageOpt = None,
     fp16: Fp16Opt = None,
     unfreeze: UnfreezeOpt = None,
-    start_lr: Annotated[float, typer.Option()] = 1e-7,
-    end_lr: Annotated[float, typer.Option()] = 10.0,
-    num_it: Annotated[int, typer.Option()] = 100,
+    start_lr: Annotated[float, typer.Option(help="lowest rate of the sweep")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="highest rate of the sweep")] = 10.0,
+    num_it: Annotated[int, typer.Option(help="mini-batches in the sweep")] = 100,
 ) -> None:
     """Sweep learning rates; print the suggestion and write the plot."""
     cfg = _config(locals())  # first: every parameter, nothing else
@@ -150,11 +150,16 @@ def train(
     points: Annotated[
         list[str] | None, typer.Option(help="pose: a point name, read from <name>_x, <name>_y; repeatable")
     ] = None,
-    flip_vert: Annotated[bool | None, typer.Option("--flip-vert/--no-flip-vert")] = None,
-    max_rotate: Annotated[float | None, typer.Option()] = None,
-    max_zoom: Annotated[float | None, typer.Option()] = None,
-    max_lighting: Annotated[float | None, typer.Option()] = None,
-    max_warp: Annotated[float | None, typer.Option()] = None,
+    flip_vert: Annotated[
+        bool | None,
+        typer.Option("--flip-vert/--no-flip-vert", help="flip vertically and turn by quarters too"),
+    ] = None,
+    max_rotate: Annotated[float | None, typer.Option(help="largest random rotation, in degrees")] = None,
+    max_zoom: Annotated[float | None, typer.Option(help="largest random zoom (1: none)")] = None,
+    max_lighting: Annotated[
+        float | None, typer.Option(help="largest random brightness/contrast change")
+    ] = None,
+    max_warp: Annotated[float | None, typer.Option(help="largest random perspective warp")] = None,
     text_col: TextColOpt = None,
     label_col: LabelColOpt = None,
     extra_csv: ExtraCsvOpt = None,
@@ -175,7 +180,9 @@ def train(
     resume: Annotated[bool | None, typer.Option("--resume", help="continue this stage's killed run")] = None,
     num_workers: Annotated[int | None, typer.Option(help="data loader worker processes")] = None,
     out: OutOpt = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="random seed of the run (weights, order, augmentation)")
+    ] = None,
 ) -> None:
     """Train one stage with fit_one_cycle (sentiment: its ULMFiT stages); metrics JSON at the end."""
     _train(_config(locals()))  # first: every parameter, nothing else
@@ -218,7 +225,9 @@ def sentiment(
     fp16: Fp16Opt = None,
     resume: Annotated[bool | None, typer.Option("--resume", help="continue a killed run")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/sentiment)")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="random seed of the run (weights, order, augmentation)")
+    ] = None,
 ) -> None:
     """The same as `train sentiment`: tokenizer, language model (→ encoder.pt), classifier (→ clf)."""
     _train(_config({"task": Task.sentiment, "config": None, **locals()}))
@@ -265,7 +274,7 @@ def finetune(
     config: ConfigOpt = None,
     out: Annotated[Path, typer.Option(help="run folder for the fine-tuned stage")] = Path("runs/finetune"),
     models: Annotated[Path, typer.Option(help="model repository to publish into")] = Path("models"),
-    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    epochs: Annotated[int, typer.Option(min=1, help="epochs of fine-tuning")] = 5,
     lr: Annotated[str, typer.Option(help="max learning rate, or low:high over layer groups")] = "1e-5:1e-3",
     lr_find: Annotated[
         bool, typer.Option("--lr-find", help="take the rate from a sweep (plot in --out)")
@@ -277,7 +286,7 @@ def finetune(
         float, typer.Option(help="how much worse on the original valid set is allowed")
     ] = 0.01,
     force: Annotated[bool, typer.Option(help="publish even when worse than --tolerance")] = False,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the holdout split and of training")] = 0,
     num_workers: Annotated[int | None, typer.Option(help="data loader worker processes")] = None,
 ) -> None:
     """Train a served model some more on its feedback; publish the next version if it holds up."""
@@ -330,6 +339,9 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="image files; for a text model, texts or .txt files")],
     runtime: Annotated[str, typer.Option(help="onnx | torch")] = "onnx",
     masks: Annotated[Path | None, typer.Option(help="segmentation: write <image>_mask.png here")] = None,
+    show: Annotated[
+        Path | None, typer.Option(help="draw the answers on the images: a PNG grid, one panel per image")
+    ] = None,
 ) -> None:
     """Answer with the bundle alone: one JSON line per input (a mask as its classes' pixel shares)."""
     from serving.bundle import BundleError, load_bundle
@@ -341,12 +353,18 @@ def predict(
     try:
         loaded = load_bundle(bundle)
         task, manifest = loaded.task, loaded.manifest
+        if task.takes == "texts" and show is not None:
+            raise ConfigError(f"--show draws on images; {bundle} is a text model: read its JSON lines")
         if task.takes == "texts":  # each argument is a text, or a .txt file holding one
             texts = [p.read_text("utf-8") if p.suffix == ".txt" and p.is_file() else str(p) for p in images]
             for text, answer in zip(texts, loaded.predict(texts, runtime=runtime), strict=True):  # type: ignore[arg-type]
                 typer.echo(json.dumps({"text": text[:80], **task.json_answer(manifest, answer)}))
             return
         answers = loaded.predict(images, runtime=runtime)  # type: ignore[arg-type]  # checked above
+        if show is not None:  # before the loop below takes the masks out of the answers
+            from training.show_answers import show_answers
+
+            show_answers(images, answers, manifest.labels, show)
     except (BundleError, ImageDecodeError, TextError, OSError) as err:
         raise ConfigError(str(err)) from err
     for path, answer in zip(images, answers, strict=True):

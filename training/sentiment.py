@@ -17,7 +17,8 @@
 
 The options are a `TrainConfig` with `task="sentiment"` (its defaults suit the demo reviews on a
 CPU). Every stage is a checkpoint as for images; `<out>/clf.metrics.json` holds the classifier's accuracy
-beside the majority-class baseline, and the language model's perplexity.
+beside the majority-class baseline, and the language model's perplexity; `<out>/clf.curves.png` plots the
+classifier's three fits (losses and accuracy per epoch).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextCla
 from serving.bundle.tokenizer import TextTokenizer
 from training.checkpoint import atomic_save, load_checkpoint, write_json_atomic
 from training.config import TrainConfig
+from training.curves import plot_curves
 from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
 from training.data.text import TextDataBunch
 from training.errors import ConfigError, DataError
@@ -94,6 +96,7 @@ def run_sentiment(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[st
     result = train_classifier(cfg, src, tokenizer, spec, encoder, reporter)
     result["language_model"] = lm_result
     write_json_atomic(cfg.out / "clf.metrics.json", result)
+    plot_curves(result, cfg.out / "clf.curves.png")
     return result
 
 
