@@ -196,8 +196,24 @@ def _train(cfg: Any) -> None:
     result = run_training(cfg, RichReporter(console))
     if (ranks := current_ranks()) is not None and not ranks.main:
         return  # under torchrun, rank 0 speaks for the run
+    if "per_label" in result:
+        console.print(per_label_table(result["per_label"]))
     keys = ("metrics", "baseline", "language_model", "checkpoint")
     console.print_json(json.dumps({key: result[key] for key in keys if key in result}))
+
+
+def per_label_table(report: dict[str, dict[str, float]]) -> Any:
+    """Each label's validation scores, worst recall first: where the model still guesses."""
+    from rich.table import Table
+
+    table = Table("label", "support", "precision", "recall", "accuracy", title="per label (validation)")
+    for label, scores in sorted(report.items(), key=lambda kv: kv[1]["recall"]):
+        table.add_row(
+            label,
+            str(scores["support"]),
+            *(f"{scores[key]:.3f}" for key in ("precision", "recall", "accuracy")),
+        )
+    return table
 
 
 @app.command("sentiment")
@@ -342,6 +358,12 @@ def predict(
     show: Annotated[
         Path | None, typer.Option(help="draw the answers on the images: a PNG grid, one panel per image")
     ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of name,labels rows (labels.csv): print each image's true labels beside the answer"
+        ),
+    ] = None,
 ) -> None:
     """Answer with the bundle alone: one JSON line per input (a mask as its classes' pixel shares)."""
     from serving.bundle import BundleError, load_bundle
@@ -367,12 +389,29 @@ def predict(
             show_answers(images, answers, manifest.labels, show)
     except (BundleError, ImageDecodeError, TextError, OSError) as err:
         raise ConfigError(str(err)) from err
+    known = true_labels(truth) if truth is not None else None
     for path, answer in zip(images, answers, strict=True):
         if "mask" in answer:  # a terminal shows a mask's class shares, not its PNG
             answer = mask_summary(answer.pop("mask"), manifest.labels, path, masks)
         else:
             answer = task.json_answer(manifest, answer)
+        if known is not None:
+            answer["truth"] = known.get(path.name, known.get(path.stem))
         typer.echo(json.dumps({"image": str(path), **answer}))
+
+
+def true_labels(csv_path: Path) -> dict[str, str]:
+    """name → labels from a CSV whose first two columns are an image's name and its labels."""
+    import csv
+
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--truth {csv_path}: cannot read it ({err})") from err
+    if not rows or len(rows[0]) < 2:
+        raise ConfigError(f"--truth {csv_path}: expected a header and name,labels rows")
+    return {row[0]: row[1] for row in rows[1:] if len(row) >= 2}
 
 
 def mask_summary(mask: Any, codes: list[str], image: Path, folder: Path | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ __all__ = [
     "mean_pixel_error",
     "mean_points",
     "metric_name",
+    "per_label_report",
     "pixel_accuracy",
 ]
 
@@ -54,6 +55,27 @@ def fbeta(
     recall = true_pos / (actual.sum(1) + eps)
     b2 = beta * beta
     return ((1 + b2) * precision * recall / (b2 * precision + recall + eps)).mean()
+
+
+def per_label_report(
+    preds: torch.Tensor, targets: torch.Tensor, classes: list[str], thresh: float = 0.2, sigmoid: bool = True
+) -> dict[str, dict[str, float]]:
+    """Each label's accuracy, precision, recall and support (validation items that have it) at
+    `thresh`: which tags a multi-label model has learnt and which it guesses, which the averaged
+    scores hide."""
+    scores = preds.sigmoid() if sigmoid else preds
+    predicted, actual = scores > thresh, targets.bool()
+    hits = (predicted & actual).sum(0).float()
+    report = {}
+    for i, label in enumerate(classes):
+        said, has = int(predicted[:, i].sum()), int(actual[:, i].sum())
+        report[label] = {
+            "accuracy": round(float((predicted[:, i] == actual[:, i]).float().mean()), 4),
+            "precision": round(float(hits[i]) / said, 4) if said else 0.0,
+            "recall": round(float(hits[i]) / has, 4) if has else 0.0,
+            "support": has,
+        }
+    return report
 
 
 def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -148,6 +148,8 @@ def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str
         "history": [dataclasses.asdict(r) for r in learn.history],
         "config": cfg.model_dump(mode="json"),
     }
+    if task.per_label is not None:
+        result["per_label"] = task.per_label(*learn.get_preds())
     if learn.is_main:
         write_json_atomic(cfg.out / f"{cfg.stage}.metrics.json", result)
         plot_curves(result, cfg.out / f"{cfg.stage}.curves.png")

@@ -67,6 +67,13 @@ def test_train_writes_a_stage_and_metrics_then_a_larger_stage_continues_it(
     metrics = json.loads((out / "stage-1.metrics.json").read_text())
     assert metrics["epochs"] == 2 and set(metrics["metrics"]) == {"accuracy_thresh", "fbeta"}
     assert set(metrics["baseline"]) == {"accuracy_thresh", "fbeta"}
+    classes = {
+        tag
+        for line in (tag_images / "labels.csv").read_text().splitlines()[1:]
+        for tag in line.split(",")[1].split()
+    }
+    assert set(metrics["per_label"]) == classes  # every tag's own scores, also printed as a table
+    assert "per label (validation)" in first.output
     assert (out / "stage-1.batch.png").read_bytes()[:4] == b"\x89PNG"
 
     second = runner.invoke(

@@ -107,6 +107,13 @@ def test_export_and_predict_from_the_command_line(
         assert result.exit_code == 0, result.output
         answers[runtime] = json.loads(result.output.strip())
     assert answers["onnx"]["labels"] == answers["torch"]["labels"]
+    truth = {
+        row.split(",")[0]: row.split(",")[1] for row in (tag_images / "labels.csv").read_text().splitlines()
+    }
+    shown = runner.invoke(
+        app, ["predict", str(models / "tags"), image, "--truth", str(tag_images / "labels.csv")]
+    )
+    assert json.loads(shown.output)["truth"] == truth["img_001"]  # the name's stem, as labels.csv has it
     bad = runner.invoke(app, ["predict", str(models / "nope"), image])
     assert bad.exit_code == 2 and "no such bundle" in bad.output
 

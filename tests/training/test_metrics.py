@@ -12,6 +12,7 @@ from training.metrics import (
     fbeta,
     mean_iou,
     metric_name,
+    per_label_report,
     pixel_accuracy,
 )
 
@@ -73,3 +74,11 @@ def test_a_perfect_segmentation_scores_one() -> None:
         float(pixel_accuracy(logits, targets, void=3)) == 1.0
         and float(mean_iou(logits, targets, void=3)) == 1.0
     )
+
+
+def test_per_label_report_says_which_tag_is_learnt_and_which_is_guessed() -> None:
+    targets = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 0]], dtype=torch.float32)
+    said = torch.tensor([[1, 1], [1, 1], [0, 1], [0, 1]], dtype=torch.float32)  # tag b: always said
+    report = per_label_report(said * 2 * LOGIT - LOGIT, targets, ["a", "b"], thresh=0.5)
+    assert report["a"] == {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "support": 2}
+    assert report["b"] == {"accuracy": 0.5, "precision": 0.5, "recall": 1.0, "support": 2}

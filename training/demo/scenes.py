@@ -36,7 +36,11 @@ __all__ = [
     "SceneSetSummary",
     "build_multilabel_scenes",
     "compose_scene",
+    "item_sides",
+    "paint_item",
+    "random_background",
     "textured_canvas",
+    "to_uint8",
 ]
 
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
@@ -124,14 +128,10 @@ def compose_scene(rng: np.random.Generator, items: Sequence[np.ndarray], size: i
         if item.ndim != 2 or item.dtype != np.uint8:
             raise ValueError(f"item {i} must be a 2-D uint8 array, got shape {item.shape} dtype {item.dtype}")
 
-    background = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
-    texture = TEXTURES[int(rng.integers(len(TEXTURES)))]
-    base = np.array(BACKGROUNDS[background], dtype=np.float32)
-    canvas = textured_canvas(rng, base, texture, size)
+    background, texture, base, canvas = random_background(rng, size)
 
     half = size // 2
-    largest = int(half * 0.92)
-    smallest = min(28, largest)
+    smallest, largest = item_sides(half)
     # Jitter lets an item spill a few pixels past its cell, so positions are not a fixed grid.
     spill = max(2, half // 8)
     cells = rng.permutation(4)[: len(items)]
@@ -139,22 +139,61 @@ def compose_scene(rng: np.random.Generator, items: Sequence[np.ndarray], size: i
     tints: list[tuple[int, int, int]] = []
     for i, (item, cell) in enumerate(zip(items, cells, strict=True)):
         side = int(rng.integers(smallest, largest + 1))
-        resized = Image.fromarray(item).resize((side, side), Image.Resampling.BILINEAR)
         row, col = divmod(int(cell), 2)
         top = int(np.clip(row * half + rng.integers(-spill, half - side + spill + 1), 0, size - side))
         left = int(np.clip(col * half + rng.integers(-spill, half - side + spill + 1), 0, size - side))
-        alpha = (np.asarray(resized, dtype=np.float32) / 255.0) ** _ALPHA_GAMMA
+        alpha, tint = paint_item(rng, canvas, base, item, side, top, left)
         alphas[i, top : top + side, left : left + side] = alpha
-
-        tint = _contrasting_tint(rng, base)
         tints.append(tint)
-        patch = canvas[top : top + side, left : left + side]
-        a = alpha[..., None]
-        patch *= 1.0 - a
-        patch += a * np.array(tint, dtype=np.float32)
 
-    image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
-    return Scene(image=image, alphas=alphas, tints=tuple(tints), background=background, texture=texture)
+    return Scene(
+        image=to_uint8(canvas), alphas=alphas, tints=tuple(tints), background=background, texture=texture
+    )
+
+
+def item_sides(cell: int) -> tuple[int, int]:
+    """The smallest and largest side of an item drawn in a `cell`-pixel cell, in pixels: at most 92 %
+    of the cell, and at least Fashion-MNIST's own 28 px where the cell leaves room for it."""
+    largest = int(cell * 0.92)
+    return min(28, largest), largest
+
+
+def random_background(rng: np.random.Generator, size: int) -> tuple[str, str, np.ndarray, np.ndarray]:
+    """A random background and texture tag, the background's base RGB colour and a (size, size, 3)
+    float32 canvas painted with them."""
+    background = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
+    texture = TEXTURES[int(rng.integers(len(TEXTURES)))]
+    base = np.array(BACKGROUNDS[background], dtype=np.float32)
+    return background, texture, base, textured_canvas(rng, base, texture, size)
+
+
+def paint_item(
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    base: np.ndarray,
+    item: np.ndarray,
+    side: int,
+    top: int,
+    left: int,
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Alpha-blend `item`, scaled to `side` x `side`, into `canvas` at (`top`, `left`) in a random tint
+    that contrasts with `base`; return its alpha map (side, side) and the tint. The item is not modified.
+
+    alpha = (intensity / 255) ** 0.6, so that dim (dark) garments still show.
+    """
+    resized = Image.fromarray(item).resize((side, side), Image.Resampling.BILINEAR)
+    alpha = (np.asarray(resized, dtype=np.float32) / 255.0) ** _ALPHA_GAMMA
+    tint = _contrasting_tint(rng, base)
+    patch = canvas[top : top + side, left : left + side]
+    a = alpha[..., None]
+    patch *= 1.0 - a
+    patch += a * np.array(tint, dtype=np.float32)
+    return alpha, tint
+
+
+def to_uint8(canvas: np.ndarray) -> np.ndarray:
+    """A float canvas as the uint8 RGB image it is saved as."""
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
 
 
 def build_multilabel_scenes(

@@ -18,7 +18,7 @@ from training.config import TrainConfig
 from training.data import ItemList, TagsFromColumn
 from training.data.labellers import Labeller
 from training.errors import ExportError
-from training.metrics import accuracy_thresh, fbeta, frequency_logits
+from training.metrics import accuracy_thresh, fbeta, frequency_logits, per_label_report
 from training.tasks.base import TaskSetup
 from training.tasks.image import ImageTask, choose_splitter
 from training.tasks.parity import MIN_AGREEMENT
@@ -46,6 +46,7 @@ class MultiLabelTask(ImageTask):
             ],
             baseline=frequency_logits,
             primary="fbeta",
+            per_label=partial(per_label_report, classes=list(src.classes), thresh=cfg.thresh),
         )
 
     def postprocess(self, classes: list[str], cfg: TrainConfig) -> MultiLabelPostprocess:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from training.demo.fashion_mnist import CLASS_NAMES
-from training.demo.items import build_item_folders
+from training.demo.items import ITEM_SIZE, build_item_folders, paint_single_item
 from training.errors import DataError
 
 from .fakes import write_fake_fashion_mnist
@@ -21,9 +21,8 @@ def test_items_land_in_class_folders_from_their_own_split(tmp_path: Path) -> Non
     train, valid = sorted((out / "train").rglob("*.png")), sorted((out / "valid").rglob("*.png"))
     assert (len(train), len(valid)) == (30, 10)
     for path in train:
-        index = int(path.stem)
-        assert path.parent.name == CLASS_NAMES[arrays["train_labels"][index]]
-        np.testing.assert_array_equal(np.asarray(Image.open(path)), arrays["train_images"][index])
+        assert path.parent.name == CLASS_NAMES[arrays["train_labels"][int(path.stem)]]
+        assert np.asarray(Image.open(path)).shape == (ITEM_SIZE, ITEM_SIZE, 3)
     for path in valid:
         assert path.parent.name == CLASS_NAMES[arrays["test_labels"][int(path.stem)]]
 
@@ -43,3 +42,17 @@ def test_a_non_empty_target_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not empty"):
         build_item_folders(tmp_path / "items", n_train=4, n_valid=2, root=tmp_path / "fm")
     assert (tmp_path / "items" / "keep.txt").read_text() == "mine"
+
+
+def test_an_item_is_painted_as_a_scene_paints_it_in_a_contrasting_tint() -> None:
+    """The garment's pixels differ from the background around them, as in a scene's cell."""
+    item = np.zeros((28, 28), dtype=np.uint8)
+    item[4:24, 8:20] = 255  # a solid block: its painted pixels are the tint alone
+    painted = paint_single_item(np.random.default_rng(0), item).astype(np.float32)
+    assert painted.shape == (ITEM_SIZE, ITEM_SIZE, 3)
+    brightness = painted.mean(axis=2)
+    corners = np.concatenate([brightness[:2, :2].ravel(), brightness[-2:, -2:].ravel()])
+    centre = brightness[ITEM_SIZE // 2 - 2 : ITEM_SIZE // 2 + 2, ITEM_SIZE // 2 - 2 : ITEM_SIZE // 2 + 2]
+    assert abs(float(np.median(centre)) - float(np.median(corners))) > 40
+    again = paint_single_item(np.random.default_rng(0), item)
+    np.testing.assert_array_equal(painted.astype(np.uint8), again)
