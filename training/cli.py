@@ -96,7 +96,7 @@ def _config(options: dict[str, Any]) -> Any:
     return load_config(options["config"], overrides)
 
 
-_NOT_CONFIG = {"config", "start_lr", "end_lr", "num_it"}
+_NOT_CONFIG = {"config", "start_lr", "end_lr", "num_it", "suggest"}
 
 
 @app.command("lr-find")
@@ -116,13 +116,21 @@ def lr_find(
     start_lr: Annotated[float, typer.Option(help="lowest rate of the sweep")] = 1e-7,
     end_lr: Annotated[float, typer.Option(help="highest rate of the sweep")] = 10.0,
     num_it: Annotated[int, typer.Option(help="mini-batches in the sweep")] = 100,
+    suggest: Annotated[
+        str, typer.Option(help="the rule that picks the rate: valley | steep | minimum | slide")
+    ] = "valley",
 ) -> None:
-    """Sweep learning rates; print the suggestion and write the plot."""
+    """Sweep learning rates; print every rule's suggestion and write the plot (lr_find.png)."""
     cfg = _config(locals())  # first: every parameter, nothing else
+    from training.lr_suggestions import RULES
     from training.run import run_lr_find
 
-    found, plot = run_lr_find(cfg, start_lr, end_lr, num_it)
-    console.print(f"suggested learning rate: {found.suggestion:.2e}  (plot: {plot})")
+    if suggest not in RULES:
+        raise ConfigError(f"--suggest {suggest!r}: choose one of {', '.join(RULES)}")
+    found, plot = run_lr_find(cfg, start_lr, end_lr, num_it, rule=suggest)
+    for name, rate in found.suggestions.items():
+        console.print(f"  {name:<8} {rate:.2e}" + ("  <- suggested" if name == found.rule else ""))
+    console.print(f"suggested learning rate: {found.suggestion:.2e} ({found.rule})  (plot: {plot})")
 
 
 @app.command("train")
@@ -149,6 +157,13 @@ def train(
     void: Annotated[str | None, typer.Option(help="segmentation: the code loss and metrics ignore")] = None,
     points: Annotated[
         list[str] | None, typer.Option(help="pose: a point name, read from <name>_x, <name>_y; repeatable")
+    ] = None,
+    flip_pairs: Annotated[
+        list[str] | None,
+        typer.Option(help="pose: left:right point names swapped on a horizontal flip; repeatable"),
+    ] = None,
+    do_flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="flip horizontally at random (default: on)")
     ] = None,
     flip_vert: Annotated[
         bool | None,
@@ -395,9 +410,10 @@ def predict(
             answer = mask_summary(answer.pop("mask"), manifest.labels, path, masks)
         else:
             answer = task.json_answer(manifest, answer)
-        if known is not None:
-            answer["truth"] = known.get(path.name, known.get(path.stem))
-        typer.echo(json.dumps({"image": str(path), **answer}))
+        head: dict[str, Any] = {"image": str(path)}
+        if known is not None:  # beside the image's name, before the answer's long score list
+            head["truth"] = known.get(path.name, known.get(path.stem))
+        typer.echo(json.dumps({**head, **answer}))
 
 
 def true_labels(csv_path: Path) -> dict[str, str]:

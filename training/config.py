@@ -82,6 +82,9 @@ class TrainConfig(BaseModel):
     )
     mask_suffix: str = "_P.png"
     points: list[str] = Field(["centre"], min_length=1, description="pose: point p is columns p_x, p_y")
+    flip_pairs: list[str] = Field(
+        [], description="pose: left:right point names that swap on a horizontal flip (eye_left:eye_right)"
+    )
     text_col: str = Field("text", description="sentiment: the CSV column holding the texts")
     extra_csv: str | None = Field(
         "sentences.csv", description="sentiment: unlabelled texts for the LM, if present"

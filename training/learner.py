@@ -32,6 +32,7 @@ from training.data.transforms import sized
 from training.distributed import gather_in_order
 from training.errors import ConfigError
 from training.lr_finder import LRFind, lr_find
+from training.lr_suggestions import DEFAULT_RULE
 from training.metrics import Metric, metric_name
 
 __all__ = ["EpochRecord", "Learner", "LossFunc", "Reporter"]
@@ -432,8 +433,13 @@ class Learner(Generic[D]):
     # ---- learning-rate finder ---------------------------------------------------------------
 
     def lr_find(
-        self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10.0,
+        num_it: int = 100,
+        stop_div: bool = True,
+        rule: str = DEFAULT_RULE,
     ) -> LRFind:
-        """Sweep the rate exponentially; returns an `LRFind` (curve, suggestion, `plot(path)`).
-        The model and optimizer are restored afterwards."""
-        return lr_find(self, start_lr, end_lr, num_it, stop_div)
+        """Sweep the rate exponentially; returns an `LRFind` (curve, every rule's suggestion, the
+        one `rule` picks, `plot(path)`). The model and optimizer are restored afterwards."""
+        return lr_find(self, start_lr, end_lr, num_it, stop_div, rule=rule)

@@ -1,7 +1,7 @@
 """The learning-rate finder: train briefly while the rate grows exponentially, watch the loss.
 
-The suggestion is the rate where the smoothed loss falls fastest (steepest descent on a log
-axis), taken before the loss reaches its minimum: past that point training is diverging.
+The sweep records smoothed losses; `training.lr_suggestions` reads them (valley by default, or
+steep, minimum, slide), and the plot marks every rule's rate on the curve.
 """
 
 from __future__ import annotations
@@ -12,34 +12,62 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
+
+from training.lr_suggestions import DEFAULT_RULE, RULES, SKIP_END, suggest
 
 if TYPE_CHECKING:
     from training.learner import Learner
 
-__all__ = ["LRFind", "lr_find", "steepest_lr"]
+__all__ = ["LRFind", "lr_find"]
 
 
 @dataclass
 class LRFind:
-    """The sweep's rates, smoothed losses and suggested rate."""
+    """The sweep's rates and smoothed losses, every rule's suggestion and the one chosen."""
 
     lrs: list[float]
     losses: list[float]
-    suggestion: float
+    suggestions: dict[str, float]
+    rule: str = DEFAULT_RULE
 
-    def plot(self, path: Path, skip_start: int = 5, skip_end: int = 3) -> Path:
-        """Loss against rate (log axis) with the suggestion marked, as a PNG."""
+    def __post_init__(self) -> None:
+        if self.rule not in self.suggestions:
+            raise ValueError(f"no rule {self.rule!r}; choose one of {', '.join(self.suggestions)}")
+
+    @property
+    def suggestion(self) -> float:
+        """The chosen rule's rate."""
+        return self.suggestions[self.rule]
+
+    def plot(self, path: Path) -> Path:
+        """Loss against rate (log axis), every rule's rate marked on the curve, as a PNG. The
+        noisy first tenth and divergent end the rules skip are drawn faint."""
+        import numpy as np
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        end = max(skip_start + 2, len(self.lrs) - skip_end)
+        lrs, losses = np.asarray(self.lrs), np.asarray(self.losses)
+        start, end = len(lrs) // 10, max(len(lrs) // 10 + 2, len(lrs) - SKIP_END)
         fig = Figure(figsize=(6, 4), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        ax.plot(self.lrs[skip_start:end], self.losses[skip_start:end])
-        ax.axvline(self.suggestion, color="tab:red", linestyle="--", label=f"suggested {self.suggestion:.2e}")
+        ax.plot(lrs, losses, color="tab:blue", alpha=0.3)
+        ax.plot(lrs[start:end], losses[start:end], color="tab:blue")
+        shown = losses[start:end]
+        low, high = float(shown.min()), float(shown.max())
+        ax.set_ylim(low - 0.05 * (high - low), high + 0.25 * (high - low) + 1e-12)
+        for (name, rate), marker in zip(self.suggestions.items(), "ovsD", strict=False):
+            at = float(np.interp(np.log(rate), np.log(lrs), losses))
+            chosen = " (chosen)" if name == self.rule else ""
+            ax.plot(
+                [rate],
+                [at],
+                marker=marker,
+                markersize=9 if chosen else 7,
+                linestyle="none",
+                label=f"{name} {rate:.1e}{chosen}",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss (smoothed)")
@@ -50,16 +78,6 @@ class LRFind:
         return path
 
 
-def steepest_lr(lrs: list[float], losses: list[float]) -> float:
-    """The rate where the loss falls fastest against log(rate), before the loss minimum."""
-    if len(lrs) < 3:
-        raise ValueError(f"need at least 3 points to find a slope, got {len(lrs)}")
-    lowest = int(np.argmin(losses))
-    end = max(lowest + 1, 3)
-    slopes = np.gradient(np.asarray(losses[:end]), np.log(np.asarray(lrs[:end])))
-    return float(lrs[int(np.argmin(slopes))])
-
-
 def lr_find(
     learn: Learner,
     start_lr: float = 1e-7,
@@ -67,8 +85,12 @@ def lr_find(
     num_it: int = 100,
     stop_div: bool = True,
     beta: float = 0.98,
+    rule: str = DEFAULT_RULE,
 ) -> LRFind:
-    """Run the sweep on `learn` (same rate for every layer group), then restore its weights."""
+    """Run the sweep on `learn` (same rate for every layer group), then restore its weights;
+    `rule` (one of `RULES`) chooses the suggestion."""
+    if rule not in RULES:
+        raise ValueError(f"no suggestion rule {rule!r}; choose one of {', '.join(RULES)}")
     saved_model = copy.deepcopy(learn.model.state_dict())
     opt = learn.make_optimizer([start_lr] * len(learn.layer_groups))
     scaler = torch.amp.GradScaler(learn.device.type, enabled=learn.amp_dtype == torch.float16)
@@ -98,4 +120,4 @@ def lr_find(
             break
     finally:
         learn.model.load_state_dict(saved_model)
-    return LRFind(lrs, losses, steepest_lr(lrs, losses))
+    return LRFind(lrs, losses, suggest(lrs, losses, num_it), rule)

@@ -23,6 +23,7 @@ from training.distributed import current_ranks, join
 from training.errors import ConfigError
 from training.learner import Learner, Reporter
 from training.lr_finder import LRFind
+from training.lr_suggestions import DEFAULT_RULE
 from training.metrics import metric_name
 from training.models import create_model, layer_groups
 from training.tasks import TaskSetup, setup_task, task_for
@@ -90,6 +91,7 @@ def train_transforms(cfg: TrainConfig, task: TaskSetup) -> Transforms:
         p_affine=cfg.p_affine,
         p_lighting=cfg.p_lighting,
         mask_fill=task.void or 0,
+        flip_pairs=task.flip_pairs,
     )
 
 
@@ -156,10 +158,14 @@ def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str
     return result
 
 
-def run_lr_find(cfg: TrainConfig, start_lr: float, end_lr: float, num_it: int) -> tuple[LRFind, Path]:
-    """Sweep rates on the configured learner; the plot goes to `<out>/lr_find.png`."""
+def run_lr_find(
+    cfg: TrainConfig, start_lr: float, end_lr: float, num_it: int, rule: str = DEFAULT_RULE
+) -> tuple[LRFind, Path]:
+    """Sweep rates on the configured learner; `rule` picks the suggestion. The plot (every rule's
+    rate marked) goes to `<out>/lr_find.png`, the sweep itself to `<out>/lr_find.json`."""
     if current_ranks() is not None:
         raise ConfigError("lr-find runs in one process; start it without torchrun")
     learn = build_learner(cfg)
-    found = learn.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it)
+    found = learn.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it, rule=rule)
+    write_json_atomic(cfg.out / "lr_find.json", dataclasses.asdict(found))
     return found, found.plot(cfg.out / "lr_find.png")

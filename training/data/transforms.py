@@ -32,10 +32,22 @@ def _unshift(moved: Any, axis: int) -> Any:
 
 
 class HorizontalFlip(v2.RandomHorizontalFlip):
-    """A horizontal flip that maps point x to W − x (see the module's note)."""
+    """A horizontal flip that maps point x to W − x (see the module's note) and swaps the points of
+    each left/right pair (indices into the points), so the point named left stays the left one."""
+
+    def __init__(self, p: float = 0.5, pairs: Sequence[tuple[int, int]] = ()) -> None:
+        super().__init__(p)
+        order = list(range(1 + max((i for pair in pairs for i in pair), default=-1)))
+        for a, b in pairs:
+            order[a], order[b] = b, a
+        self.order = order
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        return _unshift(super().transform(inpt, params), 0)
+        moved = _unshift(super().transform(inpt, params), 0)
+        if not isinstance(moved, tv_tensors.KeyPoints) or not self.order:
+            return moved
+        order = self.order + list(range(len(self.order), moved.shape[-2]))
+        return tv_tensors.wrap(moved.as_subclass(torch.Tensor)[..., order, :], like=moved)
 
 
 class VerticalFlip(v2.RandomVerticalFlip):
@@ -55,17 +67,19 @@ def get_transforms(
     p_affine: float = 0.75,
     p_lighting: float = 0.75,
     mask_fill: int = 0,
+    flip_pairs: Sequence[tuple[int, int]] = (),
 ) -> Transforms:
     """(train, valid) augmentations; validation gets none, only the resize added by `sized`.
 
     `flip_vert` allows every dihedral symmetry (vertical flips and quarter turns), right for
     satellite or microscope images that have no "up". `mask_fill` is the code a mask gets where a
     rotation or warp uncovers the image's outside: `Void` for segmentation, so nothing is learnt there.
+    `flip_pairs` (indices into a pose task's points) swap names on every horizontal flip.
     """
     fill: dict[type | str, int] = {tv_tensors.Mask: mask_fill, "others": 0}
     train: list[v2.Transform] = []
     if do_flip:
-        train.append(HorizontalFlip(0.5))
+        train.append(HorizontalFlip(0.5, flip_pairs))
     if flip_vert:
         train.append(VerticalFlip(0.5))
         train.append(v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)]))

@@ -53,6 +53,8 @@ class TaskSetup:
     """Segmentation: the code ignored by loss and metrics, and painted where augmentation uncovers."""
     metrics_for: Callable[[ItemList], list[Metric]] | None = None
     """The metrics for other validation items, where they depend on the items (pose: image sizes)."""
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+    """Pose: indices of the points that swap names on a horizontal flip."""
     per_label: Callable[[torch.Tensor, torch.Tensor], dict[str, dict[str, float]]] | None = None
     """(validation predictions, targets) → each label's scores, written beside the metrics."""
 

@@ -17,6 +17,7 @@ from serving.bundle.tasks import pose as served
 from serving.bundle.tasks.pose import PosePostprocess
 from training.config import TrainConfig
 from training.data import ItemList, PointsFromColumns, image_sizes
+from training.data.flip_pairs import flip_pair_indices, refuse_unpaired_sides
 from training.data.labellers import Labeller
 from training.metrics import Metric, mean_pixel_error, mean_points
 from training.tasks.base import TaskSetup
@@ -37,6 +38,9 @@ class PoseTask(ImageTask):
             cfg.data, cfg.csv, column=cfg.image_col, folder=cfg.folder, suffix=cfg.suffix
         )
         src = items.split(choose_splitter(cfg)).label(PointsFromColumns(cfg.points))
+        pairs = flip_pair_indices(cfg.flip_pairs, cfg.points)
+        if cfg.do_flip:
+            refuse_unpaired_sides(cfg.points, pairs)
         return TaskSetup(
             src=src,
             spec=CnnSpec(cfg.arch, n_out=2 * len(cfg.points)),
@@ -46,10 +50,11 @@ class PoseTask(ImageTask):
             primary="mean_pixel_error",
             higher_is_better=False,
             metrics_for=pose_metrics,
+            flip_pairs=pairs,
         )
 
     def postprocess(self, classes: list[str], cfg: TrainConfig) -> PosePostprocess:
-        return PosePostprocess(tuple(classes))
+        return PosePostprocess(tuple(classes), tuple(cfg.flip_pairs))
 
     def measure(
         self,
@@ -75,7 +80,7 @@ class PoseTask(ImageTask):
         return PointsFromColumns(cfg.points)
 
     def fixed_config(self, postprocess: PosePostprocess) -> dict[str, Any]:
-        return {"points": list(postprocess.points)}
+        return {"points": list(postprocess.points), "flip_pairs": list(postprocess.flip_pairs)}
 
 
 def pose_metrics(items: ItemList) -> list[Metric]:

@@ -29,6 +29,8 @@ class PosePostprocess:
     """
 
     points: tuple[str, ...]
+    flip_pairs: tuple[str, ...] = ()
+    """`left:right` names swapped on the horizontal flips it was trained with (for fine-tuning it)."""
 
     def pixels(self, outputs: np.ndarray, sizes: Sequence[Size]) -> np.ndarray:
         """(N, 2K) outputs → (N, K, 2) float32 (x, y) in each item's own pixels."""
