@@ -74,7 +74,9 @@ def _command(path: list[str], command: Any, defaults: dict[str, Any]) -> list[st
             flag = " / ".join(f"`{o}`" for o in [*option.opts, *option.secondary_opts])
             field = defaults.get(option.name)
             default = option.default
-            if default is None and field is not None and field.default is not PydanticUndefined:
+            if isinstance(option.show_default, str):  # the config's flags say their defaults so
+                default = option.show_default
+            elif default is None and field is not None and field.default is not PydanticUndefined:
                 default = field.default
             meaning = option.help or (field.description if field is not None else "") or ""
             lines.append(f"| {flag} | {_shown(default)} | {_cell(meaning)} |")

@@ -13,6 +13,7 @@ Errors in the user's data or options print as one red line and exit with status 
 from __future__ import annotations
 
 import enum
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from training.cli_data import data_app
+from training.cli_options import IMAGE_ONLY, SENTIMENT_ONLY, config_command
 from training.cli_shared import console, user_errors
 from training.errors import ConfigError
 
@@ -53,75 +55,14 @@ def save_body(
     console.print(f"wrote {to}; use it with --weights {to}")
 
 
-# Options shared by lr-find and train. None means "not given": the config file or default decides.
-DataOpt = Annotated[Path | None, typer.Option(help="data folder (labels.csv, train/)")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file of options; flags override it")]
-ArchOpt = Annotated[str | None, typer.Option(help="resnet18 | resnet34 | resnet50")]
-WeightsOpt = Annotated[Path | None, typer.Option(help="local torchvision state dict for the body")]
-SizeOpt = Annotated[int | None, typer.Option(help="image size in pixels")]
-BsOpt = Annotated[int | None, typer.Option(help="batch size")]
-OutOpt = Annotated[Path | None, typer.Option(help="run folder for stages, metrics and plots")]
-StageOpt = Annotated[str | None, typer.Option("--from-stage", help="start from this saved stage's weights")]
-Fp16Opt = Annotated[bool | None, typer.Option("--fp16/--fp32", help="mixed precision")]
-UnfreezeOpt = Annotated[bool | None, typer.Option("--unfreeze/--freeze", help="train the body too")]
-# sentiment's options (train sentiment, and its alias `sentiment`)
-TextColOpt = Annotated[str | None, typer.Option(help="sentiment: the CSV column holding the texts")]
-LabelColOpt = Annotated[str | None, typer.Option(help="the CSV column holding the labels")]
-ExtraCsvOpt = Annotated[str | None, typer.Option(help="sentiment: unlabelled texts for the LM, if present")]
-EncoderOpt = Annotated[
-    Path | None,
-    typer.Option(help="sentiment: an encoder.pt (this kit's, or a local pretrained one): no new LM"),
-]
-VocabularyOpt = Annotated[
-    str | None, typer.Option(help="sentiment: bpe (subwords, the default) or word (whole words, as fastai)")
-]
-VocabSizeOpt = Annotated[int | None, typer.Option(help="sentiment: vocabulary size, in subwords or words")]
-MaxTokensOpt = Annotated[int | None, typer.Option(help="sentiment: longer texts keep their last tokens")]
-EmbOpt = Annotated[int | None, typer.Option(help="sentiment: embedding width")]
-HiddenOpt = Annotated[int | None, typer.Option(help="sentiment: LSTM width")]
-LayersOpt = Annotated[int | None, typer.Option(help="sentiment: stacked LSTMs")]
-BpttOpt = Annotated[int | None, typer.Option(help="sentiment: language model window, in tokens")]
-LmEpochsOpt = Annotated[
-    int | None, typer.Option(help="sentiment: language model epochs (0: use --encoder as is)")
-]
-LmLrOpt = Annotated[float | None, typer.Option(help="sentiment: language model max learning rate")]
-
-
-def _config(options: dict[str, Any]) -> Any:
-    """A `TrainConfig` from a command's parameters: `--config`'s file, overridden by every flag given."""
-    from training.config import load_config
-
-    overrides = {k: v for k, v in options.items() if k not in _NOT_CONFIG}
-    overrides["task"] = overrides["task"].value
-    return load_config(options["config"], overrides)
-
-
-_NOT_CONFIG = {"config", "start_lr", "end_lr", "num_it", "suggest"}
-
-
-@app.command("lr-find")
-@user_errors
 def lr_find(
-    task: Task,
-    data: DataOpt = None,
-    config: ConfigOpt = None,
-    arch: ArchOpt = None,
-    weights: WeightsOpt = None,
-    size: SizeOpt = None,
-    bs: BsOpt = None,
-    out: OutOpt = None,
-    from_stage: StageOpt = None,
-    fp16: Fp16Opt = None,
-    unfreeze: UnfreezeOpt = None,
-    start_lr: Annotated[float, typer.Option(help="lowest rate of the sweep")] = 1e-7,
-    end_lr: Annotated[float, typer.Option(help="highest rate of the sweep")] = 10.0,
-    num_it: Annotated[int, typer.Option(help="mini-batches in the sweep")] = 100,
-    suggest: Annotated[
-        str, typer.Option(help="the rule that picks the rate: valley | steep | minimum | slide")
-    ] = "valley",
+    cfg: Any,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_it: int = 100,
+    suggest: str = "valley",
 ) -> None:
     """Sweep learning rates; print every rule's suggestion and write the plot (lr_find.png)."""
-    cfg = _config(locals())  # first: every parameter, nothing else
     from training.lr_suggestions import RULES
     from training.run import run_lr_find
 
@@ -133,74 +74,35 @@ def lr_find(
     console.print(f"suggested learning rate: {found.suggestion:.2e} ({found.rule})  (plot: {plot})")
 
 
-@app.command("train")
-@user_errors
-def train(
-    task: Task,
-    data: DataOpt = None,
-    config: ConfigOpt = None,
-    csv: Annotated[str | None, typer.Option(help="labels CSV inside the data folder")] = None,
-    folder: Annotated[str | None, typer.Option(help="image folder inside the data folder")] = None,
-    valid_pct: Annotated[float | None, typer.Option(help="random validation share (no valid list)")] = None,
-    valid_col: Annotated[str | None, typer.Option(help="boolean CSV column marking validation rows")] = None,
-    arch: ArchOpt = None,
-    weights: WeightsOpt = None,
-    normalize: Annotated[
-        str | None, typer.Option(help="data | imagenet (default: imagenet with --weights)")
-    ] = None,
-    size: SizeOpt = None,
-    bs: BsOpt = None,
-    epochs: Annotated[int | None, typer.Option(help="epochs of this stage")] = None,
-    lr: Annotated[str | None, typer.Option(help="max learning rate, or low:high over layer groups")] = None,
-    wd: Annotated[float | None, typer.Option(help="weight decay")] = None,
-    thresh: Annotated[float | None, typer.Option(help="score above which a tag is predicted")] = None,
-    void: Annotated[str | None, typer.Option(help="segmentation: the code loss and metrics ignore")] = None,
-    points: Annotated[
-        list[str] | None, typer.Option(help="pose: a point name, read from <name>_x, <name>_y; repeatable")
-    ] = None,
-    flip_pairs: Annotated[
-        list[str] | None,
-        typer.Option(help="pose: left:right point names swapped on a horizontal flip; repeatable"),
-    ] = None,
-    do_flip: Annotated[
-        bool | None, typer.Option("--flip/--no-flip", help="flip horizontally at random (default: on)")
-    ] = None,
-    flip_vert: Annotated[
-        bool | None,
-        typer.Option("--flip-vert/--no-flip-vert", help="flip vertically and turn by quarters too"),
-    ] = None,
-    max_rotate: Annotated[float | None, typer.Option(help="largest random rotation, in degrees")] = None,
-    max_zoom: Annotated[float | None, typer.Option(help="largest random zoom (1: none)")] = None,
-    max_lighting: Annotated[
-        float | None, typer.Option(help="largest random brightness/contrast change")
-    ] = None,
-    max_warp: Annotated[float | None, typer.Option(help="largest random perspective warp")] = None,
-    text_col: TextColOpt = None,
-    label_col: LabelColOpt = None,
-    extra_csv: ExtraCsvOpt = None,
-    encoder: EncoderOpt = None,
-    vocabulary: VocabularyOpt = None,
-    vocab_size: VocabSizeOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    emb: EmbOpt = None,
-    hidden: HiddenOpt = None,
-    layers: LayersOpt = None,
-    bptt: BpttOpt = None,
-    lm_epochs: LmEpochsOpt = None,
-    lm_lr: LmLrOpt = None,
-    fp16: Fp16Opt = None,
-    unfreeze: UnfreezeOpt = None,
-    stage: Annotated[str | None, typer.Option(help="name to save this stage under")] = None,
-    from_stage: StageOpt = None,
-    resume: Annotated[bool | None, typer.Option("--resume", help="continue this stage's killed run")] = None,
-    num_workers: Annotated[int | None, typer.Option(help="data loader worker processes")] = None,
-    out: OutOpt = None,
-    seed: Annotated[
-        int | None, typer.Option(help="random seed of the run (weights, order, augmentation)")
-    ] = None,
-) -> None:
+def _own(name: str, kind: type, default: Any, help: str) -> inspect.Parameter:
+    """A command's own option, beside the config's flags."""
+    option = typer.Option("--" + name.replace("_", "-"), help=help)
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
+
+
+config_command(
+    app,
+    "lr-find",
+    lr_find,
+    task_type=Task,
+    skip=SENTIMENT_ONLY | {"lr", "epochs", "pct_start", "stage", "resume"},
+    own=[
+        _own("start_lr", float, 1e-7, "lowest rate of the sweep"),
+        _own("end_lr", float, 10.0, "highest rate of the sweep"),
+        _own("num_it", int, 100, "mini-batches in the sweep"),
+        _own("suggest", str, "valley", "the rule that picks the rate: valley | steep | minimum | slide"),
+    ],
+)
+
+
+def train(cfg: Any) -> None:
     """Train one stage with fit_one_cycle (sentiment: its ULMFiT stages); metrics JSON at the end."""
-    _train(_config(locals()))  # first: every parameter, nothing else
+    _train(cfg)
+
+
+config_command(app, "train", train, task_type=Task)
 
 
 def _train(cfg: Any) -> None:
@@ -231,37 +133,12 @@ def per_label_table(report: dict[str, dict[str, float]]) -> Any:
     return table
 
 
-@app.command("sentiment")
-@user_errors
-def sentiment(
-    data: Annotated[Path, typer.Option(help="folder holding the texts CSV")] = Path("data/reviews"),
-    csv: Annotated[str | None, typer.Option(help="CSV of text,label,is_valid rows")] = None,
-    text_col: TextColOpt = None,
-    label_col: LabelColOpt = None,
-    valid_col: Annotated[str | None, typer.Option(help="boolean CSV column marking validation rows")] = None,
-    extra_csv: ExtraCsvOpt = None,
-    encoder: EncoderOpt = None,
-    vocabulary: VocabularyOpt = None,
-    vocab_size: VocabSizeOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    emb: EmbOpt = None,
-    hidden: HiddenOpt = None,
-    layers: LayersOpt = None,
-    bs: BsOpt = None,
-    bptt: BpttOpt = None,
-    lm_epochs: LmEpochsOpt = None,
-    lm_lr: LmLrOpt = None,
-    epochs: Annotated[int | None, typer.Option(help="epochs of the last, fully unfrozen stage")] = None,
-    lr: Annotated[float | None, typer.Option(help="classifier head's max learning rate")] = None,
-    fp16: Fp16Opt = None,
-    resume: Annotated[bool | None, typer.Option("--resume", help="continue a killed run")] = None,
-    out: Annotated[Path | None, typer.Option(help="run folder (default runs/sentiment)")] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="random seed of the run (weights, order, augmentation)")
-    ] = None,
-) -> None:
+def sentiment(cfg: Any) -> None:
     """The same as `train sentiment`: tokenizer, language model (→ encoder.pt), classifier (→ clf)."""
-    _train(_config({"task": Task.sentiment, "config": None, **locals()}))
+    _train(cfg)
+
+
+config_command(app, "sentiment", sentiment, task="sentiment", skip=IMAGE_ONLY)
 
 
 def main() -> None:
@@ -302,7 +179,9 @@ def finetune(
     bundle: Annotated[Path, typer.Option(help="the served model: models/<name>[/<version>]")],
     feedback: Annotated[Path, typer.Option(help="its feedback store folder: feedback/<name>")],
     data: Annotated[Path, typer.Option(help="the original training data folder")],
-    config: ConfigOpt = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file of the options the bundle does not fix")
+    ] = None,
     out: Annotated[Path, typer.Option(help="run folder for the fine-tuned stage")] = Path("runs/finetune"),
     models: Annotated[Path, typer.Option(help="model repository to publish into")] = Path("models"),
     epochs: Annotated[int, typer.Option(min=1, help="epochs of fine-tuning")] = 5,
@@ -310,7 +189,7 @@ def finetune(
     lr_find: Annotated[
         bool, typer.Option("--lr-find", help="take the rate from a sweep (plot in --out)")
     ] = False,
-    bs: BsOpt = None,
+    bs: Annotated[int | None, typer.Option(help="batch size (default: the bundle's run's)")] = None,
     weight: Annotated[int, typer.Option(min=1, help="times each feedback record joins the training set")] = 1,
     holdout: Annotated[float, typer.Option(help="share of feedback held out to measure the gain")] = 0.2,
     tolerance: Annotated[

@@ -28,6 +28,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "segmentation": {"folder": "images", "out": "runs/segmentation"},
     "pose": {"csv": "points.csv", "folder": "images", "out": "runs/pose"},
     "sentiment": {
+        "data": "data/reviews",
         "csv": "reviews.csv",
         "label_col": "label",
         "valid_col": "is_valid",
@@ -59,81 +60,112 @@ def parse_lr(value: float | str) -> float | tuple[float, float]:
 
 
 class TrainConfig(BaseModel):
-    """Everything a run needs; the defaults suit the demo data on a CPU."""
+    """Everything a run needs; the defaults suit the demo data on a CPU.
+
+    Every field is a flag of each command that reads it (`training.cli_options`), described by its
+    `description` here: this is the one place an option is defined.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: TaskName = "multilabel"
-    data: Path
-    csv: str = "labels.csv"
-    folder: str = "train"
-    suffix: str = ".jpg"
-    image_col: str = "image_name"
-    label_col: str = "tags"
-    label_delim: str = " "
-    valid_list: str | None = Field("valid.txt", description="file of validation image names, if it exists")
-    valid_col: str | None = None
-    valid_pct: float = Field(0.2, gt=0, lt=1)
-    split_seed: int = 42
+    data: Path = Field(description="the data folder (each task's layout: docs/tasks.md)")
+    csv: str = Field("labels.csv", description="the labels CSV inside the data folder")
+    folder: str = Field("train", description="the image folder inside the data folder")
+    suffix: str = Field(".jpg", description="image file extension added to each CSV name")
+    image_col: str = Field("image_name", description="the CSV column naming each image")
+    label_col: str = Field("tags", description="the CSV column holding the labels")
+    label_delim: str = Field(" ", description="multilabel: what separates tags in the label column")
+    valid_list: str | None = Field(
+        "valid.txt", description="file of validation image names, used if it exists ('none': never)"
+    )
+    valid_col: str | None = Field(None, description="boolean CSV column marking validation rows")
+    valid_pct: float = Field(0.2, gt=0, lt=1, description="random validation share (no list, no column)")
+    split_seed: int = Field(42, description="seed of the random validation split")
+    max_train: int | None = Field(
+        None, ge=1, description="train on a seeded random subset of this many items (quick runs)"
+    )
+    max_valid: int | None = Field(None, ge=1, description="validate on a seeded random subset of this many")
     codes: str = Field("codes.txt", description="segmentation: the codes file, one code a line")
-    void: str | None = Field("Void", description="segmentation: the code left out of loss and metrics")
+    void: str | None = Field(
+        "Void", description="segmentation: the code left out of loss and metrics ('none': no such code)"
+    )
     mask_folder: str = Field(
         "labels", description="segmentation: masks are <mask_folder>/<stem><mask_suffix>"
     )
-    mask_suffix: str = "_P.png"
-    points: list[str] = Field(["centre"], min_length=1, description="pose: point p is columns p_x, p_y")
+    mask_suffix: str = Field(
+        "_P.png", description="segmentation: what follows an image's stem in its mask name"
+    )
+    points: list[str] = Field(["centre"], min_length=1, description="pose: the point names; repeatable")
+    x_col: str = Field("{point}_x", description="pose: the column of a point's x ({point} is its name)")
+    y_col: str = Field("{point}_y", description="pose: the column of a point's y ({point} is its name)")
     flip_pairs: list[str] = Field(
         [], description="pose: left:right point names that swap on a horizontal flip (eye_left:eye_right)"
     )
     text_col: str = Field("text", description="sentiment: the CSV column holding the texts")
     extra_csv: str | None = Field(
-        "sentences.csv", description="sentiment: unlabelled texts for the LM, if present"
+        "sentences.csv", description="sentiment: unlabelled texts for the LM, if present ('none': never)"
     )
 
-    arch: Arch = "resnet34"
-    weights: Path | None = None
+    arch: Arch = Field("resnet34", description="the body: resnet18 | resnet34 | resnet50")
+    weights: Path | None = Field(None, description="a local torchvision state dict for the body")
     normalize: Literal["data", "imagenet"] | None = Field(
-        None, description="stats to normalize with; default: imagenet with --weights, else the data's"
+        None, description="stats to normalize with: data | imagenet (default: imagenet with --weights)"
     )
-    size: int = Field(64, ge=8)
-    bs: int = Field(64, ge=1)
-    num_workers: int | None = Field(None, ge=0)
-    epochs: int = Field(5, ge=1)
-    lr: float | tuple[float, float] = 1e-2
-    wd: float = Field(1e-2, ge=0)
-    pct_start: float = Field(0.3, gt=0, lt=1)
-    thresh: float = Field(0.2, gt=0, lt=1)
+    size: int = Field(64, ge=8, description="image size in pixels (square)")
+    bs: int = Field(64, ge=1, description="batch size")
+    num_workers: int | None = Field(None, ge=0, description="data loader worker processes")
+    threads: int | None = Field(
+        None, ge=1, description="torch threads for training (default: torch's, one per core)"
+    )
+    epochs: int = Field(5, ge=1, description="epochs of this stage")
+    lr: float | tuple[float, float] = Field(
+        1e-2, description="max learning rate, or low:high spread over layer groups"
+    )
+    wd: float = Field(1e-2, ge=0, description="weight decay")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="share of the one cycle spent warming up")
+    thresh: float = Field(0.2, gt=0, lt=1, description="multilabel: score above which a tag is predicted")
 
     # sentiment (ULMFiT): tokenizer, AWD-LSTM sizes, language model
-    vocabulary: Vocabulary = Field("bpe", description="sentiment: bpe subwords, or whole words")
-    vocab_size: int = Field(8000, ge=100, le=65_536)
-    max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts keep xxbos and their last ids")
-    emb: int = Field(256, ge=8)
-    hidden: int = Field(512, ge=8)
-    layers: int = Field(3, ge=1, le=8)
-    bptt: int = Field(70, ge=8)
-    lm_epochs: int = Field(4, ge=0, description="language model epochs; 0 with --encoder: use it as is")
-    lm_lr: float = Field(3e-3, gt=0)
+    vocabulary: Vocabulary = Field(
+        "bpe", description="sentiment: bpe (subwords) or word (whole words, as fastai)"
+    )
+    vocab_size: int = Field(8000, ge=100, le=65_536, description="sentiment: vocabulary size")
+    max_tokens: int = Field(
+        512, ge=8, le=65_536, description="sentiment: longer texts keep xxbos and their last tokens"
+    )
+    emb: int = Field(256, ge=8, description="sentiment: embedding width")
+    hidden: int = Field(512, ge=8, description="sentiment: LSTM width")
+    layers: int = Field(3, ge=1, le=8, description="sentiment: stacked LSTMs")
+    bptt: int = Field(70, ge=8, description="sentiment: language model window, in tokens")
+    lm_epochs: int = Field(4, ge=0, description="sentiment: language model epochs (0 with --encoder: as is)")
+    lm_lr: float = Field(3e-3, gt=0, description="sentiment: language model max learning rate")
     encoder: Path | None = Field(
-        None, description="sentiment: an encoder.pt to start from instead of a new LM"
+        None, description="sentiment: an encoder.pt (this kit's, or a local pretrained one): no new LM"
     )
 
-    do_flip: bool = True
-    flip_vert: bool = False
-    max_rotate: float = Field(10.0, ge=0)
-    max_zoom: float = Field(1.1, ge=1)
-    max_lighting: float = Field(0.2, ge=0, lt=1)
-    max_warp: float = Field(0.2, ge=0, lt=1)
-    p_affine: float = Field(0.75, ge=0, le=1)
-    p_lighting: float = Field(0.75, ge=0, le=1)
+    do_flip: bool = Field(True, description="flip horizontally at random")
+    flip_vert: bool = Field(False, description="flip vertically and turn by quarters too")
+    max_rotate: float = Field(10.0, ge=0, description="largest random rotation, in degrees")
+    max_zoom: float = Field(1.1, ge=1, description="largest random zoom (1: none)")
+    max_lighting: float = Field(0.2, ge=0, lt=1, description="largest random brightness/contrast change")
+    max_warp: float = Field(0.2, ge=0, lt=1, description="largest random perspective warp")
+    p_affine: float = Field(0.75, ge=0, le=1, description="chance of a rotation/zoom and of a warp")
+    p_lighting: float = Field(0.75, ge=0, le=1, description="chance of a lighting change")
 
-    fp16: bool = False
-    unfreeze: bool = False
-    stage: str = "stage-1"
-    from_stage: str | None = None
-    resume: bool = False
-    out: Path = Path("runs/multilabel")
-    seed: int = 0
+    fp16: bool = Field(False, description="mixed precision (fp16 on CUDA, bf16 on a CPU)")
+    unfreeze: bool = Field(False, description="train a pretrained body too, not just the head")
+    stage: str = Field("stage-1", description="name to save this stage under")
+    from_stage: str | None = Field(None, description="start from this saved stage's weights")
+    resume: bool = Field(False, description="continue this stage's killed run from its last epoch")
+    out: Path = Field(Path("runs/multilabel"), description="run folder for stages, metrics and plots")
+    seed: int = Field(0, description="random seed of the run (weights, order, augmentation)")
+
+    @field_validator("void", "valid_list", "extra_csv", mode="before")
+    @classmethod
+    def _none_is_none(cls, value: Any) -> Any:
+        """'none' (any case) says there is no such thing: a flag cannot pass a null."""
+        return None if isinstance(value, str) and value.lower() == "none" else value
 
     @model_validator(mode="before")
     @classmethod

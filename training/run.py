@@ -122,10 +122,17 @@ def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
     return state
 
 
+def use_threads(cfg: TrainConfig) -> None:
+    """torch's intra-op threads as `cfg.threads` says (None: torch's default, one per core)."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+
+
 def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train one stage; write `<out>/<stage>.pt`, `<out>/<stage>.metrics.json` and its plot
     `<out>/<stage>.curves.png`; return the metrics.
     A task with its own recipe runs that instead (it writes its own stages and metrics)."""
+    use_threads(cfg)
     recipe = task_for(cfg.task).recipe
     if recipe is not None:
         return recipe(cfg, reporter)
@@ -165,6 +172,7 @@ def run_lr_find(
     rate marked) goes to `<out>/lr_find.png`, the sweep itself to `<out>/lr_find.json`."""
     if current_ranks() is not None:
         raise ConfigError("lr-find runs in one process; start it without torchrun")
+    use_threads(cfg)
     learn = build_learner(cfg)
     found = learn.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it, rule=rule)
     write_json_atomic(cfg.out / "lr_find.json", dataclasses.asdict(found))

@@ -37,6 +37,7 @@ from training.checkpoint import atomic_save, load_checkpoint, write_json_atomic
 from training.config import TrainConfig
 from training.curves import plot_curves
 from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
+from training.data.splitters import subsampled
 from training.data.text import TextDataBunch
 from training.errors import ConfigError, DataError
 from training.learner import Learner, Reporter
@@ -73,7 +74,7 @@ def run_sentiment(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[st
     cfg.out.mkdir(parents=True, exist_ok=True)
     src = (
         ItemList.from_text_csv(cfg.data, cfg.csv, cfg.text_col)
-        .split(ColumnSplitter(valid_column(cfg)))
+        .split(subsampled(ColumnSplitter(valid_column(cfg)), cfg.max_train, cfg.max_valid, cfg.split_seed))
         .label(FromColumn(cfg.label_col))
     )
     extra = _extra_texts(cfg)

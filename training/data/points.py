@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 
 from training.data.items import Items
-from training.errors import DataError, LabelError
+from training.errors import ConfigError, DataError, LabelError
 
 __all__ = ["PointsEncoder", "PointsFromColumns", "image_sizes"]
 
@@ -40,12 +40,25 @@ def image_sizes(items: Items) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class PointsFromColumns:
-    """Point `p` of each row is (`p_x`, `p_y`) in the image's pixels (BIWI's head centre: `centre`)."""
+    """Point `p` of each row is (`p_x`, `p_y`) in the image's pixels (BIWI's head centre: `centre`),
+    or the columns `x_col` and `y_col` name, `{point}` standing for the point's name (a CSV of one
+    point in columns `x`, `y`: `x_col="x"`, `y_col="y"`)."""
 
     names: Sequence[str]
+    x_col: str = "{point}_x"
+    y_col: str = "{point}_y"
+
+    def __post_init__(self) -> None:
+        columns = self.columns()
+        if len(set(columns)) < len(columns):
+            raise ConfigError(
+                f"x_col {self.x_col!r} and y_col {self.y_col!r} give {len(self.names)} points "
+                f"({', '.join(self.names)}) the same columns: put {{point}} in them, as in {{point}}_x"
+            )
 
     def columns(self) -> list[str]:
-        return [f"{name}_{axis}" for name in self.names for axis in ("x", "y")]
+        patterns = (self.x_col, self.y_col)
+        return [pattern.replace("{point}", name) for name in self.names for pattern in patterns]
 
     def __call__(self, items: Items) -> list[list[float]]:
         if items.rows is None:

@@ -12,7 +12,15 @@ import torch
 from training.data.items import Items
 from training.errors import DataError
 
-__all__ = ["ColumnSplitter", "FileListSplitter", "FolderSplitter", "RandomSplitter", "Splitter"]
+__all__ = [
+    "ColumnSplitter",
+    "FileListSplitter",
+    "FolderSplitter",
+    "RandomSplitter",
+    "Splitter",
+    "Subsample",
+    "subsampled",
+]
 
 Indices = tuple[list[int], list[int]]
 
@@ -116,3 +124,33 @@ class FileListSplitter:
         if unknown:
             raise DataError(f"{self.source}: {len(unknown)} names match no item, e.g. {unknown[:3]}")
         return train, valid
+
+
+@dataclass(frozen=True)
+class Subsample:
+    """Another splitter's split, each side cut to a seeded random subset of at most `max_train` /
+    `max_valid` items (fastai users' partial data, for quick runs); order kept."""
+
+    splitter: Splitter
+    max_train: int | None = None
+    max_valid: int | None = None
+    seed: int = 42
+
+    def __call__(self, items: Items) -> Indices:
+        train, valid = self.splitter(items)
+        generator = torch.Generator().manual_seed(self.seed)
+        return _sample(train, self.max_train, generator), _sample(valid, self.max_valid, generator)
+
+
+def _sample(indices: list[int], most: int | None, generator: torch.Generator) -> list[int]:
+    if most is None or len(indices) <= most:
+        return indices
+    chosen = torch.randperm(len(indices), generator=generator)[:most].tolist()
+    return sorted(indices[i] for i in chosen)
+
+
+def subsampled(splitter: Splitter, max_train: int | None, max_valid: int | None, seed: int = 42) -> Splitter:
+    """`splitter`, cut to subsets where a maximum is given."""
+    if max_train is None and max_valid is None:
+        return splitter
+    return Subsample(splitter, max_train, max_valid, seed)

@@ -13,6 +13,7 @@ from serving.bundle.tasks import classify as served
 from serving.bundle.tasks.single_label import SingleLabelPostprocess
 from training.config import TrainConfig
 from training.data import FolderSplitter, FromFolderName, ItemList
+from training.data.splitters import subsampled
 from training.metrics import accuracy, frequency_logits
 from training.tasks.base import TaskSetup
 from training.tasks.image import ImageTask
@@ -27,7 +28,8 @@ class ClassifyTask(ImageTask):
     spec_type = CnnSpec
 
     def setup(self, cfg: TrainConfig) -> TaskSetup:
-        src = ItemList.from_folder(cfg.data).split(FolderSplitter()).label(FromFolderName())
+        splitter = subsampled(FolderSplitter(), cfg.max_train, cfg.max_valid, cfg.split_seed)
+        src = ItemList.from_folder(cfg.data).split(splitter).label(FromFolderName())
         return TaskSetup(
             src=src,
             spec=CnnSpec(cfg.arch, n_out=len(src.classes)),

@@ -16,7 +16,7 @@ from serving.bundle.pipeline import ImagePreprocess
 from serving.bundle.runtimes import OnnxRuntime
 from training.config import TrainConfig
 from training.data import ColumnSplitter, FileListSplitter, RandomSplitter
-from training.data.splitters import Splitter
+from training.data.splitters import Splitter, subsampled
 from training.errors import DataError, ExportError
 from training.tasks.base import ExportPlan, TrainingTask
 
@@ -24,12 +24,16 @@ __all__ = ["ImageTask", "choose_splitter"]
 
 
 def choose_splitter(cfg: TrainConfig) -> Splitter:
-    """A `valid_col` wins; else the valid list if the file exists; else a seeded random split."""
+    """A `valid_col` wins; else the valid list if the file exists; else a seeded random split;
+    cut to `max_train` / `max_valid` items where given."""
+    splitter: Splitter
     if cfg.valid_col:
-        return ColumnSplitter(cfg.valid_col)
-    if cfg.valid_list and (cfg.data / cfg.valid_list).is_file():
-        return FileListSplitter.from_file(cfg.data / cfg.valid_list)
-    return RandomSplitter(cfg.valid_pct, cfg.split_seed)
+        splitter = ColumnSplitter(cfg.valid_col)
+    elif cfg.valid_list and (cfg.data / cfg.valid_list).is_file():
+        splitter = FileListSplitter.from_file(cfg.data / cfg.valid_list)
+    else:
+        splitter = RandomSplitter(cfg.valid_pct, cfg.split_seed)
+    return subsampled(splitter, cfg.max_train, cfg.max_valid, cfg.split_seed)
 
 
 class ImageTask(TrainingTask):

@@ -37,7 +37,7 @@ class PoseTask(ImageTask):
         items = ItemList.from_csv(
             cfg.data, cfg.csv, column=cfg.image_col, folder=cfg.folder, suffix=cfg.suffix
         )
-        src = items.split(choose_splitter(cfg)).label(PointsFromColumns(cfg.points))
+        src = items.split(choose_splitter(cfg)).label(point_columns(cfg))
         pairs = flip_pair_indices(cfg.flip_pairs, cfg.points)
         if cfg.do_flip:
             refuse_unpaired_sides(cfg.points, pairs)
@@ -77,10 +77,15 @@ class PoseTask(ImageTask):
         )
 
     def feedback_labeller(self, folder: Path, setup: TaskSetup, cfg: TrainConfig) -> Labeller:
-        return PointsFromColumns(cfg.points)
+        return PointsFromColumns(cfg.points)  # the feedback store writes <point>_x, <point>_y
 
     def fixed_config(self, postprocess: PosePostprocess) -> dict[str, Any]:
         return {"points": list(postprocess.points), "flip_pairs": list(postprocess.flip_pairs)}
+
+
+def point_columns(cfg: TrainConfig) -> PointsFromColumns:
+    """The points and the CSV columns `cfg` reads them from."""
+    return PointsFromColumns(cfg.points, cfg.x_col, cfg.y_col)
 
 
 def pose_metrics(items: ItemList) -> list[Metric]:
