@@ -152,7 +152,9 @@ def export(
     name: Annotated[str, typer.Option(help="model name in the repository")] = "planet",
     out: Annotated[Path, typer.Option(help="run folder holding the stage")] = Path("runs/multilabel"),
     models: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
-    parity_items: Annotated[int, typer.Option(help="validation images for the parity check")] = 64,
+    parity_items: Annotated[
+        int, typer.Option(help="validation items for the parity check (texts: all, up to 2000 or this)")
+    ] = 64,
     tolerance: Annotated[
         float, typer.Option(help="largest score or probability difference ONNX fp16 may show")
     ] = 1e-2,
@@ -258,6 +260,7 @@ def predict(
             help="CSV of name,labels rows (labels.csv): print each image's true labels beside the answer"
         ),
     ] = None,
+    bs: Annotated[int, typer.Option(min=1, help="inputs run together; answers print batch by batch")] = 32,
 ) -> None:
     """Answer with the bundle alone: one JSON line per input (a mask as its classes' pixel shares)."""
     from serving.bundle import BundleError, load_bundle
@@ -266,33 +269,51 @@ def predict(
 
     if runtime not in ("onnx", "torch"):
         raise ConfigError(f"--runtime {runtime!r}: choose onnx or torch")
+    known = true_labels(truth) if truth is not None else None
+    drawn: list[dict[str, Any]] = []
     try:
         loaded = load_bundle(bundle)
         task, manifest = loaded.task, loaded.manifest
         if task.takes == "texts" and show is not None:
             raise ConfigError(f"--show draws on images; {bundle} is a text model: read its JSON lines")
-        if task.takes == "texts":  # each argument is a text, or a .txt file holding one
-            texts = [p.read_text("utf-8") if p.suffix == ".txt" and p.is_file() else str(p) for p in images]
-            for text, answer in zip(texts, loaded.predict(texts, runtime=runtime), strict=True):  # type: ignore[arg-type]
-                typer.echo(json.dumps({"text": text[:80], **task.json_answer(manifest, answer)}))
-            return
-        answers = loaded.predict(images, runtime=runtime)  # type: ignore[arg-type]  # checked above
-        if show is not None:  # before the loop below takes the masks out of the answers
+        for start in range(0, len(images), bs):  # a batch at a time: memory stays flat, lines come early
+            chunk = images[start : start + bs]
+            if task.takes == "texts":  # each argument is a text, or a .txt file holding one
+                texts = [
+                    p.read_text("utf-8") if p.suffix == ".txt" and p.is_file() else str(p) for p in chunk
+                ]
+                for text, answer in zip(texts, loaded.predict(texts, runtime=runtime), strict=True):  # type: ignore[arg-type]
+                    typer.echo(json.dumps({"text": text[:80], **task.json_answer(manifest, answer)}))
+                continue
+            answers = loaded.predict(chunk, runtime=runtime)  # type: ignore[arg-type]  # checked above
+            if show is not None:
+                drawn += [dict(answer) for answer in answers]  # the loop below takes the masks out
+            for path, answer in zip(chunk, answers, strict=True):
+                typer.echo(json.dumps(_answer_line(path, answer, task, manifest, masks, known)))
+        if show is not None:
             from training.show_answers import show_answers
 
-            show_answers(images, answers, manifest.labels, show)
+            show_answers(images, drawn, manifest.labels, show)
     except (BundleError, ImageDecodeError, TextError, OSError) as err:
         raise ConfigError(str(err)) from err
-    known = true_labels(truth) if truth is not None else None
-    for path, answer in zip(images, answers, strict=True):
-        if "mask" in answer:  # a terminal shows a mask's class shares, not its PNG
-            answer = mask_summary(answer.pop("mask"), manifest.labels, path, masks)
-        else:
-            answer = task.json_answer(manifest, answer)
-        head: dict[str, Any] = {"image": str(path)}
-        if known is not None:  # beside the image's name, before the answer's long score list
-            head["truth"] = known.get(path.name, known.get(path.stem))
-        typer.echo(json.dumps({**head, **answer}))
+
+
+def _answer_line(
+    path: Path,
+    answer: dict[str, Any],
+    task: Any,
+    manifest: Any,
+    masks: Path | None,
+    known: dict[str, str] | None,
+) -> dict[str, Any]:
+    """One image's JSON line: its name, its true labels if known, then the answer (a mask as its
+    classes' pixel shares, written as a PNG to `masks` if given)."""
+    head: dict[str, Any] = {"image": str(path)}
+    if known is not None:  # beside the image's name, before the answer's long score list
+        head["truth"] = known.get(path.name, known.get(path.stem))
+    if "mask" in answer:  # a terminal shows a mask's class shares, not its PNG
+        return {**head, **mask_summary(answer.pop("mask"), manifest.labels, path, masks)}
+    return {**head, **task.json_answer(manifest, answer)}
 
 
 def true_labels(csv_path: Path) -> dict[str, str]:

@@ -59,7 +59,8 @@ class Reporter(Protocol):
 
     def fit_begin(self, epochs: int, start_epoch: int, batches: int) -> None: ...
 
-    def batch_end(self) -> None: ...
+    def batch_end(self, loss: torch.Tensor) -> None:
+        """After each training batch; `loss` is still on the device (reading it waits for it)."""
 
     def epoch_end(self, record: EpochRecord) -> None: ...
 
@@ -240,7 +241,7 @@ class Learner(Generic[D]):
             total += loss * len(x)
             count += len(x)
             if self.reporter:
-                self.reporter.batch_end()  # before the scheduler moves on: it sees this batch's rates
+                self.reporter.batch_end(loss)  # before the scheduler moves on: it sees this batch's rates
             if sched is not None:
                 sched.step()
         if self.data.ranks is not None:  # the mean over every rank's items

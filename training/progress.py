@@ -1,7 +1,11 @@
-"""The CLI's view of a fit: a rich progress bar per epoch and one table row per epoch."""
+"""The CLI's view of a fit: a rich progress bar per epoch (batches, time left, running loss) and
+one table row per epoch."""
 
 from __future__ import annotations
 
+import time
+
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
@@ -20,6 +24,8 @@ class RichReporter:
         self.header_printed = False
         self.batches = 0
         self.epochs = 0
+        self.loss_read_at = 0.0
+        self.smoothed: float | None = None
 
     def fit_begin(self, epochs: int, start_epoch: int, batches: int) -> None:
         self.epochs, self.batches = epochs, batches
@@ -29,17 +35,30 @@ class RichReporter:
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[loss]}"),
             console=self.console,
             transient=True,
         )
         self.progress.start()
         if start_epoch:
             self.console.print(f"resuming after epoch {start_epoch} of {epochs}")
-        self.task = self.progress.add_task("train", total=batches, epoch=start_epoch + 1, epochs=epochs)
+        self.smoothed = None
+        self.task = self.progress.add_task(
+            "train", total=batches, epoch=start_epoch + 1, epochs=epochs, loss=""
+        )
 
-    def batch_end(self) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.advance(self.task)
+    def batch_end(self, loss: torch.Tensor) -> None:
+        """Advance the bar; show the smoothed loss, read from the device twice a second at most (a
+        read waits for the GPU)."""
+        if self.progress is None or self.task is None:
+            return
+        now = time.monotonic()
+        if now - self.loss_read_at >= 0.5:
+            self.loss_read_at = now
+            value = float(loss)
+            self.smoothed = value if self.smoothed is None else 0.9 * self.smoothed + 0.1 * value
+        shown = "" if self.smoothed is None else f"loss {self.smoothed:.4f}"
+        self.progress.update(self.task, advance=1, loss=shown)
 
     def epoch_end(self, record: EpochRecord) -> None:
         names = ["epoch", "train_loss", "valid_loss", *record.metrics, "time"]
@@ -57,7 +76,10 @@ class RichReporter:
         ]
         self.console.print("  ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True)))
         if self.progress is not None and self.task is not None and record.epoch < self.epochs:
-            self.progress.reset(self.task, total=self.batches, epoch=record.epoch + 1, epochs=self.epochs)
+            self.progress.reset(
+                self.task, total=self.batches, epoch=record.epoch + 1, epochs=self.epochs, loss=""
+            )
+            self.smoothed = None
 
     def fit_end(self) -> None:
         if self.progress is not None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,3 +128,24 @@ def test_an_unfinished_stage_cannot_be_exported(trained_run: Path, tmp_path: Pat
     with pytest.raises(Exception, match="unfinished"):
         export_stage(run, "stage-1", "tags", tmp_path / "models")
     assert not (tmp_path / "models" / "tags" / "1").exists()
+
+
+def test_predict_streams_its_inputs_in_batches_of_bs(
+    bundle_path: Path, tag_images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.bundle.loader import Bundle
+
+    sizes: list[int] = []
+    real = Bundle.predict
+
+    def counted(self: Bundle, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(inputs))
+        return real(self, inputs, *args, **kwargs)
+
+    images = [str(p) for p in sorted((tag_images / "train").glob("*.jpg"))[:5]]
+    whole = CliRunner().invoke(app, ["predict", str(bundle_path), *images])
+    monkeypatch.setattr(Bundle, "predict", counted)
+    streamed = CliRunner().invoke(app, ["predict", str(bundle_path), *images, "--bs", "2"])
+    assert streamed.exit_code == 0, streamed.output
+    assert sizes == [2, 2, 1]
+    assert streamed.output == whole.output  # the same lines, in the same order

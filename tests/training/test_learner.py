@@ -29,8 +29,8 @@ class ScheduleRecorder:
     def fit_begin(self, epochs: int, start_epoch: int, batches: int) -> None:
         pass
 
-    def batch_end(self) -> None:
-        assert self.learn is not None and self.learn.opt is not None
+    def batch_end(self, loss: torch.Tensor) -> None:
+        assert self.learn is not None and loss.ndim == 0 and self.learn.opt is not None
         group = self.learn.opt.param_groups[-1]
         self.lrs.append(group["lr"])
         self.moms.append(group["betas"][0])

@@ -171,3 +171,21 @@ def test_every_task_has_a_training_and_a_serving_module_and_a_config_name() -> N
 
     assert set(TASKS) == set(SERVED) == set(get_args(TaskName))
     assert all(task.served is SERVED[name] for name, task in TASKS.items())
+
+
+def test_a_label_disagreement_on_too_few_items_says_to_check_more() -> None:
+    from training.errors import ExportError
+    from training.tasks.parity import probability_parity
+
+    expected = np.tile([[2.0, -2.0]], (64, 1))
+    actual = expected.copy()
+    actual[0] = [-2.0, 2.0]  # one of 64: 1.6 %, over the 0.5 % bar
+    with pytest.raises(
+        ExportError, match=r"one difference is 1\.6%: check at least 200 \(--parity-items 200\)"
+    ):
+        probability_parity(expected, [actual], 1.0, "validation texts")
+    many = np.tile([[2.0, -2.0]], (400, 1))
+    wrong = many.copy()
+    wrong[:10] = [-2.0, 2.0]
+    with pytest.raises(ExportError, match="an operator the ONNX export changed"):
+        probability_parity(many, [wrong], 1.0, "validation texts")

@@ -32,7 +32,7 @@ def probability_parity(
     if agreement < MIN_AGREEMENT:
         raise ExportError(
             f"ONNX fp16 gives another label than PyTorch fp32 for {1 - agreement:.1%} of {n} "
-            f"{items} (at most {1 - MIN_AGREEMENT:.1%} may differ)"
+            f"{items} (at most {1 - MIN_AGREEMENT:.1%} may differ). " + _what_to_do(n)
         )
     if gap > tolerance:
         raise ExportError(
@@ -40,3 +40,16 @@ def probability_parity(
             f"max probability difference {gap:.2e} (tolerance {tolerance:.0e})"
         )
     return Parity(tolerance=tolerance, max_abs_diff=gap, agreement=agreement, items=n, measure="probability")
+
+
+def _what_to_do(n: int) -> str:
+    """Advice for a failed agreement check: too few items to measure 0.5 %, or a real difference."""
+    least = round(1 / (1 - MIN_AGREEMENT))
+    if n < least:
+        return (
+            f"With {n} items one difference is {1 / n:.1%}: check at least {least} (--parity-items {least})."
+        )
+    return (
+        "fp16 rounding alone changes only answers that sit on a tie between classes; this many "
+        "points to an operator the ONNX export changed, not to rounding."
+    )
