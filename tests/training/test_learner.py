@@ -164,6 +164,22 @@ def test_mixed_precision_on_cpu_trains_in_bfloat16(tag_images: Path, tmp_path: P
     assert math.isfinite(learn.history[-1].train_loss)
 
 
+def test_a_compiled_channels_last_learner_trains_as_the_eager_one_and_saves_plain_weights(
+    tag_images: Path, tmp_path: Path
+) -> None:
+    eager = tiny_learner(tag_images, tmp_path / "eager")
+    eager.fit(1, lr=1e-2)
+    fast = tiny_learner(tag_images, tmp_path / "fast").to_channels_last().compile()
+    first = next(fast.model.parameters())
+    assert first.is_contiguous(memory_format=torch.channels_last)
+    x, _ = next(iter(fast.data.train_dl))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    fast.fit(1, lr=1e-2, stage="stage-1")
+    assert fast.history[-1].train_loss == pytest.approx(eager.history[-1].train_loss, rel=0.05)
+    saved = torch.load(tmp_path / "fast" / "stage-1.pt", weights_only=True)["model"]
+    assert set(saved) == set(eager.model.state_dict())  # no torch.compile prefix in the checkpoint
+
+
 def _bare_learner(model: nn.Module, groups: list[nn.Module]) -> Learner:
     """A learner whose data is never touched: enough for freezing and rate arithmetic."""
 
