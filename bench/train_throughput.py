@@ -45,7 +45,7 @@ def bare_epoch(model: nn.Module, data: DataBunch) -> float:
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        total, count = total + float(loss) * len(x), count + len(x)
+        total, count = total + float(loss.detach()) * len(x), count + len(x)
     model.eval()
     with torch.inference_mode():
         for x, y in data.valid_dl:
