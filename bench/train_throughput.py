@@ -1,4 +1,5 @@
-"""Images/s of `Learner.fit` (eager, channels_last, torch.compile) against a bare eager PyTorch loop.
+"""Images/s of `Learner.fit` (eager, channels_last, torch.compile, batch transforms) against a bare
+eager PyTorch loop.
 
 Every side trains the same model from the same initial weights on the same data, batch size and
 threads, for one epoch plus one pass over the validation set (what any loop does per epoch),
@@ -27,6 +28,7 @@ from torch import nn
 
 from serving.bundle.networks.cnn import CnnSpec
 from training.data import DataBunch, FileListSplitter, ItemList, TagsFromColumn, get_transforms
+from training.data.batch_transforms import BatchAugment
 from training.demo.scenes import build_multilabel_scenes
 from training.learner import Learner
 from training.models import cnn_layer_groups, create_cnn
@@ -53,18 +55,25 @@ def bare_epoch(model: nn.Module, data: DataBunch) -> float:
     return total / count
 
 
-def scenes(n_train: int, n_valid: int, size: int, bs: int, root: Path) -> DataBunch:
+def scenes(n_train: int, n_valid: int, size: int, bs: int, root: Path) -> tuple[DataBunch, DataBunch]:
+    """The same scenes twice: augmented per item in the loader, and per batch (`BatchAugment`)."""
     build_multilabel_scenes(root, n_train=n_train, n_valid=n_valid, seed=0)
     src = (
         ItemList.from_csv(root, "labels.csv", folder="train", suffix=".jpg")
         .split(FileListSplitter.from_file(root / "valid.txt"))
         .label(TagsFromColumn())
     )
-    return src.transform(get_transforms(), size=size).databunch(bs=bs, num_workers=0).normalize()
+    per_item = src.transform(get_transforms(), size=size).databunch(bs=bs, num_workers=0).normalize()
+    per_batch = src.transform(
+        get_transforms(max_warp=0, do_flip=False, max_rotate=0, max_zoom=1, max_lighting=0), size=size
+    )
+    batched = per_batch.databunch(bs=bs, num_workers=0).normalize(per_item.stats)
+    batched.train_dl.batch_tfm = BatchAugment()
+    return per_item, batched
 
 
 def measure(arch: str, size: int, args: argparse.Namespace, root: Path) -> dict[str, object]:
-    data = scenes(args.n_train, args.n_valid, size, args.bs, root)
+    data, batched = scenes(args.n_train, args.n_valid, size, args.bs, root)
     torch.manual_seed(0)
     initial = create_cnn(CnnSpec(arch, len(data.classes)))
     images = len(data.train_dl) * args.bs + len(data.valid_dl.dl.dataset)  # type: ignore[arg-type]
@@ -107,6 +116,7 @@ def measure(arch: str, size: int, args: argparse.Namespace, root: Path) -> dict[
         "learner": lambda: fit(learner()),
         "learner_channels_last": lambda: fit(learner(channels_last=True), channels_last=True),
         "learner_compiled": compiled_run,
+        "learner_batch_tfms": lambda: fit(Learner(batched, copy.deepcopy(initial), nn.BCEWithLogitsLoss())),
     }
     sides["bare_loop"]()  # warm-up: allocator, thread pools, page cache
     rates: dict[str, list[float]] = {name: [] for name in sides}

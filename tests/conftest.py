@@ -165,6 +165,15 @@ def seg_bundle(seg_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def native_seg_bundle(seg_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`models/strips/1`: the same U-Net exported to answer each image at its own resolution."""
+    from training.export import export_stage
+
+    models = tmp_path_factory.mktemp("native-models")
+    return export_stage(seg_run, "stage-1", "strips", models, parity_items=12, resolution="native")
+
+
+@pytest.fixture(scope="session")
 def pose_bundle(pose_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`models/discs/1`; read-only: tests that alter it copy it first."""
     from training.export import export_stage

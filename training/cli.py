@@ -158,13 +158,19 @@ def export(
     tolerance: Annotated[
         float, typer.Option(help="largest score or probability difference ONNX fp16 may show")
     ] = 1e-2,
+    resolution: Annotated[
+        str,
+        typer.Option(help="squish (to the training size) | native (segmentation: each image at its own)"),
+    ] = "squish",
 ) -> None:
     """Write a bundle (pipeline.pkl + fp16 model.onnx + manifest) as the next version, if it checks out."""
     from serving.bundle import read_manifest
     from serving.bundle.tasks import task_for
     from training.export import export_stage
 
-    folder = export_stage(out, stage, name, models, parity_items, tolerance)
+    if resolution not in ("squish", "native"):
+        raise ConfigError(f"--resolution {resolution!r}: choose squish or native")
+    folder = export_stage(out, stage, name, models, parity_items, tolerance, resolution)  # type: ignore[arg-type]
     manifest = read_manifest(folder)
     parity = manifest.parity
     agreeing = "pixels with the same class" if parity.measure == "logit" else "items with the same answer"

@@ -42,7 +42,7 @@ IMAGE_ONLY = frozenset(
     | {"mask_folder", "mask_suffix", "points", "x_col", "y_col", "flip_pairs", "arch", "weights"}
     | {"normalize", "size", "thresh", "do_flip", "flip_vert", "max_rotate", "max_zoom", "max_lighting"}
     | {"max_warp", "p_affine", "p_lighting", "unfreeze", "from_stage", "stage", "num_workers", "pct_start"}
-    | {"channels_last", "compile"}
+    | {"channels_last", "compile", "batch_tfms"}
 )
 """Keys only the image tasks read."""
 

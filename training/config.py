@@ -152,6 +152,11 @@ class TrainConfig(BaseModel):
     max_warp: float = Field(0.2, ge=0, lt=1, description="largest random perspective warp")
     p_affine: float = Field(0.75, ge=0, le=1, description="chance of a rotation/zoom and of a warp")
     p_lighting: float = Field(0.75, ge=0, le=1, description="chance of a lighting change")
+    batch_tfms: bool = Field(
+        False,
+        description="flip, turn, rotate, zoom and light whole batches on the training device (fastai's "
+        "batch transforms); the loader then only decodes and resizes (and warps)",
+    )
 
     fp16: bool = Field(False, description="mixed precision (fp16 on CUDA, bf16 on a CPU)")
     channels_last: bool = Field(False, description="NHWC weights and batches (faster convolutions)")

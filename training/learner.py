@@ -107,7 +107,7 @@ class Learner(Generic[D]):
         self.amp_dtype: torch.dtype | None = None
         self.opt: Optimizer | None = None
         self.stream_validation = False  # True for language models: see `validate`
-        self.compiled = False
+        self.compiled, self.compile_backend = False, "inductor"
 
     @property
     def device(self) -> torch.device:
@@ -162,11 +162,11 @@ class Learner(Generic[D]):
             to_channels_last()
         return self
 
-    def compile(self) -> Learner:
+    def compile(self, backend: str = "inductor") -> Learner:
         """Train through `torch.compile` (TorchInductor: fused kernels on CPU and CUDA). The first
         batches pay the compilation; validation, checkpoints and export use the plain module."""
-        self.compiled = True
-        self.trained = torch.compile(self.trained)  # type: ignore[assignment]
+        self.compiled, self.compile_backend = True, backend
+        self.trained = torch.compile(self.trained, backend=backend)  # type: ignore[assignment]
         return self
 
     # ---- fitting ---------------------------------------------------------------------------
@@ -360,7 +360,7 @@ class Learner(Generic[D]):
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.trained = DistributedDataParallel(self.model, device_ids=device_ids)
         if self.compiled:
-            self.trained = torch.compile(self.trained)  # type: ignore[assignment]
+            self.trained = torch.compile(self.trained, backend=self.compile_backend)  # type: ignore[assignment]
 
     # ---- stages ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from training.checkpoint import load_checkpoint, write_json_atomic
 from training.config import TrainConfig
 from training.curves import plot_curves
 from training.data import get_transforms, imagenet_stats
+from training.data.batch_transforms import BatchAugment
 from training.data.bunch import DataBunch, Stats
 from training.data.show import show_batch
 from training.data.transforms import Transforms
@@ -45,6 +46,8 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[
     data = task.src.transform(train_tfms, size=cfg.size).databunch(
         bs=cfg.bs, num_workers=cfg.num_workers, seed=cfg.seed, device=device, ranks=ranks
     )
+    if cfg.batch_tfms:
+        data.train_dl.batch_tfm = batch_augment(cfg, task)
     previous = _previous_stage(cfg)
     stats: Stats | None = None
     if previous is not None:
@@ -84,14 +87,32 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[
 
 
 def train_transforms(cfg: TrainConfig, task: TaskSetup) -> Transforms:
-    """The augmentations `cfg` asks for; uncovered mask pixels get the task's Void code."""
+    """The per-item augmentations `cfg` asks for; uncovered mask pixels get the task's Void code.
+    With `batch_tfms` only the perspective warp stays per item (the batch path does the rest)."""
+    batched = cfg.batch_tfms
     return get_transforms(
+        do_flip=cfg.do_flip and not batched,
+        flip_vert=cfg.flip_vert and not batched,
+        max_rotate=0 if batched else cfg.max_rotate,
+        max_zoom=1 if batched else cfg.max_zoom,
+        max_lighting=0 if batched else cfg.max_lighting,
+        max_warp=cfg.max_warp,
+        p_affine=cfg.p_affine,
+        p_lighting=cfg.p_lighting,
+        mask_fill=task.void or 0,
+        flip_pairs=task.flip_pairs,
+    )
+
+
+def batch_augment(cfg: TrainConfig, task: TaskSetup) -> BatchAugment:
+    """The batch path's flips, turns, rotation, zoom and lighting, as `cfg` asks for them."""
+    return BatchAugment(
+        targets=task.targets,
         do_flip=cfg.do_flip,
         flip_vert=cfg.flip_vert,
         max_rotate=cfg.max_rotate,
         max_zoom=cfg.max_zoom,
         max_lighting=cfg.max_lighting,
-        max_warp=cfg.max_warp,
         p_affine=cfg.p_affine,
         p_lighting=cfg.p_lighting,
         mask_fill=task.void or 0,

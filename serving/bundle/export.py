@@ -74,7 +74,7 @@ def write_bundle(
             side = -1 if task.spatial else pre.size
             inputs = [TensorSpec(name="images", shape=[-1, 3, side, side], dtype="FP32")]
             image: ImageInput | None = ImageInput(
-                size=[pre.size, pre.size], mean=list(pre.mean), std=list(pre.std)
+                size=[pre.size, pre.size], resize=pre.resize, mean=list(pre.mean), std=list(pre.std)
             )
             text_input = None
         else:

@@ -50,7 +50,8 @@ class TensorSpec(BaseModel):
 class ImageInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     size: list[int]  # [height, width]
-    resize: Literal["squish"] = "squish"
+    resize: Literal["squish", "pad"] = "squish"
+    """squish: every image resized to `size`; pad: each at its own resolution (segmentation)."""
     mean: list[float]
     std: list[float]
 

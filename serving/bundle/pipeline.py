@@ -31,6 +31,8 @@ __all__ = [
     "Postprocess",
     "Preprocess",
     "Size",
+    "pad_to_largest",
+    "stack_arrays",
     "warm_up_batch",
 ]
 
@@ -40,12 +42,19 @@ Size = tuple[int, int]
 
 @dataclass(frozen=True)
 class ImagePreprocess:
-    """Decode, squish to `size`×`size` (as training resized), scale to [0, 1], normalize."""
+    """Decode, squish to `size`×`size` (as training resized), scale to [0, 1], normalize.
+
+    `resize="pad"` (a segmenter's native resolution) keeps each image's own pixels instead and pads
+    it at the bottom and right with the mean colour (0 after normalizing) to a multiple of `stride`,
+    the network's total downsampling; a batch pads to its largest item. The postprocess crops the
+    answer back to the image: nothing is squashed, and the padding never shows.
+    """
 
     size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    resize: Literal["squish"] = "squish"
+    resize: Literal["squish", "pad"] = "squish"
+    stride: int = 32
 
     def decode(self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
         """The pixel limit is the caller's (the server's), never the bundle's."""
@@ -59,15 +68,42 @@ class ImagePreprocess:
         return self([image])[0].numpy(), (int(image.shape[-2]), int(image.shape[-1]))
 
     def resized(self, image: torch.Tensor) -> torch.Tensor:
-        """uint8 (3, H, W) → uint8 (3, size, size), the same kernel training's `Resize` runs."""
+        """uint8 (3, H, W) → uint8 (3, size, size), the same kernel training's `Resize` runs (at
+        native resolution: the image as it is)."""
+        if self.resize == "pad":
+            return image
         return resize(image, [self.size, self.size], antialias=True)
 
     def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Decoded uint8 images → one normalized float32 batch (N, 3, size, size), on their device."""
-        batch = torch.stack([self.resized(image) for image in images]).float().div_(255)
-        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
-        return batch.sub_(mean).div_(std)
+        """Decoded uint8 images → one normalized float32 batch (N, 3, size, size), on their device
+        (at native resolution: (N, 3, H, W), padded to the largest item, a multiple of `stride`)."""
+        items = [self.resized(image).float().div_(255) for image in images]
+        mean = torch.tensor(self.mean, device=items[0].device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=items[0].device).view(-1, 1, 1)
+        items = [item.sub_(mean).div_(std) for item in items]
+        if self.resize == "pad":
+            return pad_to_largest(items, self.stride)
+        return torch.stack(items)
+
+
+def stack_arrays(items: Sequence[np.ndarray]) -> np.ndarray:
+    """Prepared images (or a network's per-image outputs) as one batch; at native resolution,
+    where sizes differ, padded to the largest (`pad_to_largest`)."""
+    if all(item.shape == items[0].shape for item in items):
+        return np.stack(items)
+    return pad_to_largest([torch.from_numpy(np.asarray(item)) for item in items]).numpy()
+
+
+def pad_to_largest(items: Sequence[torch.Tensor], multiple: int = 1) -> torch.Tensor:
+    """(C, H, W) items of any sizes → one (N, C, H', W') batch, each zero-padded at the bottom and
+    right to the largest height and width, rounded up to a multiple of `multiple`."""
+    height = max(int(item.shape[-2]) for item in items)
+    width = max(int(item.shape[-1]) for item in items)
+    height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    batch = items[0].new_zeros((len(items), int(items[0].shape[0]), height, width))
+    for i, item in enumerate(items):
+        batch[i, :, : item.shape[-2], : item.shape[-1]] = item
+    return batch
 
 
 class Postprocess(Protocol):

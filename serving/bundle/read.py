@@ -191,9 +191,11 @@ def _problems(manifest: Manifest, pipeline: Pipeline) -> list[str]:
 def _image_problems(manifest: Manifest, pre: ImagePreprocess) -> list[str]:
     problems = []
     image = manifest.input
-    described = None if image is None else (image.size, image.mean, image.std)
-    if described != ([pre.size, pre.size], list(pre.mean), list(pre.std)):
-        problems.append("an input size or normalization that differs from the manifest's")
+    described = None if image is None else (image.size, image.resize, image.mean, image.std)
+    if described != ([pre.size, pre.size], pre.resize, list(pre.mean), list(pre.std)):
+        problems.append("an input size, resizing or normalization that differs from the manifest's")
+    if pre.resize == "pad" and not (isinstance(pre.stride, int) and 1 <= pre.stride <= 256):
+        problems.append(f"a padding stride of {pre.stride} (allowed 1..256)")
     if not isinstance(pre.size, int) or not 8 <= pre.size <= MAX_INPUT_SIZE:
         problems.append(f"an input size of {pre.size} (allowed 8..{MAX_INPUT_SIZE})")
     if len(pre.mean) != 3 or len(pre.std) != 3 or not all(s > 0 for s in pre.std):

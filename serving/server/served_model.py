@@ -25,7 +25,7 @@ from serving.bundle import Bundle
 from serving.bundle.cuda_graphs import GraphMode, buckets
 from serving.bundle.device_images import ItemDecodeError, prepare_on_device
 from serving.bundle.images import ImageDecodeError
-from serving.bundle.pipeline import ImagePreprocess, Size, warm_up_batch
+from serving.bundle.pipeline import ImagePreprocess, Size, pad_to_largest, stack_arrays, warm_up_batch
 from serving.bundle.runtimes import Device, Runtime, RuntimeName
 from serving.bundle.text_batches import run_by_length
 from serving.bundle.text_preprocess import TextError, TextPreprocess
@@ -79,10 +79,13 @@ class ServedModel:
         self.bundle, self.metrics = bundle, metrics
         self.name, self.version = bundle.manifest.name, bundle.manifest.version
         self.task = bundle.manifest.task
-        self.text = isinstance(bundle.pipeline.preprocess, TextPreprocess)
+        pre = bundle.pipeline.preprocess
+        self.text = isinstance(pre, TextPreprocess)
+        # images at their own resolution (a segmenter's): batches of any height and width
+        self.native = isinstance(pre, ImagePreprocess) and pre.resize == "pad"
         # CUDA graphs need fixed shapes: a text batch's length varies with every batch
         on_gpu = device == "cuda" and runtime == "torch" and not self.text
-        self.graphs: GraphMode = graphs if on_gpu else "off"
+        self.graphs: GraphMode = graphs if on_gpu and not self.native else "off"
         self.runtime: Runtime = bundle.runtime(runtime, device, self.graphs, batching.max_batch_size)
         self.device = device
         self.prepare_on_gpu = prepare_on_gpu and on_gpu
@@ -91,8 +94,8 @@ class ServedModel:
         self.batcher: DynamicBatcher[Item, np.ndarray] = DynamicBatcher(
             self._run_batch, batching, self.inference
         )
-        pre = bundle.pipeline.preprocess
-        self.input_shape = None if isinstance(pre, TextPreprocess) else ImageShape(3, pre.size, pre.size)
+        side = -1 if self.native else getattr(pre, "size", 0)
+        self.input_shape = None if isinstance(pre, TextPreprocess) else ImageShape(3, side, side)
         self.memory = memory or MemoryBudget(1 << 62)
         # what one prepared item holds: int64 token ids (at most max_tokens), or a float32 image
         self.item_bytes = 8 * pre.max_tokens if isinstance(pre, TextPreprocess) else 4 * 3 * pre.size**2
@@ -171,6 +174,10 @@ class ServedModel:
                 raise result
             prepared.append(result[0])
             sizes.append(result[1])
+        if self.native:  # admitted at the training size; an image's own may hold more
+            self.memory.reserve(
+                max(0, sum(item.nbytes for item in prepared) - len(prepared) * self.item_bytes)
+            )
         return prepared, sizes
 
     def _prepare_one(self, data: bytes) -> tuple[np.ndarray, Size]:
@@ -198,7 +205,7 @@ class ServedModel:
             queued = int(waited * 1e9)
             timing.queue += queued
             timing.compute_infer += time.perf_counter_ns() - started - queued
-        return np.stack(rows)
+        return stack_arrays(rows)
 
     def postprocess(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[dict[str, Any]]:
         return self.bundle.pipeline.postprocess(outputs, sizes)
@@ -222,8 +229,11 @@ def tokenize(preprocess: TextPreprocess, texts: Sequence[bytes | str]) -> list[I
     return items
 
 
-def stack(items: list[Item]) -> np.ndarray | torch.Tensor:
-    """One batch, where its items are: on the device (prepared there) or in host memory."""
+def stack(items: Sequence[Item]) -> np.ndarray | torch.Tensor:
+    """One batch, where its items are: on the device (prepared there) or in host memory. Images at
+    their own resolution pad to the largest (bottom and right; the postprocess crops)."""
     if isinstance(items[0], torch.Tensor):
-        return torch.stack([torch.as_tensor(item) for item in items])
-    return np.stack(items)
+        tensors = [torch.as_tensor(item) for item in items]
+        same = all(t.shape == tensors[0].shape for t in tensors)
+        return torch.stack(tensors) if same else pad_to_largest(tensors)
+    return stack_arrays(items)  # type: ignore[arg-type]  # host items are arrays

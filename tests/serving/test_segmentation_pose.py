@@ -23,10 +23,11 @@ from tests.serving.servers import ServerProcess, copy_bundle, running_server
 
 @pytest.fixture(scope="module")
 def task_server(
-    seg_bundle: Path, pose_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+    seg_bundle: Path, native_seg_bundle: Path, pose_bundle: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("task-models")
     copy_bundle(seg_bundle, root, name="rects")
+    copy_bundle(native_seg_bundle, root, name="strips")
     copy_bundle(pose_bundle, root, name="discs")
     with running_server(root, batching__max_batch_size=4, batching__max_queue_delay_us=2000) as running:
         yield running
@@ -158,3 +159,30 @@ def test_each_task_is_refused_by_the_other_tasks_call(tasks: TasksStub, seg_pngs
     with pytest.raises(grpc.RpcError) as info:
         tasks.Segment(pb.SegmentRequest(model=pb.ModelRef(name="discs"), images=[b"not an image"]))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_native_resolution_segmenter_answers_each_image_at_its_own_size_in_one_batch(
+    tasks: TasksStub,
+    client: triton.InferenceServerClient,
+    native_seg_bundle: Path,
+    seg_pngs: list[bytes],
+    seg_images: Path,
+) -> None:
+    """Images of three sizes share batches (padded to the largest, cropped back) and each mask is
+    the one the bundle gives that image alone; a V2 pixels tensor of any size is taken too."""
+    paths = sorted((seg_images / "images").glob("*.png"))
+    images = [seg_pngs[0], encoded(paths[0]), encoded(paths[1], (70, 100))]  # 80×50, 64×64, 70×100
+    response = tasks.Segment(pb.SegmentRequest(model=pb.ModelRef(name="strips"), images=images))
+    assert [(r.width, r.height) for r in response.results] == [(80, 50), (64, 64), (70, 100)]
+    bundle = load_bundle(native_seg_bundle)
+    for result, image in zip(response.results, images, strict=True):
+        (alone,) = bundle.predict([image])
+        with Image.open(io.BytesIO(result.mask_png)) as mask:
+            assert np.mean(np.asarray(mask) == alone["mask"]) >= 0.99  # fp16 sums in another order
+    pixels = bundle.prepare(images[2:])
+    assert pixels.shape == (1, 3, 128, 96)  # its own size, padded to the network's stride of 32
+    tensor = triton.InferInput("pixels", list(pixels.shape), "FP32")
+    tensor.set_data_from_numpy(pixels)
+    assert client.infer("strips", [tensor]).as_numpy("mask").shape == (1, 128, 96)
+    inputs = {t.name: list(t.shape) for t in client.get_model_metadata("strips").inputs}
+    assert inputs["pixels"] == [-1, 3, -1, -1]

@@ -18,13 +18,13 @@ from training.metrics import frequency_logits
 from .demo.fakes import write_fake_fashion_mnist
 from .learners import tiny_learner
 
-GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+GRID = (1e-3, 1e-2, 1e-1)
 EPOCHS = 3
 
 
 def demo_scenes(root: Path) -> Path:
     write_fake_fashion_mnist(root / "fm", n_train=60, n_test=20)
-    build_multilabel_scenes(root / "scenes", n_train=192, n_valid=64, size=64, root=root / "fm")
+    build_multilabel_scenes(root / "scenes", n_train=128, n_valid=64, size=64, root=root / "fm")
     return root / "scenes"
 
 

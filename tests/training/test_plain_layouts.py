@@ -96,7 +96,9 @@ def test_a_plain_segmentation_set_without_a_void_code(tmp_path: Path) -> None:
     args += ["--mask-folder", "masks", "--mask-suffix", ".png", "--valid-pct", "0.25"]
     refused = runner.invoke(app, ["train", *args, *FAST, "--out", str(tmp_path / "no")])
     assert refused.exit_code == 2 and "--void 'Void' is not one of the codes" in refused.output
-    metrics = train([*args, "--void", "none"], tmp_path / "run")
+    metrics = train(
+        [*args, "--void", "none", "--batch-tfms"], tmp_path / "run"
+    )  # masks move on the batch path
     assert metrics["config"]["void"] is None
 
 
@@ -120,7 +122,7 @@ def test_a_plain_pose_set_with_x_y_columns_and_left_right_points(tmp_path: Path)
     args += ["--valid-pct", "0.25"]
     refused = runner.invoke(app, ["train", *args, *FAST, "--out", str(tmp_path / "no")])
     assert refused.exit_code == 2 and "--flip-pairs l:r" in refused.output
-    metrics = train([*args, "--flip-pairs", "l:r"], tmp_path / "run")
+    metrics = train([*args, "--flip-pairs", "l:r", "--batch-tfms"], tmp_path / "run")
     assert metrics["config"]["flip_pairs"] == ["l:r"]
     mixed = runner.invoke(app, ["train", *args, "--x-col", "x", *FAST, "--out", str(tmp_path / "x")])
     assert mixed.exit_code == 2 and "put {point} in them" in mixed.output

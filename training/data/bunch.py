@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from training.data.batch_transforms import BatchAugment
 from training.data.datasets import ImageDataset
 from training.data.transforms import sized
 from training.distributed import Ranks
@@ -46,6 +47,8 @@ class DeviceLoader:
         self.dl, self.device, self.seed = dl, device, seed
         self.stats: Stats | None = None
         self.channels_last = False
+        self.batch_tfm: BatchAugment | None = None  # training only: augment whole batches here
+        self._augment_rng = torch.Generator(device=device).manual_seed(seed or 0)
         self._mean = self._std = torch.empty(0)
 
     def __len__(self) -> int:
@@ -54,6 +57,7 @@ class DeviceLoader:
     def set_epoch(self, epoch: int) -> None:
         if self.seed is not None and self.dl.generator is not None:
             self.dl.generator.manual_seed(self.seed * 100_003 + epoch)
+            self._augment_rng.manual_seed(self.seed * 100_003 + epoch)
         if isinstance(self.dl.sampler, DistributedSampler):
             self.dl.sampler.set_epoch(epoch)  # each rank's shard of epoch n, the same on a resume
 
@@ -64,14 +68,22 @@ class DeviceLoader:
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 batch → normalized float on the device."""
-        x = x.to(self.device, non_blocking=True).float().div_(255)
+        return self._normalized(x.to(self.device, non_blocking=True).float().div_(255))
+
+    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
         if self.stats is not None:
             x = x.sub_(self._mean).div_(self._std)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __iter__(self) -> Iterator[Batch]:
         for x, y in self._batches():
-            yield self.prepare(x), y.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if self.batch_tfm is None:
+                yield self.prepare(x), y
+                continue
+            x = x.to(self.device, non_blocking=True).float().div_(255)
+            x, y = self.batch_tfm(x, y, self._augment_rng)
+            yield self._normalized(x), y
 
     def _batches(self) -> Iterator[Batch]:
         """Workers seed augmentation from the loader's generator; in-process loading would draw

@@ -18,17 +18,25 @@ from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.errors import ConfigError
 from training.tasks import TASKS
+from training.tasks.base import Resolution
 
 __all__ = ["export_stage"]
 
 
 def export_stage(
-    run: Path, stage: str, name: str, models: Path, parity_items: int = 64, tolerance: float = 1e-2
+    run: Path,
+    stage: str,
+    name: str,
+    models: Path,
+    parity_items: int = 64,
+    tolerance: float = 1e-2,
+    resolution: Resolution = "squish",
 ) -> Path:
     """Publish `run/<stage>.pt` as the next version of `models/<name>`; returns its folder.
 
     `tolerance` bounds scores and probabilities (multilabel, classify, sentiment); the other tasks
-    have fixed bounds (see above)."""
+    have fixed bounds (see above). `resolution="native"` makes a segmenter answer each image at its
+    own resolution instead of squashing it to the training size."""
     if parity_items < 2:
         raise ConfigError(f"--parity-items must be at least 2, got {parity_items}")
     if not name or "/" in name or name.startswith("."):
@@ -47,6 +55,6 @@ def export_stage(
     model = Network(spec, state["model"]).build()
     # Checkpoints of `train-kit sentiment` before one TrainConfig held no task in their config.
     cfg = TrainConfig.model_validate({"task": task.name, **meta["config"]})
-    plan = task.export_plan(meta, cfg, model, parity_items, tolerance)
+    plan = task.export_plan(meta, cfg, model, parity_items, tolerance, resolution)
     pipeline = Pipeline(task.name, plan.preprocess, Network.from_module(spec, model), plan.postprocess)
     return write_bundle(pipeline, models, name, plan.example, plan.check)

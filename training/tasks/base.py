@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -24,15 +24,19 @@ from serving.bundle.pipeline import Preprocess
 from serving.bundle.tasks import ServedTask
 from training.config import TrainConfig
 from training.data import ItemList, LabelledData
+from training.data.batch_transforms import TargetKind
 from training.data.labellers import Labeller
 from training.errors import ConfigError
 from training.learner import LossFunc, Reporter
 from training.metrics import Metric
 
-__all__ = ["Baseline", "ExportPlan", "Recipe", "TaskSetup", "TrainingTask"]
+__all__ = ["Baseline", "ExportPlan", "Recipe", "Resolution", "TaskSetup", "TrainingTask"]
 
 Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(training targets, validation targets) → predictions for the validation items."""
+Resolution = Literal["squish", "native"]
+"""How an exported image model takes an image: squashed to the training size, or (a segmenter) at
+its own resolution."""
 Recipe = Callable[[TrainConfig, Reporter | None], dict[str, Any]]
 """A whole run of a task that is not one `fit_one_cycle` stage on a DataBunch (ULMFiT's three)."""
 
@@ -53,6 +57,8 @@ class TaskSetup:
     """Segmentation: the code ignored by loss and metrics, and painted where augmentation uncovers."""
     metrics_for: Callable[[ItemList], list[Metric]] | None = None
     """The metrics for other validation items, where they depend on the items (pose: image sizes)."""
+    targets: TargetKind = "labels"
+    """What moves with an image under geometric augmentation: nothing (labels), a mask, points."""
     flip_pairs: tuple[tuple[int, int], ...] = ()
     """Pose: indices of the points that swap names on a horizontal flip."""
     per_label: Callable[[torch.Tensor, torch.Tensor], dict[str, dict[str, float]]] | None = None
@@ -100,7 +106,13 @@ class TrainingTask:
         raise NotImplementedError
 
     def export_plan(
-        self, meta: dict[str, Any], cfg: TrainConfig, model: nn.Module, parity_items: int, tolerance: float
+        self,
+        meta: dict[str, Any],
+        cfg: TrainConfig,
+        model: nn.Module,
+        parity_items: int,
+        tolerance: float,
+        resolution: Resolution = "squish",
     ) -> ExportPlan:
         """How a finished stage becomes a bundle; `model` is the stage's fp32 network."""
         raise NotImplementedError

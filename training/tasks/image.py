@@ -4,8 +4,9 @@ task's own terms (`measure`), before anything is published."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -17,8 +18,8 @@ from serving.bundle.runtimes import OnnxRuntime
 from training.config import TrainConfig
 from training.data import ColumnSplitter, FileListSplitter, RandomSplitter
 from training.data.splitters import Splitter, subsampled
-from training.errors import DataError, ExportError
-from training.tasks.base import ExportPlan, TrainingTask
+from training.errors import ConfigError, DataError, ExportError
+from training.tasks.base import ExportPlan, Resolution, TrainingTask
 
 __all__ = ["ImageTask", "choose_splitter"]
 
@@ -46,11 +47,26 @@ class ImageTask(TrainingTask):
         raise NotImplementedError
 
     def export_plan(
-        self, meta: dict[str, Any], cfg: TrainConfig, model: nn.Module, parity_items: int, tolerance: float
+        self,
+        meta: dict[str, Any],
+        cfg: TrainConfig,
+        model: nn.Module,
+        parity_items: int,
+        tolerance: float,
+        resolution: Resolution = "squish",
     ) -> ExportPlan:
         stats = meta["stats"]
-        preprocess = ImagePreprocess(int(meta["size"]), tuple(stats[0]), tuple(stats[1]))
+        native = resolution == "native"
+        if native and not self.served.spatial:
+            raise ConfigError(
+                f"--resolution native: a {self.name} model's head needs the training size; only "
+                "segmentation answers at any size"
+            )
+        resize: Literal["squish", "pad"] = "pad" if native else "squish"
+        preprocess = ImagePreprocess(int(meta["size"]), tuple(stats[0]), tuple(stats[1]), resize=resize)
         postprocess = self.postprocess(list(meta["classes"]), cfg)
+        if native:
+            postprocess = dataclasses.replace(postprocess, native=True)
         batch = self.parity_batch(cfg, preprocess, parity_items)
 
         def check(_rounded: nn.Module, onnx_path: Path) -> Parity:

@@ -50,6 +50,7 @@ class PoseTask(ImageTask):
             primary="mean_pixel_error",
             higher_is_better=False,
             metrics_for=pose_metrics,
+            targets="points",
             flip_pairs=pairs,
         )
 

@@ -53,6 +53,7 @@ class SegmentationTask(ImageTask):
             baseline=background_logits(len(codes)),
             primary="mean_iou",
             void=void,
+            targets="mask",
         )
 
     def postprocess(self, classes: list[str], cfg: TrainConfig) -> SegmentationPostprocess:

@@ -21,9 +21,9 @@ from serving.bundle.text_preprocess import TextPreprocess
 from serving.bundle.tokenizer import TextTokenizer
 from training.config import TrainConfig
 from training.data import ColumnSplitter, ItemList
-from training.errors import DataError
+from training.errors import ConfigError, DataError
 from training.sentiment import run_sentiment, valid_column
-from training.tasks.base import ExportPlan, Recipe, TrainingTask
+from training.tasks.base import ExportPlan, Recipe, Resolution, TrainingTask
 from training.tasks.parity import probability_parity
 
 __all__ = ["TASK", "check_text_parity", "parity_texts"]
@@ -42,10 +42,18 @@ class SentimentTask(TrainingTask):
         return SingleLabelPostprocess(tuple(classes))
 
     def export_plan(
-        self, meta: dict[str, Any], cfg: TrainConfig, model: nn.Module, parity_items: int, tolerance: float
+        self,
+        meta: dict[str, Any],
+        cfg: TrainConfig,
+        model: nn.Module,
+        parity_items: int,
+        tolerance: float,
+        resolution: Resolution = "squish",
     ) -> ExportPlan:
         """Right-padded int64 token ids (N, T), both axes dynamic (T up to the bundle's `max_tokens`):
         the server tokenizes and cuts exactly as training did."""
+        if resolution != "squish":
+            raise ConfigError("--resolution is for image models; a text model has no resolution")
         preprocess = TextPreprocess(TextTokenizer(meta["tokenizer"]), int(meta["max_tokens"]), truncate=True)
         texts = parity_texts(cfg, preprocess, parity_items)
 

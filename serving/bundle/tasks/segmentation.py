@@ -36,6 +36,8 @@ class SegmentationPostprocess:
 
     codes: tuple[str, ...]
     void: int | None = None
+    native: bool = False
+    """Outputs at the image's own resolution (padded at the bottom and right): cropped, not resized."""
 
     def class_ids(self, outputs: np.ndarray) -> np.ndarray:
         """(N, classes, h, w) logits → (N, h, w) uint8 class ids at the network's size."""
@@ -46,12 +48,14 @@ class SegmentationPostprocess:
 
     def masks(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[np.ndarray]:
         """One (height, width) uint8 mask per item, at that item's original size."""
-        return [
-            ids
-            if ids.shape == tuple(size)
-            else np.asarray(Image.fromarray(ids).resize((size[1], size[0]), Image.Resampling.NEAREST))
-            for ids, size in zip(self.class_ids(outputs), sizes, strict=True)
-        ]
+        return [self._fit(ids, size) for ids, size in zip(self.class_ids(outputs), sizes, strict=True)]
+
+    def _fit(self, ids: np.ndarray, size: Size) -> np.ndarray:
+        if ids.shape == tuple(size):
+            return ids
+        if self.native:
+            return np.ascontiguousarray(ids[: size[0], : size[1]])
+        return np.asarray(Image.fromarray(ids).resize((size[1], size[0]), Image.Resampling.NEAREST))
 
     def __call__(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[dict[str, Any]]:
         return [{"mask": mask} for mask in self.masks(outputs, sizes)]
