@@ -27,7 +27,7 @@ import numpy as np
 
 from serving.bundle import Bundle, load_bundle
 from serving.bundle.images import ImageDecodeError
-from serving.bundle.pipeline import Size, stack_arrays, warm_up_batch
+from serving.bundle.pipeline import Size, stack_items, warm_up_batch
 from serving.bundle.runtimes import Device, cuda_available
 from serving.bundle.text_batches import run_by_length
 from serving.bundle.text_preprocess import TextPreprocess
@@ -100,7 +100,7 @@ class BundleHandler:
             return np.zeros((0, len(self.bundle.manifest.labels) if self.bundle else 0), np.float32)
         if self.text:
             return np.stack(run_by_length(items, self.runtime.run))  # token ids of any lengths
-        return self.runtime.run(stack_arrays(items))  # images at native resolution differ in size
+        return self.runtime.run(stack_items(items))  # images at native resolution differ in size
 
     def postprocess(self, outputs: np.ndarray, sizes: list[Size | None]) -> list[dict[str, Any]]:
         assert self.bundle is not None

@@ -13,7 +13,6 @@ Errors in the user's data or options print as one red line and exit with status 
 from __future__ import annotations
 
 import enum
-import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from training.cli_data import data_app
-from training.cli_options import IMAGE_ONLY, SENTIMENT_ONLY, config_command
+from training.cli_options import IMAGE_ONLY, SENTIMENT_ONLY, config_command, option
 from training.cli_shared import console, user_errors
 from training.errors import ConfigError
 
@@ -74,14 +73,6 @@ def lr_find(
     console.print(f"suggested learning rate: {found.suggestion:.2e} ({found.rule})  (plot: {plot})")
 
 
-def _own(name: str, kind: type, default: Any, help: str) -> inspect.Parameter:
-    """A command's own option, beside the config's flags."""
-    option = typer.Option("--" + name.replace("_", "-"), help=help)
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
-    )
-
-
 config_command(
     app,
     "lr-find",
@@ -89,10 +80,10 @@ config_command(
     task_type=Task,
     skip=SENTIMENT_ONLY | {"lr", "epochs", "pct_start", "stage", "resume"},
     own=[
-        _own("start_lr", float, 1e-7, "lowest rate of the sweep"),
-        _own("end_lr", float, 10.0, "highest rate of the sweep"),
-        _own("num_it", int, 100, "mini-batches in the sweep"),
-        _own("suggest", str, "valley", "the rule that picks the rate: valley | steep | minimum | slide"),
+        option("start_lr", float, 1e-7, "lowest rate of the sweep"),
+        option("end_lr", float, 10.0, "highest rate of the sweep"),
+        option("num_it", int, 100, "mini-batches in the sweep"),
+        option("suggest", str, "valley", "the rule that picks the rate: valley | steep | minimum | slide"),
     ],
 )
 

@@ -22,7 +22,7 @@ from pydantic_core import PydanticUndefined
 from training.cli_shared import user_errors
 from training.config import TASK_DEFAULTS, TrainConfig, load_config
 
-__all__ = ["IMAGE_ONLY", "SENTIMENT_ONLY", "config_command", "config_flags"]
+__all__ = ["IMAGE_ONLY", "SENTIMENT_ONLY", "config_command", "config_flags", "option"]
 
 FLAG_DECLS = {
     "do_flip": "--flip/--no-flip",
@@ -59,9 +59,17 @@ def _flag(name: str, field: FieldInfo, task: str | None) -> inspect.Parameter:
     kind = _cli_type(field.annotation)
     dashed = "--" + name.replace("_", "-")
     decl = FLAG_DECLS.get(name) or (f"{dashed}/--no-{dashed[2:]}" if kind is bool else dashed)
-    option = typer.Option(decl, help=field.description or "", show_default=_shown_default(name, field, task))
+    shown = _shown_default(name, field, task)
+    return option(name, kind | None, None, field.description or "", decl=decl, show_default=shown)
+
+
+def option(
+    name: str, kind: Any, default: Any, help: str, *, decl: str | None = None, show_default: str | bool = True
+) -> inspect.Parameter:
+    """A keyword parameter typer reads as `--name` (or `decl`): a config flag, or a command's own."""
+    flag = typer.Option(decl or "--" + name.replace("_", "-"), help=help, show_default=show_default)
     return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind | None, option]
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, flag]
     )
 
 

@@ -107,7 +107,7 @@ class Learner(Generic[D]):
         self.amp_dtype: torch.dtype | None = None
         self.opt: Optimizer | None = None
         self.stream_validation = False  # True for language models: see `validate`
-        self.compiled, self.compile_backend = False, "inductor"
+        self.compile_backend: str | None = None  # set by `compile()`: DDP's wrapper is compiled too
 
     @property
     def device(self) -> torch.device:
@@ -165,7 +165,7 @@ class Learner(Generic[D]):
     def compile(self, backend: str = "inductor") -> Learner:
         """Train through `torch.compile` (TorchInductor: fused kernels on CPU and CUDA). The first
         batches pay the compilation; validation, checkpoints and export use the plain module."""
-        self.compiled, self.compile_backend = True, backend
+        self.compile_backend = backend
         self.trained = torch.compile(self.trained, backend=backend)  # type: ignore[assignment]
         return self
 
@@ -359,7 +359,7 @@ class Learner(Generic[D]):
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.trained = DistributedDataParallel(self.model, device_ids=device_ids)
-        if self.compiled:
+        if self.compile_backend is not None:
             self.trained = torch.compile(self.trained, backend=self.compile_backend)  # type: ignore[assignment]
 
     # ---- stages ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ __all__ = [
     "Preprocess",
     "Size",
     "pad_to_largest",
-    "stack_arrays",
+    "stack_items",
     "warm_up_batch",
 ]
 
@@ -77,19 +77,32 @@ class ImagePreprocess:
     def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """Decoded uint8 images → one normalized float32 batch (N, 3, size, size), on their device
         (at native resolution: (N, 3, H, W), padded to the largest item, a multiple of `stride`)."""
-        items = [self.resized(image).float().div_(255) for image in images]
-        mean = torch.tensor(self.mean, device=items[0].device).view(-1, 1, 1)
-        std = torch.tensor(self.std, device=items[0].device).view(-1, 1, 1)
-        items = [item.sub_(mean).div_(std) for item in items]
-        if self.resize == "pad":
-            return pad_to_largest(items, self.stride)
-        return torch.stack(items)
+        if self.resize == "pad":  # normalized first, so the padding is 0: the mean colour
+            return pad_to_largest(
+                [self._normalized(image.float().div_(255)) for image in images], self.stride
+            )
+        return self._normalized(torch.stack([self.resized(image) for image in images]).float().div_(255))
+
+    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """(…, 3, H, W) floats in [0, 1] → normalized in place, one batch or one image."""
+        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
+        return x.sub_(mean).div_(std)
 
 
-def stack_arrays(items: Sequence[np.ndarray]) -> np.ndarray:
-    """Prepared images (or a network's per-image outputs) as one batch; at native resolution,
-    where sizes differ, padded to the largest (`pad_to_largest`)."""
-    if all(item.shape == items[0].shape for item in items):
+@overload
+def stack_items(items: Sequence[np.ndarray]) -> np.ndarray: ...
+@overload
+def stack_items(items: Sequence[torch.Tensor]) -> torch.Tensor: ...
+def stack_items(items: Sequence[np.ndarray] | Sequence[torch.Tensor]) -> np.ndarray | torch.Tensor:
+    """Prepared images (or a network's per-image outputs) as one batch, where they are (host
+    arrays, or tensors on a device); at native resolution, where sizes differ, padded to the
+    largest (`pad_to_largest`)."""
+    same = all(item.shape == items[0].shape for item in items)
+    if isinstance(items[0], torch.Tensor):
+        tensors = [torch.as_tensor(item) for item in items]
+        return torch.stack(tensors) if same else pad_to_largest(tensors)
+    if same:
         return np.stack(items)
     return pad_to_largest([torch.from_numpy(np.asarray(item)) for item in items]).numpy()
 

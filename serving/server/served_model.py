@@ -25,7 +25,7 @@ from serving.bundle import Bundle
 from serving.bundle.cuda_graphs import GraphMode, buckets
 from serving.bundle.device_images import ItemDecodeError, prepare_on_device
 from serving.bundle.images import ImageDecodeError
-from serving.bundle.pipeline import ImagePreprocess, Size, pad_to_largest, stack_arrays, warm_up_batch
+from serving.bundle.pipeline import ImagePreprocess, Size, stack_items, warm_up_batch
 from serving.bundle.runtimes import Device, Runtime, RuntimeName
 from serving.bundle.text_batches import run_by_length
 from serving.bundle.text_preprocess import TextError, TextPreprocess
@@ -205,7 +205,7 @@ class ServedModel:
             queued = int(waited * 1e9)
             timing.queue += queued
             timing.compute_infer += time.perf_counter_ns() - started - queued
-        return stack_arrays(rows)
+        return stack_items(rows)
 
     def postprocess(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[dict[str, Any]]:
         return self.bundle.pipeline.postprocess(outputs, sizes)
@@ -214,7 +214,7 @@ class ServedModel:
         started = time.perf_counter()
         # token id rows of many lengths run in groups of similar length
         text = self.text
-        rows = run_by_length(items, self.runtime.run) if text else list(self.runtime.run(stack(items)))  # type: ignore[arg-type]
+        rows = run_by_length(items, self.runtime.run) if text else list(self.runtime.run(stack_items(items)))  # type: ignore[arg-type]
         self.metrics.batch_ran(len(items), time.perf_counter() - started)
         return rows
 
@@ -227,13 +227,3 @@ def tokenize(preprocess: TextPreprocess, texts: Sequence[bytes | str]) -> list[I
         except TextError as err:
             raise ItemError(index, str(err)) from err
     return items
-
-
-def stack(items: Sequence[Item]) -> np.ndarray | torch.Tensor:
-    """One batch, where its items are: on the device (prepared there) or in host memory. Images at
-    their own resolution pad to the largest (bottom and right; the postprocess crops)."""
-    if isinstance(items[0], torch.Tensor):
-        tensors = [torch.as_tensor(item) for item in items]
-        same = all(t.shape == tensors[0].shape for t in tensors)
-        return torch.stack(tensors) if same else pad_to_largest(tensors)
-    return stack_arrays(items)  # type: ignore[arg-type]  # host items are arrays

@@ -18,7 +18,7 @@ from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.errors import ConfigError
 from training.tasks import TASKS
-from training.tasks.base import Resolution
+from training.tasks.base import ExportOptions, Resolution
 
 __all__ = ["export_stage"]
 
@@ -55,6 +55,6 @@ def export_stage(
     model = Network(spec, state["model"]).build()
     # Checkpoints of `train-kit sentiment` before one TrainConfig held no task in their config.
     cfg = TrainConfig.model_validate({"task": task.name, **meta["config"]})
-    plan = task.export_plan(meta, cfg, model, parity_items, tolerance, resolution)
+    plan = task.export_plan(meta, cfg, model, ExportOptions(parity_items, tolerance, resolution))
     pipeline = Pipeline(task.name, plan.preprocess, Network.from_module(spec, model), plan.postprocess)
     return write_bundle(pipeline, models, name, plan.example, plan.check)

@@ -30,7 +30,7 @@ from training.errors import ConfigError
 from training.learner import LossFunc, Reporter
 from training.metrics import Metric
 
-__all__ = ["Baseline", "ExportPlan", "Recipe", "Resolution", "TaskSetup", "TrainingTask"]
+__all__ = ["Baseline", "ExportOptions", "ExportPlan", "Recipe", "Resolution", "TaskSetup", "TrainingTask"]
 
 Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(training targets, validation targets) → predictions for the validation items."""
@@ -63,6 +63,16 @@ class TaskSetup:
     """Pose: indices of the points that swap names on a horizontal flip."""
     per_label: Callable[[torch.Tensor, torch.Tensor], dict[str, dict[str, float]]] | None = None
     """(validation predictions, targets) → each label's scores, written beside the metrics."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What `train-kit export` asks of an export: how many validation items its parity check runs,
+    the largest score difference it allows, and how the bundle takes images."""
+
+    parity_items: int = 64
+    tolerance: float = 1e-2
+    resolution: Resolution = "squish"
 
 
 @dataclass(frozen=True)
@@ -110,9 +120,7 @@ class TrainingTask:
         meta: dict[str, Any],
         cfg: TrainConfig,
         model: nn.Module,
-        parity_items: int,
-        tolerance: float,
-        resolution: Resolution = "squish",
+        options: ExportOptions,
     ) -> ExportPlan:
         """How a finished stage becomes a bundle; `model` is the stage's fp32 network."""
         raise NotImplementedError

@@ -19,7 +19,7 @@ from training.config import TrainConfig
 from training.data import ColumnSplitter, FileListSplitter, RandomSplitter
 from training.data.splitters import Splitter, subsampled
 from training.errors import ConfigError, DataError, ExportError
-from training.tasks.base import ExportPlan, Resolution, TrainingTask
+from training.tasks.base import ExportOptions, ExportPlan, TrainingTask
 
 __all__ = ["ImageTask", "choose_splitter"]
 
@@ -51,12 +51,10 @@ class ImageTask(TrainingTask):
         meta: dict[str, Any],
         cfg: TrainConfig,
         model: nn.Module,
-        parity_items: int,
-        tolerance: float,
-        resolution: Resolution = "squish",
+        options: ExportOptions,
     ) -> ExportPlan:
         stats = meta["stats"]
-        native = resolution == "native"
+        native = options.resolution == "native"
         if native and not self.served.spatial:
             raise ConfigError(
                 f"--resolution native: a {self.name} model's head needs the training size; only "
@@ -67,14 +65,14 @@ class ImageTask(TrainingTask):
         postprocess = self.postprocess(list(meta["classes"]), cfg)
         if native:
             postprocess = dataclasses.replace(postprocess, native=True)
-        batch = self.parity_batch(cfg, preprocess, parity_items)
+        batch = self.parity_batch(cfg, preprocess, options.parity_items)
 
         def check(_rounded: nn.Module, onnx_path: Path) -> Parity:
             # Against the stage's own fp32 weights, not the fp16-rounded ones the bundle keeps.
             with torch.inference_mode():
                 expected = model.eval()(torch.from_numpy(batch)).float().numpy()
             actual = OnnxRuntime(onnx_path).run(batch)
-            parity = self.measure(expected, actual, postprocess, batch.shape[-1], tolerance)
+            parity = self.measure(expected, actual, postprocess, batch.shape[-1], options.tolerance)
             if parity.tolerance is not None and parity.max_abs_diff > parity.tolerance:
                 raise ExportError(
                     f"ONNX fp16 disagrees with PyTorch fp32 on {len(batch)} validation images: "

@@ -23,7 +23,7 @@ from training.config import TrainConfig
 from training.data import ColumnSplitter, ItemList
 from training.errors import ConfigError, DataError
 from training.sentiment import run_sentiment, valid_column
-from training.tasks.base import ExportPlan, Recipe, Resolution, TrainingTask
+from training.tasks.base import ExportOptions, ExportPlan, Recipe, TrainingTask
 from training.tasks.parity import probability_parity
 
 __all__ = ["TASK", "check_text_parity", "parity_texts"]
@@ -46,19 +46,17 @@ class SentimentTask(TrainingTask):
         meta: dict[str, Any],
         cfg: TrainConfig,
         model: nn.Module,
-        parity_items: int,
-        tolerance: float,
-        resolution: Resolution = "squish",
+        options: ExportOptions,
     ) -> ExportPlan:
         """Right-padded int64 token ids (N, T), both axes dynamic (T up to the bundle's `max_tokens`):
         the server tokenizes and cuts exactly as training did."""
-        if resolution != "squish":
+        if options.resolution != "squish":
             raise ConfigError("--resolution is for image models; a text model has no resolution")
         preprocess = TextPreprocess(TextTokenizer(meta["tokenizer"]), int(meta["max_tokens"]), truncate=True)
-        texts = parity_texts(cfg, preprocess, parity_items)
+        texts = parity_texts(cfg, preprocess, options.parity_items)
 
         def check(_rounded: nn.Module, onnx_path: Path) -> Parity:
-            return check_text_parity(model, onnx_path, preprocess, texts, tolerance)
+            return check_text_parity(model, onnx_path, preprocess, texts, options.tolerance)
 
         return ExportPlan(
             preprocess, self.postprocess(list(meta["classes"]), cfg), preprocess(texts[:2]), check
