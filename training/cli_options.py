@@ -34,12 +34,12 @@ FLAG_DECLS = {
 
 SENTIMENT_ONLY = frozenset(
     {"text_col", "extra_csv", "vocabulary", "vocab_size", "max_tokens", "emb", "hidden", "layers", "bptt"}
-    | {"lm_epochs", "lm_lr", "encoder"}
+    | {"lm_epochs", "lm_lr", "encoder", "ngram_epochs", "ngram_lr", "ngram_buckets"}
 )
 """Keys only sentiment reads."""
 IMAGE_ONLY = frozenset(
     {"folder", "suffix", "image_col", "label_delim", "valid_list", "valid_pct", "codes", "void"}
-    | {"mask_folder", "mask_suffix", "points", "x_col", "y_col", "flip_pairs", "arch", "weights"}
+    | {"mask_folder", "mask_suffix", "points", "x_col", "y_col", "flip_pairs", "weights"}
     | {"normalize", "size", "thresh", "do_flip", "flip_vert", "max_rotate", "max_zoom", "max_lighting"}
     | {"max_warp", "p_affine", "p_lighting", "unfreeze", "from_stage", "stage", "num_workers", "pct_start"}
     | {"channels_last", "compile", "batch_tfms"}

@@ -18,9 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from serving.bundle.tokenizer import Vocabulary
 from training.errors import ConfigError
 
-__all__ = ["TASK_DEFAULTS", "TaskName", "TrainConfig", "load_config", "parse_lr"]
+__all__ = ["TASK_DEFAULTS", "TEXT_ARCHS", "TaskName", "TrainConfig", "load_config", "parse_lr"]
 
-Arch = Literal["resnet18", "resnet34", "resnet50"]
+Arch = Literal["resnet18", "resnet34", "resnet50", "ngram", "ulmfit", "hybrid"]
+TEXT_ARCHS = ("ngram", "ulmfit", "hybrid")
+"""Sentiment's networks: a bag of n-grams, ULMFiT's LSTM, or both (`serving.bundle.networks`)."""
 TaskName = Literal["multilabel", "classify", "segmentation", "pose", "sentiment"]
 """The tasks `train-kit train` knows; each is a module of `training.tasks`."""
 
@@ -34,6 +36,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "valid_col": "is_valid",
         "bs": 32,
         "epochs": 4,
+        "arch": "hybrid",
         "out": "runs/sentiment",
     },
 }
@@ -107,7 +110,11 @@ class TrainConfig(BaseModel):
         "sentences.csv", description="sentiment: unlabelled texts for the LM, if present ('none': never)"
     )
 
-    arch: Arch = Field("resnet34", description="the body: resnet18 | resnet34 | resnet50")
+    arch: Arch = Field(
+        "resnet34",
+        description="the network: resnet18 | resnet34 | resnet50 for images; "
+        "ngram | ulmfit | hybrid for sentiment",
+    )
     weights: Path | None = Field(None, description="a local torchvision state dict for the body")
     normalize: Literal["data", "imagenet"] | None = Field(
         None, description="stats to normalize with: data | imagenet (default: imagenet with --weights)"
@@ -142,6 +149,11 @@ class TrainConfig(BaseModel):
     lm_lr: float = Field(3e-3, gt=0, description="sentiment: language model max learning rate")
     encoder: Path | None = Field(
         None, description="sentiment: an encoder.pt (this kit's, or a local pretrained one): no new LM"
+    )
+    ngram_epochs: int = Field(10, ge=1, description="sentiment: epochs of the n-gram branch (ngram, hybrid)")
+    ngram_lr: float = Field(3e-2, gt=0, description="sentiment: the n-gram branch's max learning rate")
+    ngram_buckets: int = Field(
+        1 << 20, ge=1, le=1 << 26, description="sentiment: hashed slots for the n-gram branch's bigrams"
     )
 
     do_flip: bool = Field(True, description="flip horizontally at random")
@@ -196,6 +208,14 @@ class TrainConfig(BaseModel):
         if value is not None and (not value or "/" in value or value.startswith(".")):
             raise ValueError(f"stage name {value!r} must be a plain file name like 'stage-1'")
         return value
+
+    @model_validator(mode="after")
+    def _arch_fits_task(self) -> TrainConfig:
+        text = self.task == "sentiment"
+        if (self.arch in TEXT_ARCHS) != text:
+            wanted = " | ".join(TEXT_ARCHS) if text else "resnet18 | resnet34 | resnet50"
+            raise ValueError(f"--arch {self.arch} is not a {self.task} network (choose {wanted})")
+        return self
 
     @model_validator(mode="after")
     def _stage_is_new(self) -> TrainConfig:

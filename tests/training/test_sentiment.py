@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from serving.bundle import BundleError, load_bundle
+from serving.bundle.networks.ngrams import ngram_ids
 from serving.bundle.text_preprocess import TextPreprocess
+from serving.bundle.tokenizer import TextTokenizer
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.errors import ConfigError
@@ -18,11 +20,16 @@ from training.sentiment import load_encoder, run_sentiment
 
 
 def encoder_weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith(f"encoder.{prefix}")}
+    """The encoder's weights under `prefix`, in a classifier's state or a hybrid's (`lstm.encoder.`)."""
+    return {
+        k.removeprefix("lstm.").removeprefix("encoder."): v
+        for k, v in state.items()
+        if k.removeprefix("lstm.").startswith(f"encoder.{prefix}")
+    }
 
 
 def test_a_run_writes_the_lm_the_encoder_the_classifier_stages_and_their_metrics(sentiment_run: Path) -> None:
-    for name in ("lm.pt", "encoder.pt", "clf-1.pt", "clf-2.pt", "clf.pt", "clf.metrics.json"):
+    for name in ("lm.pt", "encoder.pt", "ngram.pt", "clf-1.pt", "clf-2.pt", "clf.pt", "clf.metrics.json"):
         assert (sentiment_run / name).is_file(), name
     result = json.loads((sentiment_run / "clf.metrics.json").read_text())
     lm = result["language_model"]
@@ -56,11 +63,12 @@ def test_a_saved_encoder_starts_a_classifier_without_a_new_language_model(
     sentiment_run: Path, review_texts: Path, tmp_path: Path
 ) -> None:
     cfg = TrainConfig(
-        task="sentiment", data=review_texts, encoder=sentiment_run / "encoder.pt", lm_epochs=0,
-        max_tokens=48, bs=8, epochs=1, out=tmp_path,
+        task="sentiment", arch="ulmfit", data=review_texts, encoder=sentiment_run / "encoder.pt",
+        lm_epochs=0, max_tokens=48, bs=8, epochs=1, out=tmp_path,
     )  # fmt: skip
     result = run_sentiment(cfg)
     assert not (tmp_path / "lm.pt").exists() and (tmp_path / "clf.pt").is_file()
+    assert not (tmp_path / "ngram.pt").exists()  # ulmfit: the LSTM classifier alone, as ULMFiT's
     assert result["language_model"] == {}
     trained = load_checkpoint(tmp_path / "clf.pt")["meta"]
     assert trained["tokenizer"] == load_checkpoint(sentiment_run / "clf.pt")["meta"]["tokenizer"]
@@ -113,13 +121,13 @@ def test_a_manifest_whose_limit_differs_from_the_pipeline_is_refused(
 def test_a_killed_run_resumes_reusing_its_tokenizer_and_finished_stages(
     sentiment_run: Path, review_texts: Path, tmp_path: Path
 ) -> None:
-    """The run died during its last stage: the rerun loads `lm`, `clf-1`, `clf-2` as they are
-    (bit for bit, no epoch repeated) and trains `clf` only."""
+    """The run died during its last stage: the rerun loads `lm`, `ngram`, `clf-1`, `clf-2` as they
+    are (bit for bit, no epoch repeated) and trains `clf` only."""
     import shutil
 
-    for name in ("lm.pt", "encoder.pt", "clf-1.pt", "clf-2.pt"):
+    for name in ("lm.pt", "encoder.pt", "ngram.pt", "clf-1.pt", "clf-2.pt"):
         shutil.copy(sentiment_run / name, tmp_path / name)
-    before = {name: (tmp_path / name).read_bytes() for name in ("lm.pt", "clf-1.pt", "clf-2.pt")}
+    before = {name: (tmp_path / name).read_bytes() for name in ("lm.pt", "ngram.pt", "clf-1.pt", "clf-2.pt")}
     cfg = TrainConfig.model_validate(
         load_checkpoint(sentiment_run / "clf.pt")["meta"]["config"] | {"out": tmp_path, "resume": True}
     )
@@ -145,3 +153,79 @@ def test_train_sentiment_and_its_alias_run_the_same_recipe(
               "--out", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 2 and "--lm-epochs 0 needs --encoder" in result.output
+
+
+def test_ngram_features_are_each_unigram_and_bigram_of_real_tokens_once() -> None:
+    tokens = torch.tensor([[2, 5, 6, 5, 6, 0, 0], [2, 7, 7, 7, 9, 3, 4]])
+    features = ngram_ids(tokens, vocab_size=10, buckets=97)
+    bigram = {(a, b): 10 + (a * 10 + b) * 1640531527 % 97 for a in range(10) for b in range(10)}
+    first = {2, 5, 6, bigram[2, 5], bigram[5, 6], bigram[6, 5]}  # (6, 0): padding is no bigram
+    second = {2, 7, 9, 3, 4, bigram[2, 7], bigram[7, 7], bigram[7, 9], bigram[9, 3], bigram[3, 4]}
+    for row, expected in zip(features.tolist(), (first, second), strict=True):
+        real = [f for f in row if f]
+        assert sorted(real) == sorted(expected)  # each once: a text holds a feature or not
+        assert len(row) == 2 * tokens.shape[1] - 1
+
+
+def test_a_hybrid_starts_from_its_trained_ngram_branch_which_the_lstm_stages_leave_alone(
+    sentiment_run: Path,
+) -> None:
+    ngram = load_checkpoint(sentiment_run / "ngram.pt")
+    assert ngram["meta"]["spec"]["buckets"] == 4096
+    for stage in ("clf-1", "clf-2", "clf"):
+        state = load_checkpoint(sentiment_run / f"{stage}.pt")["model"]
+        for key, value in ngram["model"].items():
+            assert torch.equal(state[f"ngrams.{key}"], value), (stage, key)
+    clf = load_checkpoint(sentiment_run / "clf.pt")["model"]
+    assert clf["lstm.head.6.weight"].abs().sum() > 0  # the LSTM's last layer, zero at the start, learnt
+    # the branch's naive-Bayes ratios lean each way: a sentiment word towards its class
+    tokenizer = TextTokenizer(ngram["meta"]["tokenizer"])
+    ratio = ngram["model"]["ratio"]
+    pos = ngram["meta"]["classes"].index("pos")
+    for word, sign in (("wonderful", 1), ("awful", -1)):
+        tokens = tokenizer.encode([word])[0][1:]  # after xxbos
+        assert sign * sum(float(ratio[token, pos]) for token in tokens) > 0.5, word
+
+
+def test_the_ngram_arch_needs_no_language_model_and_exports_a_bundle_that_answers(
+    review_texts: Path, tmp_path: Path
+) -> None:
+    from training.export import export_stage
+
+    cfg = TrainConfig(
+        task="sentiment", arch="ngram", data=review_texts, vocab_size=120, max_tokens=48, bs=16,
+        ngram_epochs=4, ngram_buckets=4096, out=tmp_path / "run",
+    )  # fmt: skip
+    result = run_sentiment(cfg)
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.pt")) == ["clf.pt"]  # no LM, no encoder
+    assert result["language_model"] == {} and result["arch"] == "ngram"
+    assert result["metrics"]["accuracy"] >= result["baseline"]["accuracy"] + 0.2, result["metrics"]
+    bundle = load_bundle(export_stage(tmp_path / "run", "clf", "ngrams", tmp_path / "models"))
+    assert bundle.manifest.parity.agreement == 1.0
+    answers = bundle.predict(["a superb , wonderful film", "an awful , boring plot"])
+    assert [a["label"] for a in answers] == ["pos", "neg"]
+
+
+def test_an_encoder_is_refused_for_the_ngram_arch_and_a_resnet_for_sentiment(review_texts: Path) -> None:
+    with pytest.raises(ConfigError, match="--arch ngram has none"):
+        run_sentiment(TrainConfig(task="sentiment", arch="ngram", data=review_texts, encoder=Path("e.pt")))
+    with pytest.raises(ValueError, match="--arch resnet34 is not a sentiment network"):
+        TrainConfig(task="sentiment", arch="resnet34", data=review_texts)
+    with pytest.raises(ValueError, match="--arch hybrid is not a multilabel network"):
+        TrainConfig(task="multilabel", arch="hybrid", data=review_texts)
+
+
+def test_the_parity_texts_of_a_large_validation_set_stay_within_the_byte_limit(tmp_path: Path) -> None:
+    """Every validation text joined, to make one over the token limit, passed 1 MiB on the real
+    reviews (300 of ~3,900 characters each, here 12 of 100,000) and export failed on its own text."""
+    import csv
+
+    from training.tasks.sentiment import parity_texts
+
+    rows = [[f"{'good ' if i % 2 else 'bad '}" * 20_000, "pos", "true"] for i in range(12)]
+    with (tmp_path / "reviews.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["text", "label", "is_valid"], *rows])
+    preprocess = TextPreprocess(TextTokenizer.train(["good bad"] * 10, 100), max_tokens=64, truncate=True)
+    cfg = TrainConfig(task="sentiment", data=tmp_path)
+    texts = parity_texts(cfg, preprocess, 32)
+    assert len(texts) == 14 and all(len(preprocess.prepare(text)) <= 64 for text in texts)

@@ -1,7 +1,8 @@
-"""Text sentiment (ULMFiT): texts and labels from a CSV with a boolean `valid` column, trained by its
-own recipe (`training.sentiment`: tokenizer, language model, classifier). The bundle carries the
-tokenizer and the token limit; its export is checked on real validation texts, a one-word text and
-one cut at the limit (the shortest and longest inputs), each alone and all in one padded batch."""
+"""Text sentiment (n-grams, ULMFiT, or both): texts and labels from a CSV with a boolean `valid`
+column, trained by its own recipe (`training.sentiment`: tokenizer, language model, classifier).
+The bundle carries the tokenizer and the token limit; its export is checked on real validation
+texts, a one-word text and one cut at the limit (the shortest and longest inputs), each alone and
+all in one padded batch."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import torch
 from torch import nn
 
 from serving.bundle import Parity
+from serving.bundle.networks import NetworkSpec
 from serving.bundle.networks.awd_lstm import AwdLstmSpec
+from serving.bundle.networks.hybrid import HybridSpec
+from serving.bundle.networks.ngrams import NgramSpec
 from serving.bundle.runtimes import OnnxRuntime
 from serving.bundle.tasks import sentiment as served
 from serving.bundle.tasks.single_label import SingleLabelPostprocess
@@ -33,6 +37,13 @@ class SentimentTask(TrainingTask):
     name = "sentiment"
     served = served.TASK
     spec_type = AwdLstmSpec
+
+    def spec(self, meta: dict[str, Any]) -> NetworkSpec:
+        """An LSTM's, an n-gram branch's, or a hybrid's of both (by the keys the spec holds)."""
+        spec = meta["spec"]
+        if "lstm" in spec:
+            return HybridSpec(AwdLstmSpec(**spec["lstm"]), NgramSpec(**spec["ngrams"]))
+        return NgramSpec(**spec) if "buckets" in spec else AwdLstmSpec(**spec)
 
     @property
     def recipe(self) -> Recipe:
@@ -80,10 +91,17 @@ def parity_texts(cfg: TrainConfig, preprocess: TextPreprocess, n: int) -> list[s
         ) from err
     _, valid_rows = ColumnSplitter(valid_column(cfg))(items)
     valid = [str(items.items[i]) for i in valid_rows]
-    longest = " ".join(valid or ["word"])
-    while len(preprocess.tokenizer.encode([longest])[0]) <= preprocess.max_tokens:
-        longest = f"{longest} {longest}"
-    return [*valid[: max(n - 2, TEXT_PARITY_ITEMS)], "good", longest]
+    return [*valid[: max(n - 2, TEXT_PARITY_ITEMS)], "good", over_the_limit(valid, preprocess)]
+
+
+def over_the_limit(texts: list[str], preprocess: TextPreprocess) -> str:
+    """Texts joined until they pass the token limit, and no further: all of a large validation set
+    joined would pass the byte limit too, and be refused instead of cut."""
+    pool = [text for text in texts if text.strip()] or ["word"]
+    joined, used = pool[0], 1
+    while len(preprocess.tokenizer.encode([joined])[0]) <= preprocess.max_tokens:
+        joined, used = f"{joined} {pool[used % len(pool)]}", used + 1
+    return joined
 
 
 def check_text_parity(

@@ -14,17 +14,31 @@ from torch import nn
 
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, build_text_network
 from serving.bundle.networks.cnn import CNN_ARCHS, CnnSpec, build_cnn
+from serving.bundle.networks.hybrid import HybridClassifier, HybridSpec
+from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
 from serving.bundle.networks.unet import UnetSpec, build_unet
 
-__all__ = ["NETWORK_SPECS", "AwdLstmSpec", "CnnSpec", "NetworkSpec", "UnetSpec", "build", "spec_problems"]
+__all__ = [
+    "NETWORK_SPECS",
+    "AwdLstmSpec",
+    "CnnSpec",
+    "HybridSpec",
+    "NetworkSpec",
+    "NgramSpec",
+    "UnetSpec",
+    "build",
+    "spec_problems",
+]
 
-NetworkSpec = CnnSpec | UnetSpec | AwdLstmSpec
-NETWORK_SPECS: tuple[type, ...] = (CnnSpec, UnetSpec, AwdLstmSpec)
+NetworkSpec = CnnSpec | UnetSpec | AwdLstmSpec | NgramSpec | HybridSpec
+NETWORK_SPECS: tuple[type, ...] = (CnnSpec, UnetSpec, AwdLstmSpec, NgramSpec, HybridSpec)
 
 _BUILDERS: dict[type, Callable[[Any], nn.Module]] = {
     CnnSpec: build_cnn,
     UnetSpec: build_unet,
     AwdLstmSpec: build_text_network,
+    NgramSpec: NgramClassifier,
+    HybridSpec: HybridClassifier,
 }
 
 
