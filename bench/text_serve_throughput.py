@@ -3,8 +3,9 @@
 32 clients each send one UTF-8 text per request, back to back, through the unmodified tritonclient
 (aio); the server tokenizes, batches dynamically, runs its batches in groups of similar length and
 answers probabilities and labels. The baseline, in this process with the server's thread count:
-the same texts in batches of `max_batch_size`, tokenized by the bundle, padded to each batch's
-longest, `InferenceSession.run`, softmax. Texts are the validation reviews (`--data`, as `train-kit
+the same texts in batches of `max_batch_size`, tokenized by the bundle, run in groups of similar
+length as the server runs them (`serving.bundle.text_batches.run_by_length`), `InferenceSession.run`,
+softmax. Texts are the validation reviews (`--data`, as `train-kit
 data sentiment` writes them), or synthetic ones of mixed lengths without it. Several runs,
 alternated; medians. Prints one JSON line. Target: ratio >= 0.9.
 
@@ -32,6 +33,8 @@ from serve_throughput import Server, Window, paired_windows, repository, summary
 
 from serving.bundle import load_bundle, resolve_version  # noqa: E402
 from serving.bundle.runtimes import OnnxRuntime  # noqa: E402
+from serving.bundle.text_batches import run_by_length  # noqa: E402
+from serving.bundle.text_preprocess import TextPreprocess  # noqa: E402
 
 
 def read_texts(data: Path | None, count: int) -> tuple[list[str], str]:
@@ -70,9 +73,15 @@ def main() -> None:
     session, input_name = runtime.session, runtime.input_name
     batches = [texts[i : i + bs] for i in range(0, len(texts), bs)]
 
+    preprocess = bundle.pipeline.preprocess
+    assert isinstance(preprocess, TextPreprocess)
+
     def raw(k: int) -> int:
         chunk = batches[k % len(batches)]
-        post(session.run(None, {input_name: bundle.prepare(chunk)})[0], [])
+        rows = run_by_length(
+            [preprocess.prepare(text) for text in chunk], lambda ids: session.run(None, {input_name: ids})[0]
+        )
+        post(np.stack(rows), [])
         return len(chunk)
 
     inputs = []
@@ -106,7 +115,7 @@ def main() -> None:
                 code = server.stop()
             if code != 0:
                 sys.exit(f"serve-kit exited {code} after SIGTERM:\n{server.stderr()[-3000:]}")
-    tokens = [len(ids) for ids in bundle.pipeline.preprocess.tokenizer.encode(texts)]  # type: ignore[union-attr]
+    tokens = [len(ids) for ids in preprocess.tokenizer.encode(texts)]
     print(json.dumps({
         "bench": "text_serve_throughput", "bundle": str(resolve_version(args.bundle)), "texts": source,
         "tokens_median": statistics.median(tokens), "tokens_max": max(tokens),

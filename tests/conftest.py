@@ -235,7 +235,7 @@ def sentiment_run(review_texts: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("sentiment-run")
     cfg = TrainConfig(
         task="sentiment", data=review_texts, vocab_size=120, max_tokens=48, emb=24, hidden=32, layers=2,
-        bs=8, bptt=16, lm_epochs=1, epochs=2, lr=2e-2, ngram_epochs=3, ngram_buckets=4096, out=out,
+        bs=8, bptt=16, lm_epochs=1, epochs=2, lr=2e-2, ngram_buckets=4096, out=out,
     )  # fmt: skip
     run_training(cfg)
     return out

@@ -34,7 +34,7 @@ FLAG_DECLS = {
 
 SENTIMENT_ONLY = frozenset(
     {"text_col", "extra_csv", "vocabulary", "vocab_size", "max_tokens", "emb", "hidden", "layers", "bptt"}
-    | {"lm_epochs", "lm_lr", "encoder", "ngram_epochs", "ngram_lr", "ngram_buckets"}
+    | {"lm_epochs", "lm_lr", "encoder", "ngram_buckets"}
 )
 """Keys only sentiment reads."""
 IMAGE_ONLY = frozenset(

@@ -150,8 +150,6 @@ class TrainConfig(BaseModel):
     encoder: Path | None = Field(
         None, description="sentiment: an encoder.pt (this kit's, or a local pretrained one): no new LM"
     )
-    ngram_epochs: int = Field(10, ge=1, description="sentiment: epochs of the n-gram branch (ngram, hybrid)")
-    ngram_lr: float = Field(3e-2, gt=0, description="sentiment: the n-gram branch's max learning rate")
     ngram_buckets: int = Field(
         1 << 20, ge=1, le=1 << 26, description="sentiment: hashed slots for the n-gram branch's bigrams"
     )

@@ -1,30 +1,38 @@
-"""ULMFiT on a CSV of labelled texts: a subword tokenizer, a language model, then a classifier.
+"""Sentiment on a CSV of labelled texts: a subword tokenizer, then (`--arch`) a bag of n-grams, an
+AWD-LSTM classifier on a language model (ULMFiT), or both added together (`hybrid`, the default).
 
-    train-kit train sentiment --data data/reviews        # tokenizer + language model + classifier
-    train-kit train sentiment --data data/reviews --encoder runs/sentiment/encoder.pt   # reuse one
+    train-kit train sentiment --data data/reviews        # tokenizer + LM + n-grams + hybrid classifier
+    train-kit train sentiment --arch ngram               # the n-gram branch alone: no LM, minutes
+    train-kit train sentiment --arch ulmfit --encoder runs/sentiment/encoder.pt   # reuse an LM
     train-kit sentiment --data data/reviews              # the same, by its older name
 
 1. The tokenizer learns its vocabulary (subwords; whole words with `--vocabulary word`) from every
    text (training, validation, and the unlabelled `extra_csv` if the folder has one): no labels are
    read, so nothing leaks.
-2. The language model reads the same texts, without labels, as ULMFiT does, and is scored on 10 % of
-   them by perplexity and next-token accuracy. Its encoder is saved with the tokenizer and the spec as
-   `encoder.pt`, which `--encoder` loads instead of training one (a local pretrained encoder too).
-3. The classifier puts concat pooling and a head on that encoder and thaws it gradually: the head
-   (`freeze_to(-1)`, stage `clf-1`), then the last LSTM too (`freeze_to(-2)`, `clf-2`), then all
-   (`unfreeze`, `clf`), with discriminative rates falling by 2.6 per group towards the embedding.
+2. The language model (not for `ngram`) reads the same texts, without labels, as ULMFiT does, and
+   is scored on 10 % of them by perplexity and next-token accuracy. Its encoder is saved with the
+   tokenizer and the spec as `encoder.pt`, which `--encoder` loads instead of training one.
+3. The n-gram branch (`ngram`, `hybrid`): naive-Bayes-scaled logistic regression over each text's
+   uni- and bigrams of those tokens (`serving.bundle.networks.ngrams`), solved to its optimum with
+   its penalty cross-validated on the training texts (`training.ngram_fit`). For `ngram` that is
+   stage `clf`; for `hybrid`, stage `ngram`.
+4. The LSTM classifier (`ulmfit`, `hybrid`) puts concat pooling and a head on the encoder and thaws
+   it gradually: the head (`freeze_to(-1)`, stage `clf-1`), then the last LSTM too (`freeze_to(-2)`,
+   `clf-2`), then all (`unfreeze`, `clf`), with discriminative rates falling by 2.6 per group towards
+   the embedding. In a hybrid, its logits are added to the frozen n-gram branch's, from zero.
    Texts are cut to `max_tokens`, exactly as the exported bundle cuts them.
 
 The options are a `TrainConfig` with `task="sentiment"` (its defaults suit the demo reviews on a
 CPU). Every stage is a checkpoint as for images; `<out>/clf.metrics.json` holds the classifier's accuracy
 beside the majority-class baseline, and the language model's perplexity; `<out>/clf.curves.png` plots the
-classifier's three fits (losses and accuracy per epoch).
+classifier's fits (losses and accuracy per epoch).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,10 +51,11 @@ from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
 from training.data.splitters import subsampled
 from training.data.text import TextDataBunch
 from training.errors import ConfigError, DataError
-from training.learner import Learner, Reporter
+from training.learner import EpochRecord, Learner, Reporter
 from training.losses import next_token_loss
 from training.metrics import accuracy
 from training.models import text_layer_groups
+from training.ngram_fit import fit_ngram_branch
 
 __all__ = ["load_encoder", "run_sentiment", "valid_column"]
 
@@ -182,7 +191,7 @@ def train_classifier(
             nn.CrossEntropyLoss(),
             [accuracy],
             groups,
-            wd=NGRAM_WD if isinstance(model, NgramClassifier) else cfg.wd,
+            wd=cfg.wd,
             path=cfg.out,
             reporter=reporter,
             meta=meta,
@@ -192,16 +201,16 @@ def train_classifier(
         return learn
 
     if cfg.arch == "ngram":
-        learn = learner(fit_ngrams(data, ngram_spec), ngram_spec)
-        fit_stage(learn, cfg, "clf", cfg.ngram_epochs, cfg.ngram_lr)
+        learn = learner(NgramClassifier(ngram_spec), ngram_spec)
+        fit_ngram_stage(learn, cfg, "clf")
     else:
         if encoder is None:
             raise ConfigError(
                 f"--lm-epochs 0 needs --encoder: --arch {cfg.arch} puts a classifier on an encoder"
             )
         if cfg.arch == "hybrid":
-            ngrams = fit_ngrams(data, ngram_spec)
-            fit_stage(learner(ngrams, ngram_spec), cfg, "ngram", cfg.ngram_epochs, cfg.ngram_lr)
+            ngrams = NgramClassifier(ngram_spec)
+            fit_ngram_stage(learner(ngrams, ngram_spec), cfg, "ngram")
             hybrid_spec = HybridSpec(lstm_spec, ngram_spec)
             model: nn.Module = HybridClassifier(hybrid_spec)
             hybrid = cast(HybridClassifier, model)
@@ -241,23 +250,22 @@ def unfreeze_gradually(learn: Learner, cfg: TrainConfig) -> None:
     fit_stage(learn, cfg, "clf", cfg.epochs, slice(lr / 10 / spread, lr / 10))
 
 
-NGRAM_WD = 0.3
-"""The n-gram branch's decoupled weight decay: a linear model over ~200,000 features of 1,200 texts
-needs a strong pull towards its naive-Bayes start (on the reviews, 0.1–1 scored alike; 0.01 overfits)."""
-
-
-@torch.no_grad()
-def fit_ngrams(data: TextDataBunch, spec: NgramSpec) -> NgramClassifier:
-    """A fresh n-gram branch with its naive-Bayes ratios counted on the training texts."""
-    model = NgramClassifier(spec).to(data.device)
-    counts = torch.zeros(spec.n_classes, spec.features, device=data.device)
-    for tokens, labels in data.train_dl:  # one epoch, in any order: counts do not care
-        features = model.features(tokens)
-        for label in labels.unique():
-            rows = features[labels == label].flatten()
-            counts[label].index_add_(0, rows, torch.ones_like(rows, dtype=counts.dtype))
-    model.set_ratios(counts)
-    return model
+def fit_ngram_stage(learn: Learner, cfg: TrainConfig, stage: str) -> None:
+    """The n-gram branch fitted to its optimum (`training.ngram_fit`), saved as `stage` with one
+    record in its history; with `resume`, a stage already on disk is loaded instead."""
+    if cfg.resume and learn.stage_path(stage).is_file():
+        learn.history = [EpochRecord(**r) for r in learn.load(stage)["history"]]
+        return
+    began = time.perf_counter()
+    fit = fit_ngram_branch(cast(NgramClassifier, learn.model), learn.data.train_dl, seed=cfg.seed)
+    valid_loss, metrics = learn.validate()
+    learn.meta["ngram_fit"] = {"c": fit.c, "cv_accuracy": {str(c): a for c, a in fit.cv_accuracy.items()}}
+    learn.history.append(EpochRecord(1, fit.train_loss, valid_loss, metrics, time.perf_counter() - began))
+    if learn.reporter is not None:
+        learn.reporter.fit_begin(1, 0, 0)
+        learn.reporter.epoch_end(learn.history[-1])
+        learn.reporter.fit_end()
+    learn.save(stage)
 
 
 def fit_stage(learn: Learner, cfg: TrainConfig, stage: str, epochs: int, lr: float | slice) -> None:

@@ -194,7 +194,7 @@ def test_the_ngram_arch_needs_no_language_model_and_exports_a_bundle_that_answer
 
     cfg = TrainConfig(
         task="sentiment", arch="ngram", data=review_texts, vocab_size=120, max_tokens=48, bs=16,
-        ngram_epochs=4, ngram_buckets=4096, out=tmp_path / "run",
+        ngram_buckets=4096, out=tmp_path / "run",
     )  # fmt: skip
     result = run_sentiment(cfg)
     assert sorted(p.name for p in (tmp_path / "run").glob("*.pt")) == ["clf.pt"]  # no LM, no encoder
@@ -229,3 +229,24 @@ def test_the_parity_texts_of_a_large_validation_set_stay_within_the_byte_limit(t
     cfg = TrainConfig(task="sentiment", data=tmp_path)
     texts = parity_texts(cfg, preprocess, 32)
     assert len(texts) == 14 and all(len(preprocess.prepare(text)) <= 64 for text in texts)
+
+
+def test_the_ngram_fit_picks_its_penalty_by_cross_validation_and_leaves_unseen_features_at_zero() -> None:
+    """Texts of 4 tokens whose label is token 3 (pos) or 4 (neg) among random filler 5-19."""
+    from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
+    from training.ngram_fit import C_GRID, fit_ngram_branch
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (200,), generator=generator)
+    tokens = torch.randint(5, 20, (200, 4), generator=generator)
+    tokens[:, 1] = torch.where(labels == 1, 3, 4)
+    tokens[:, 0] = 2  # xxbos
+    model = NgramClassifier(NgramSpec(vocab_size=30, n_classes=2, buckets=101))
+    fit = fit_ngram_branch(model, [(tokens[i : i + 32], labels[i : i + 32]) for i in range(0, 200, 32)])
+    assert fit.c in C_GRID and set(fit.cv_accuracy) == set(C_GRID)
+    assert min(fit.cv_accuracy.values()) == 1.0  # the sign word alone decides
+    weight, ratio = model.weight.weight.detach(), model.ratio
+    assert weight[3, 1] * ratio[3, 1] > 0 > weight[4, 1] * ratio[4, 1]  # token 3 says pos, 4 neg
+    never = [t for t in range(30) if t not in tokens.unique().tolist()]  # e.g. 20-29
+    assert never and not weight[never].any() and not ratio[never].any()
+    assert not weight[0].any() and not ratio[0].any()  # padding counts for nothing
