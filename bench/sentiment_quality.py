@@ -27,6 +27,8 @@ import csv
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -108,7 +110,6 @@ def train_and_score(
 ) -> dict[str, Any]:
     """One run of the kit's defaults (`arch`, `seed`), exported and scored through its bundle."""
     from training.config import TrainConfig
-    from training.export import export_stage
     from training.run import run_training
 
     out = work / f"{csv_name}-{arch}-{seed}"
@@ -121,7 +122,12 @@ def train_and_score(
     began = time.perf_counter()
     run_training(TrainConfig.model_validate(options))
     trained = time.perf_counter() - began
-    bundle = export_stage(out, "clf", f"{arch}-{seed}", work / "models")
+    # each export in a process of its own, as `train-kit export` runs: torch's exporter fixes the
+    # token axis of a second LSTM exported in one process (`refuse_fixed_axes`)
+    command = [sys.executable, "-m", "training", "export", "--out", str(out), "--stage", "clf"]
+    command += ["--name", f"{arch}-{seed}", "--models", str(work / "models")]
+    subprocess.run(command, check=True, capture_output=True)
+    bundle = work / "models" / f"{arch}-{seed}"
     return {"accuracy": bundle_accuracy(bundle, split[2], split[3]), "train_s": round(trained)}
 
 

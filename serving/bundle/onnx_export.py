@@ -21,7 +21,7 @@ from serving.bundle.manifest import MAX_INPUT_SIZE
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["free_lstm_sequence_axis", "to_onnx_fp16"]
+__all__ = ["free_lstm_sequence_axis", "refuse_fixed_axes", "to_onnx_fp16"]
 
 
 def to_onnx_fp16(
@@ -59,6 +59,7 @@ def to_onnx_fp16(
             dynamic_shapes=(dims,),
         )
     exported = onnx.load(str(fp32))
+    refuse_fixed_axes(exported, dims)
     if max_length is not None:
         free_lstm_sequence_axis(exported)
     half = OnnxModel(convert_float_to_float16(exported, keep_io_types=True))
@@ -66,6 +67,20 @@ def to_onnx_fp16(
     onnx.save(half.model, str(path))
     fp32.unlink()
     onnx.checker.check_model(str(path))
+
+
+def refuse_fixed_axes(model: onnx.ModelProto, dims: dict[int, torch.export.Dim]) -> None:
+    """Every axis asked to be dynamic must have come out dynamic: torch 2.14's exporter can fix one at
+    the example's size without a word (a second LSTM exported in one process gets its token axis
+    fixed), and the bundle would then refuse every other length."""
+    shape = model.graph.input[0].type.tensor_type.shape.dim
+    fixed = {axis: shape[axis].dim_value for axis in dims if shape[axis].dim_value}
+    if fixed:
+        raise RuntimeError(
+            f"the ONNX exporter fixed input axes {fixed} (axis: size) that must stay free; torch's "
+            "exporter does so to the second LSTM exported in one process: export it in a process of "
+            "its own, as `train-kit export` does"
+        )
 
 
 def free_lstm_sequence_axis(model: onnx.ModelProto) -> int:

@@ -4,6 +4,8 @@ tested beside it.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
@@ -52,3 +54,32 @@ def test_a_language_model_carries_its_states_from_window_to_window_until_its_mod
         alone = model(tokens[:, 5:])  # no state: the second window without its context
     assert not torch.allclose(alone, second, atol=1e-4)
     assert not TextClassifier(AwdLstmSpec(60, 16, 24, 3, n_classes=2)).encoder.carry
+
+
+def test_an_export_whose_token_axis_came_out_fixed_is_refused_not_published(tmp_path: Path) -> None:
+    """torch 2.14 fixes the token axis of the second LSTM exported in one process at the example's
+    length; that graph would refuse every other length. Exported twice in a fresh process, each
+    must come out free or be refused by name, never fixed in silence."""
+    import subprocess
+    import sys
+
+    script = f"""
+import onnx, torch
+from pathlib import Path
+from serving.bundle.networks.awd_lstm import AwdLstmSpec, TextClassifier
+from serving.bundle.onnx_export import to_onnx_fp16
+for i in range(2):
+    model = TextClassifier(AwdLstmSpec(50, 8, 16, 2, n_classes=2))
+    path = Path({str(tmp_path)!r}) / f"{{i}}.onnx"
+    try:
+        to_onnx_fp16(model, torch.randint(3, 50, (2, 7)), path, input_name="tokens", max_length=64)
+    except RuntimeError as err:
+        print("refused", "must stay free" in str(err))
+        continue
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    print("axes", [d.dim_param or d.dim_value for d in dims])
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("axes", "refused"))]
+    assert len(lines) == 2, result.stderr[-2000:]
+    assert all(line in ("axes ['N', 'T']", "refused True") for line in lines), lines
