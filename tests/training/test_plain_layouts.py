@@ -44,9 +44,11 @@ def test_help_shows_each_default_and_each_tasks_own() -> None:
     result = runner.invoke(app, ["sentiment", "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "[default: (32)]" in result.output  # sentiment's own batch size
-    assert "--arch" not in result.output  # an image-only key is not a sentiment flag
+    assert "--weights" not in result.output  # an image-only key is not a sentiment flag
+    assert "[default: (hybrid)]" in result.output  # sentiment's own network
     result = runner.invoke(app, ["train", "--help"], terminal_width=200)
     assert "[default: (64; sentiment: 32)]" in result.output and "--flip / --no-flip" in result.output
+    assert "[default: (resnet34; sentiment: hybrid)]" in result.output
 
 
 def write_images(folder: Path, n: int) -> list[str]:
