@@ -208,15 +208,16 @@ def train_classifier(
             raise ConfigError(
                 f"--lm-epochs 0 needs --encoder: --arch {cfg.arch} puts a classifier on an encoder"
             )
+        model: nn.Module
+        model_spec: NetworkSpec
         if cfg.arch == "hybrid":
             ngrams = NgramClassifier(ngram_spec)
             fit_ngram_stage(learner(ngrams, ngram_spec), cfg, "ngram")
-            hybrid_spec = HybridSpec(lstm_spec, ngram_spec)
-            model: nn.Module = HybridClassifier(hybrid_spec)
-            hybrid = cast(HybridClassifier, model)
+            model_spec = HybridSpec(lstm_spec, ngram_spec)
+            model = hybrid = HybridClassifier(model_spec)
             hybrid.ngrams.load_state_dict(ngrams.state_dict())
             hybrid.ngrams.requires_grad_(False)  # in no layer group: the LSTM learns what it adds
-            lstm, model_spec = hybrid.lstm, cast(NetworkSpec, hybrid_spec)
+            lstm = hybrid.lstm
         else:
             model = lstm = TextClassifier(lstm_spec)
             model_spec = lstm_spec
