@@ -71,11 +71,14 @@ def valid_column(cfg: TrainConfig) -> str:
 
 
 def _check(cfg: TrainConfig) -> float:
-    """The classifier head's one rate (the groups below get ULMFiT's falling rates)."""
+    """Options sentiment cannot take, refused before anything is written; returns the classifier
+    head's one rate (the groups below get ULMFiT's falling rates)."""
     if isinstance(cfg.lr, tuple):
         raise ConfigError(f"--lr {cfg.lr[0]}:{cfg.lr[1]}: sentiment takes one rate, the head's")
     if cfg.bs < 2:
         raise ConfigError(f"--bs {cfg.bs}: a language model needs at least 2 streams")
+    if cfg.encoder is not None and cfg.arch == "ngram":
+        raise ConfigError("--encoder is an LSTM's; --arch ngram has none (choose hybrid or ulmfit)")
     return cfg.lr
 
 
@@ -94,8 +97,6 @@ def run_sentiment(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[st
     lm_stage = cfg.out / "lm.pt"
     encoder: dict[str, torch.Tensor] | None = None
     if cfg.encoder is not None:
-        if cfg.arch == "ngram":
-            raise ConfigError("--encoder is an LSTM's; --arch ngram has none (choose hybrid or ulmfit)")
         tokenizer, spec, encoder = load_encoder(cfg.encoder)
     elif cfg.resume and lm_stage.is_file():  # the killed run's own tokenizer: ids must mean the same
         meta = load_checkpoint(lm_stage)["meta"]

@@ -206,9 +206,15 @@ def test_the_ngram_arch_needs_no_language_model_and_exports_a_bundle_that_answer
     assert [a["label"] for a in answers] == ["pos", "neg"]
 
 
-def test_an_encoder_is_refused_for_the_ngram_arch_and_a_resnet_for_sentiment(review_texts: Path) -> None:
+def test_an_encoder_is_refused_for_the_ngram_arch_and_a_resnet_for_sentiment(
+    review_texts: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
     with pytest.raises(ConfigError, match="--arch ngram has none"):
-        run_sentiment(TrainConfig(task="sentiment", arch="ngram", data=review_texts, encoder=Path("e.pt")))
+        run_sentiment(
+            TrainConfig(task="sentiment", arch="ngram", data=review_texts, encoder=Path("e.pt"), out=out)
+        )
+    assert not out.exists()  # refused before anything is written
     with pytest.raises(ValueError, match="--arch resnet34 is not a sentiment network"):
         TrainConfig(task="sentiment", arch="resnet34", data=review_texts)
     with pytest.raises(ValueError, match="--arch hybrid is not a multilabel network"):
