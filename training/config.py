@@ -21,6 +21,7 @@ from training.errors import ConfigError
 __all__ = ["TASK_DEFAULTS", "TEXT_ARCHS", "TaskName", "TrainConfig", "load_config", "parse_lr"]
 
 Arch = Literal["resnet18", "resnet34", "resnet50", "ngram", "ulmfit", "hybrid"]
+IMAGE_ARCHS = ("resnet18", "resnet34", "resnet50")
 TEXT_ARCHS = ("ngram", "ulmfit", "hybrid")
 """Sentiment's networks: a bag of n-grams, ULMFiT's LSTM, or both (`serving.bundle.networks`)."""
 TaskName = Literal["multilabel", "classify", "segmentation", "pose", "sentiment"]
@@ -209,10 +210,11 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _arch_fits_task(self) -> TrainConfig:
-        text = self.task == "sentiment"
-        if (self.arch in TEXT_ARCHS) != text:
-            wanted = " | ".join(TEXT_ARCHS) if text else "resnet18 | resnet34 | resnet50"
-            raise ValueError(f"--arch {self.arch} is not a {self.task} network (choose {wanted})")
+        """An arch of the task's own family: the family its default arch belongs to."""
+        default = TASK_DEFAULTS.get(self.task, {}).get("arch", type(self).model_fields["arch"].default)
+        family = TEXT_ARCHS if default in TEXT_ARCHS else IMAGE_ARCHS
+        if self.arch not in family:
+            raise ValueError(f"--arch {self.arch} is not a {self.task} network (choose {' | '.join(family)})")
         return self
 
     @model_validator(mode="after")

@@ -61,7 +61,7 @@ def fit_weights(model: NgramClassifier, features: torch.Tensor, labels: torch.Te
     """The penalized logistic regression's optimum over the features these texts hold (the rest
     keep weight 0), by L-BFGS; the model's ratios must already be set."""
     used, local = torch.unique(features, return_inverse=True)
-    ratio = model.ratio.detach().cpu()[used] * (used != 0).unsqueeze(1)
+    ratio = model.ratio.detach().cpu()[used]  # padding's (feature 0) is 0: see `set_ratios`
     weight = torch.zeros(len(used), model.spec.n_classes, requires_grad=True)
     bias = torch.zeros(model.spec.n_classes, requires_grad=True)
     scaled = ratio[local]  # (N, F, classes)
@@ -89,8 +89,7 @@ def fit_weights(model: NgramClassifier, features: torch.Tensor, labels: torch.Te
 
 @torch.no_grad()
 def accuracy_of(model: NgramClassifier, features: torch.Tensor, labels: torch.Tensor) -> float:
-    weight, ratio = model.weight.weight.cpu(), model.ratio.cpu()
-    logits = (weight[features] * ratio[features]).sum(1) + model.bias.cpu()
+    logits = model.logits(features.to(model.bias.device)).cpu()
     return float((logits.argmax(1) == labels).float().mean())
 
 

@@ -36,7 +36,6 @@ __all__ = ["TASK", "check_text_parity", "parity_texts"]
 class SentimentTask(TrainingTask):
     name = "sentiment"
     served = served.TASK
-    spec_type = AwdLstmSpec
 
     def spec(self, meta: dict[str, Any]) -> NetworkSpec:
         """An LSTM's, an n-gram branch's, or a hybrid's of both (by the keys the spec holds)."""

@@ -69,7 +69,10 @@ class NgramClassifier(nn.Module):
         return ngram_ids(tokens, self.spec.vocab_size, self.spec.buckets)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        features = self.features(tokens)
+        return self.logits(self.features(tokens))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, F) feature ids (`features`) → (N, classes)."""
         return (self.weight(features) * self.ratio[features]).sum(1) + self.bias
 
     @torch.no_grad()
