@@ -5,8 +5,11 @@ server's `max_batch_size`, measured in the same run and alternated: prepared FP3
 the server (`pixels`) against `InferenceSession.run` + the bundle's postprocessing on a prepared
 batch; JPEG bytes sent to the server (`images`) against decode + preprocess + run + postprocess
 (masks resized back to the JPEG's size, points scaled to it) in one process. Each client sends one
-item per request, back to back, through the unmodified tritonclient (aio). The baselines run in
-this process with the server's intra-op thread count. Several runs; medians. Prints one JSON line,
+item per request, back to back, through the unmodified tritonclient (aio). Both sides get the same
+parallelism: the baselines run in this process on the server's cores with its intra-op threads, and
+decode a batch's JPEGs on as many threads as the server decodes with. The server and the baselines
+run on the first half of the cores, the clients on the rest (`--no-pin`: anywhere). CPU µs per
+item of each side, over its timed window. Several runs; medians and ranges. Prints one JSON line,
 one entry per task. Target: ratio >= 0.9 for both, with p50/p99 latency of the server's requests.
 
     python bench/serve_throughput.py [--tasks multilabel,segmentation,pose] [--runs 3] [--seconds 5]
@@ -19,28 +22,28 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
 
 import numpy as np
+import psutil
 
 # tritonclient registers the `inference.*` protobuf messages process-wide, as serving.wire does:
 # this process must never import serving.wire / v2 / server / tasks (serving.bundle is fine).
 import tritonclient.grpc.aio as triton
 
 from serving.bundle import Bundle, load_bundle, resolve_version
+from serving.bundle.pipeline import ImagePreprocess
 from serving.bundle.runtimes import OnnxRuntime
+
+sys.path[:0] = [str(Path(__file__).resolve().parent)]
+from load import Call, Cores, Window, drive, load_average, span, split_cores  # noqa: E402
+from servers import FASHION_MNIST, Server, make_jpegs, repository  # noqa: E402
 
 DEFAULT_BUNDLES = {
     "multilabel": Path("models/planet"),
@@ -48,17 +51,6 @@ DEFAULT_BUNDLES = {
     "pose": Path("models/pose"),
 }
 DEFAULT_BUNDLE = DEFAULT_BUNDLES["multilabel"]  # the other benchmarks measure the tags model
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?")
-
-
-@dataclass
-class Window:
-    """What one timed window measured: throughput, and per-request latencies (server only)."""
-
-    items_s: float
-    latencies_ms: list[float]
-    mean_batch: float | None = None
 
 
 # --- the bundle and the images ---------------------------------------------------------------
@@ -90,120 +82,7 @@ def build_bundle(tmp: Path, size: int, task: str = "multilabel") -> Path:
     return export_stage(run, "stage-1", DEFAULT_BUNDLES[task].name, tmp / "exported", parity_items=32)
 
 
-def make_jpegs(tmp: Path, size: int, count: int) -> tuple[list[bytes], str]:
-    """Demo scenes at `size` px (real JPEGs, quality 90); smooth synthetic ones without Fashion-MNIST."""
-    if FASHION_MNIST.is_dir():
-        from training.demo.scenes import build_multilabel_scenes
-
-        root = tmp / "jpegs"
-        build_multilabel_scenes(root, n_train=count, n_valid=0, size=size, seed=1)
-        return [p.read_bytes() for p in sorted((root / "train").glob("*.jpg"))][:count], "demo scenes"
-    import io
-
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    ys, xs = (np.mgrid[0:size, 0:size, 0:1] / size)[:2]
-    jpegs = []
-    for _ in range(count):
-        across, down = rng.integers(0, 128, (2, 3))
-        noise = rng.normal(0, 12, (size, size, 3))
-        pixels = np.clip(across * xs + down * ys + noise, 0, 255).astype(np.uint8)
-        out = io.BytesIO()
-        Image.fromarray(pixels).save(out, format="JPEG", quality=90)
-        jpegs.append(out.getvalue())
-    return jpegs, "synthetic gradients"
-
-
-# --- the server ------------------------------------------------------------------------------
-
-
-class Server:
-    """`serve-kit serve` in its own process on a free port; stopped with SIGTERM (a clean drain)."""
-
-    def __init__(self, models: Path, env: dict[str, str], log: IO[str], timeout: float = 120) -> None:
-        command = [sys.executable, "-m", "serving.cli", "serve", "--models", str(models), "--port", "0"]
-        self.log = log
-        self.process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=log, text=True
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            match = _LISTENING.search(line)
-            if match:
-                self.address = f"127.0.0.1:{match[1]}"
-                self.metrics_url = f"http://127.0.0.1:{match[2]}/metrics" if match[2] else None
-                return
-            if not line:
-                break
-        self.stop()
-        sys.exit(f"serve-kit did not start:\n{self.stderr()[-3000:]}")
-
-    def stderr(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")
-
-    def counts(self) -> tuple[float, float]:
-        """(items inferred, batches run) so far, from /metrics; zeros without metrics."""
-        if self.metrics_url is None:
-            return 0.0, 0.0
-        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
-            text = response.read().decode()
-        totals = {"nv_inference_count_total": 0.0, "nv_inference_exec_count_total": 0.0}
-        for line in text.splitlines():
-            key, _, value = line.rpartition(" ")
-            name = key.partition("{")[0]
-            if name in totals:
-                totals[name] += float(value)
-        return totals["nv_inference_count_total"], totals["nv_inference_exec_count_total"]
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def repository(bundle: Bundle, root: Path) -> Path:
-    """A model repository holding only this bundle, at its own name and version."""
-    target = root / bundle.manifest.name / str(bundle.manifest.version)
-    shutil.copytree(bundle.path, target)
-    return root
-
-
 # --- the measurements ------------------------------------------------------------------------
-
-
-async def drive(
-    address: str, model: str, inputs: Sequence[triton.InferInput], clients: int, warmup: float, seconds: float
-) -> Window:
-    """`clients` clients, each on its own channel sending its own one-item request back to back;
-    items/s and latencies of the requests answered within the timed window after the warm-up."""
-    channels = [triton.InferenceServerClient(address) for _ in range(clients)]
-    start = time.perf_counter() + warmup
-    end = start + seconds
-    latencies: list[float] = []
-
-    async def one_client(client: triton.InferenceServerClient, request: list[triton.InferInput]) -> None:
-        while (began := time.perf_counter()) < end:
-            await client.infer(model, request)
-            answered = time.perf_counter()
-            if start <= answered < end:
-                latencies.append((answered - began) * 1e3)
-
-    try:
-        await asyncio.gather(
-            *(one_client(channel, [inputs[i % len(inputs)]]) for i, channel in enumerate(channels))
-        )
-    finally:
-        await asyncio.gather(*(channel.close() for channel in channels))
-    return Window(len(latencies) / seconds, latencies)
 
 
 def timed_server(
@@ -214,25 +93,39 @@ def timed_server(
     warmup: float,
     seconds: float,
 ) -> Window:
-    items_before, batches_before = server.counts()
-    window = asyncio.run(drive(server.address, model, inputs, clients, warmup, seconds))
-    items_after, batches_after = server.counts()
-    if batches_after > batches_before:
-        window.mean_batch = (items_after - items_before) / (batches_after - batches_before)
-    return window
+    """`clients` clients, each on its own channel sending its own one-item request back to back."""
+
+    async def run() -> Window:
+        channels = [triton.InferenceServerClient(server.address) for _ in range(clients)]
+
+        def caller(k: int) -> Call:
+            return lambda: channels[k].infer(model, [inputs[k % len(inputs)]])
+
+        try:
+            process = psutil.Process(server.process.pid)
+            return await drive([caller(k) for k in range(clients)], process, warmup, seconds, server.counts)
+        finally:
+            await asyncio.gather(*(channel.close() for channel in channels))
+
+    return asyncio.run(run())
 
 
-def timed_local(step: Callable[[int], int], warmup: float, seconds: float) -> Window:
-    """Items/s of `step(k)` (one batch; returns its item count) called back to back."""
-    k, began = 0, time.perf_counter()
-    while time.perf_counter() - began < warmup:
-        step(k)
-        k += 1
-    items, began = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - began) < seconds:
-        items += step(k)
-        k += 1
-    return Window(items / elapsed, [])
+def timed_local(step: Callable[[int], int], warmup: float, seconds: float, cores: Cores) -> Window:
+    """Items/s of `step(k)` (one batch; returns its item count) called back to back, on the
+    server's cores; its CPU (this process's, threads included) counts as the server's."""
+    os.sched_setaffinity(0, cores.server)
+    try:
+        k, began = 0, time.perf_counter()
+        while time.perf_counter() - began < warmup:
+            step(k)
+            k += 1
+        items, cpu, began = 0, time.process_time(), time.perf_counter()
+        while (elapsed := time.perf_counter() - began) < seconds:
+            items += step(k)
+            k += 1
+        return Window(items / elapsed, [], 0.0, (time.process_time() - cpu) * 1e3, None, elapsed)
+    finally:
+        os.sched_setaffinity(0, cores.client)
 
 
 def paired_windows(
@@ -245,9 +138,9 @@ def paired_windows(
 ) -> tuple[Window, Window]:
     """One window of the server and one of the local baseline; which goes first alternates with
     `run`, so a slow spell on the machine hurts both alike."""
-    local = timed_local(raw, args.warmup, args.seconds) if run % 2 else None
+    local = timed_local(raw, args.warmup, args.seconds, args.cores) if run % 2 else None
     served = timed_server(server, model, inputs, args.clients, args.warmup, args.seconds)
-    return served, local or timed_local(raw, args.warmup, args.seconds)
+    return served, local or timed_local(raw, args.warmup, args.seconds, args.cores)
 
 
 def summary(server: list[Window], local: list[Window]) -> dict[str, object]:
@@ -258,8 +151,10 @@ def summary(server: list[Window], local: list[Window]) -> dict[str, object]:
         "server_items_s": round(served, 1),
         "raw_items_s": round(raw, 1),
         "ratio": round(served / raw, 3),
-        "p50_ms": round(statistics.median(float(np.percentile(w.latencies_ms, 50)) for w in server), 2),
-        "p99_ms": round(statistics.median(float(np.percentile(w.latencies_ms, 99)) for w in server), 2),
+        "p50_ms": round(statistics.median(w.percentile_ms(50) for w in server), 2),
+        "p99_ms": round(statistics.median(w.percentile_ms(99) for w in server), 2),
+        "server_cpu_us_per_item": span([w.server_us_per_item for w in server], 0),
+        "raw_cpu_us_per_item": span([w.server_us_per_item for w in local], 0),
         "server_mean_batch": round(statistics.median(batches), 1) if batches else None,
         "server_runs": [round(w.items_s, 1) for w in server],
         "raw_runs": [round(w.items_s, 1) for w in local],
@@ -290,9 +185,13 @@ def measure(
         return bs
 
     jpeg_batches = [jpegs[i : i + bs] for i in range(0, len(jpegs), bs)]
+    preprocess = bundle.pipeline.preprocess
+    assert isinstance(preprocess, ImagePreprocess)
+    decoders = ThreadPoolExecutor(args.decode_threads)  # as many as the server decodes with
 
     def raw_jpeg(k: int) -> int:
-        outputs = session.run(None, {input_name: bundle.prepare(jpeg_batches[k % len(jpeg_batches)])})[0]
+        prepared = decoders.map(preprocess.prepare, jpeg_batches[k % len(jpeg_batches)])
+        outputs = session.run(None, {input_name: np.stack([item for item, _ in prepared])})[0]
         post(outputs, jpeg_sizes)
         return bs
 
@@ -314,16 +213,15 @@ def measure(
         "SERVE_POLL_INTERVAL_S": "0",
         "SERVE_DEVICE": "cpu",
         "SERVE_LOG_FORMAT": "json",
+        "SERVE_INFERENCE_THREADS": str(args.threads),
+        "SERVE_DECODE_THREADS": str(args.decode_threads),
     }
-    if args.threads:
-        env["SERVE_INFERENCE_THREADS"] = str(args.threads)
-    if args.decode_threads:
-        env["SERVE_DECODE_THREADS"] = str(args.decode_threads)
     models = repository(bundle, tmp / f"repository-{name}")
     results: dict[str, tuple[list[Window], list[Window]]] = {"fp32": ([], []), "jpeg": ([], [])}
     kinds = (("fp32", fp32_inputs, raw_fp32), ("jpeg", jpeg_inputs, raw_jpeg))
     with (tmp / f"serve-kit-{name}.log").open("w+") as log:
-        server = Server(models, env, log)
+        with args.cores.starting_server():
+            server = Server(models, env, log)
         try:
             for run in range(args.runs):
                 for kind, inputs, raw in kinds:
@@ -333,6 +231,7 @@ def measure(
                     local.append(window[1])
         finally:
             code = server.stop()
+            decoders.shutdown()
         if code != 0:
             sys.exit(f"serve-kit exited {code} after SIGTERM:\n{server.stderr()[-3000:]}")
     return {
@@ -353,8 +252,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-queue-delay-us", type=int, default=2000)
-    parser.add_argument("--threads", type=int, help="intra-op threads, server and baseline (default: all)")
-    parser.add_argument("--decode-threads", type=int, help="the server's decode threads (default: its own)")
+    parser.add_argument(
+        "--threads", type=int, help="intra-op threads, server and baseline (default: its cores)"
+    )
+    parser.add_argument(
+        "--decode-threads", type=int, help="JPEG decode threads, server and baseline (default: --threads)"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and clients apart")
     parser.add_argument(
         "--model-size", type=int, default=64, help="input size of the bundles built without --bundle"
     )
@@ -365,6 +269,10 @@ def main() -> None:
     unknown = set(args.tasks.split(",")) - set(DEFAULT_BUNDLES)
     if unknown:
         sys.exit(f"--tasks: unknown {sorted(unknown)}; choose from {list(DEFAULT_BUNDLES)}")
+    args.cores = split_cores(not args.no_pin)
+    args.threads = args.threads or len(args.cores.server)
+    args.decode_threads = args.decode_threads or args.threads
+    load_before = load_average()
 
     tasks: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -388,7 +296,10 @@ def main() -> None:
         "jpeg_bytes_mean": round(statistics.mean(map(len, jpegs))),
         "clients": args.clients, "max_batch_size": args.max_batch_size,
         "max_queue_delay_us": args.max_queue_delay_us, "intra_op_threads": args.threads,
+        "decode_threads": args.decode_threads,
+        "cores": {"server": sorted(args.cores.server), "client": sorted(args.cores.client)},
         "runs": args.runs, "seconds": args.seconds, "tasks": tasks, "target": 0.9,
+        "load_average": {"before": load_before, "after": load_average()},
     }))  # fmt: skip
 
 

@@ -1,14 +1,17 @@
 """Requests/s and p50/p99 latency of TorchServe (HTTP) against `serve-kit` (gRPC), same bundle.
 
 Both get the same bundle, the same JPEGs (one per request), the same batching (batch = clients,
-TorchServe's `max_batch_delay_ms` = serve-kit's queue delay) and the same intra-op threads; the same
+TorchServe's `max_batch_delay_ms` = serve-kit's queue delay), the same cores (the first half, the
+clients the rest; `--no-pin`: anywhere) and the same parallelism: `--workers` TorchServe workers
+against as many serve-kit decode threads, and the same intra-op threads in all; the same
 number of clients each send their own image back to back: raw HTTP/1.1 keep-alive over asyncio
 streams (`Content-Type: image/jpeg`, the lightest client at hand) to TorchServe, the unmodified
 tritonclient (aio) `images` input to serve-kit. One server runs at a time: each run starts one, checks
 it, times it and stops it, then the other (the order alternates across runs; each TorchServe gets its
 own folder). The first answers of both for the same image must carry the same labels, or the bench
-fails. CPU per request of this process (the clients) and of each server is taken over the timed window.
-Several runs; medians. Prints one JSON line. Target: serve-kit >= 2x TorchServe's throughput, lower p99.
+fails. CPU per request of this process (the clients) and of each server's processes is taken over the
+timed window. Several runs; medians and ranges. Prints one JSON line. Target: serve-kit >= 2x
+TorchServe's throughput, lower p99.
 
     python bench/torchserve_vs_grpc.py [--runs 3] [--bundle models/planet] [--clients 16] [--seconds 5]
 """
@@ -23,11 +26,9 @@ import re
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import psutil
@@ -40,26 +41,14 @@ from serving.bundle import load_bundle, resolve_version
 from training.archive import TorchServeConfig, archive_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # serve_throughput's helpers; the tests' TorchServe
-from serve_throughput import DEFAULT_BUNDLE, Server, build_bundle, make_jpegs, repository  # noqa: E402
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # the benches' helpers; the tests' TorchServe
+from load import Call, Cores, Probe, Window, drive, load_average, span, split_cores  # noqa: E402
+from serve_throughput import DEFAULT_BUNDLE, build_bundle  # noqa: E402
+from servers import HttpClient, Server, make_jpegs, repository  # noqa: E402
 
 from tests.serving.torchserve import running_torchserve  # noqa: E402
 
 _BATCH_LOGGED = re.compile(r"batch_size=(\d+)")  # what our TorchServe handler logs for each batch
-
-
-@dataclass
-class Window:
-    """One server's timed window: requests/s, latencies, CPU of clients and server, mean batch."""
-
-    items_s: float
-    latencies_ms: list[float]
-    client_cpu_ms: float
-    server_cpu_ms: float
-    mean_batch: float | None
-
-    def per_request(self, cpu_ms: float) -> float:
-        return cpu_ms / max(1, len(self.latencies_ms))
 
 
 @dataclass
@@ -77,131 +66,6 @@ class Run:
     answers: dict[str, Answer] = field(default_factory=dict)
 
 
-# --- CPU and batch counters ------------------------------------------------------------------
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    """User + system CPU of a process and of its live descendants (TorchServe's workers)."""
-    total = 0.0
-    for each in [process, *process.children(recursive=True)]:
-        try:
-            times = each.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
-@dataclass
-class Counters:
-    client_cpu: float
-    server_cpu: float
-    items: float
-    batches: float
-
-
-Probe = Callable[[], tuple[float, float]]  # (items, batches) run by the server so far
-Call = Callable[[], Awaitable[Any]]  # one request of one client
-
-
-def counters(server: psutil.Process, batches: Probe) -> Counters:
-    items, runs = batches()
-    return Counters(time.process_time(), cpu_seconds(server), items, runs)
-
-
-# --- HTTP/1.1 for TorchServe -----------------------------------------------------------------
-
-
-class HttpClient:
-    """One keep-alive connection POSTing the same JPEG again and again; the request bytes are built once."""
-
-    def __init__(self, base: str, path: str, body: bytes) -> None:
-        host, _, port = base.removeprefix("http://").partition(":")
-        self.host, self.port = host, int(port)
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: image/jpeg\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        self.request = head.encode() + body
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def post(self) -> bytes:
-        if self.streams is None:
-            self.streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self.streams
-        writer.write(self.request)
-        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {
-            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
-        }
-        if "content-length" in headers:
-            body = await reader.readexactly(int(headers["content-length"]))
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            body = b""
-            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                body += (await reader.readexactly(size + 2))[:-2]
-            await reader.readuntil(b"\r\n")
-        else:
-            raise RuntimeError(f"TorchServe answered without a length: {lines}")
-        if headers.get("connection", "").lower() == "close":
-            await self.close()
-        if status != 200:
-            raise RuntimeError(f"TorchServe answered {status}: {body[:500]!r}")
-        return body
-
-    async def close(self) -> None:
-        if self.streams is not None:
-            writer = self.streams[1]
-            self.streams = None
-            writer.close()
-            await writer.wait_closed()
-
-
-# --- the timed window ------------------------------------------------------------------------
-
-
-async def drive(
-    calls: Sequence[Call],
-    server: psutil.Process,
-    batches: Probe,
-    warmup: float,
-    seconds: float,
-) -> Window:
-    """Each call is one client sending its request back to back; requests/s and latencies of the
-    requests answered within the timed window after the warm-up, and the CPU spent during it."""
-    start = time.perf_counter() + warmup
-    end = start + seconds
-    latencies: list[float] = []
-
-    async def one_client(call: Call) -> None:
-        while (began := time.perf_counter()) < end:
-            await call()
-            answered = time.perf_counter()
-            if start <= answered < end:
-                latencies.append((answered - began) * 1e3)
-
-    async def sample() -> tuple[Counters, Counters]:
-        await asyncio.sleep(start - time.perf_counter())
-        before = await asyncio.to_thread(counters, server, batches)
-        await asyncio.sleep(end - time.perf_counter())
-        return before, await asyncio.to_thread(counters, server, batches)
-
-    sampler = asyncio.create_task(sample())
-    try:
-        await asyncio.gather(*(one_client(call) for call in calls))
-    finally:
-        before, after = await sampler
-    ran = after.batches - before.batches
-    return Window(
-        len(latencies) / seconds,
-        latencies,
-        (after.client_cpu - before.client_cpu) * 1e3,
-        (after.server_cpu - before.server_cpu) * 1e3,
-        (after.items - before.items) / ran if ran > 0 else None,
-    )
-
-
 # --- the two servers -------------------------------------------------------------------------
 
 
@@ -217,6 +81,7 @@ class Setup:
     env: dict[str, str]  # serve-kit's settings
     store: Path  # TorchServe's model store
     tmp: Path
+    cores: Cores
 
 
 def measure_grpc(setup: Setup) -> tuple[Window, Answer]:
@@ -238,15 +103,15 @@ def measure_grpc(setup: Setup) -> tuple[Window, Answer]:
                 return lambda: client.infer(setup.name, [tensor])
 
             calls = [caller(client, inputs[k % len(inputs)]) for k, client in enumerate(clients)]
-            window = await drive(
-                calls, psutil.Process(server.process.pid), server.counts, setup.warmup, setup.seconds
-            )
+            process = psutil.Process(server.process.pid)
+            window = await drive(calls, process, setup.warmup, setup.seconds, server.counts)
         finally:
             await asyncio.gather(*(client.close() for client in clients))
         return window, answer
 
     with (setup.tmp / "serve-kit.log").open("w+") as log:
-        server = Server(setup.models, setup.env, log)
+        with setup.cores.starting_server():
+            server = Server(setup.models, setup.env, log)
         try:
             measured = asyncio.run(measure(server))
         finally:
@@ -266,13 +131,17 @@ def measure_torchserve(setup: Setup, run: int) -> tuple[Window, Answer]:
             first = json.loads(await clients[0].post())
             scores = np.array([first["scores"][label] for label in setup.labels], np.float64)
             answer = Answer(set(first["labels"]), scores)
-            window = await drive([c.post for c in clients], java, batches, setup.warmup, setup.seconds)
+            window = await drive([c.post for c in clients], java, setup.warmup, setup.seconds, batches)
         finally:
             await asyncio.gather(*(client.close() for client in clients))
         return window, answer
 
-    with running_torchserve(setup.store, f"{setup.name}={setup.name}", root) as ts:
+    with (
+        setup.cores.starting_server(),
+        running_torchserve(setup.store, f"{setup.name}={setup.name}", root) as ts,
+    ):
         java = psutil.Process(int((root / "tmp" / ".model_server.pid").read_text().split()[0]))
+        os.sched_setaffinity(0, setup.cores.client)
 
         def batches() -> tuple[float, float]:
             sizes = [int(n) for n in _BATCH_LOGGED.findall(ts.model_log())]
@@ -298,6 +167,7 @@ class Summary:
     server_cpu_ms_per_req: float
     mean_batch: float | None
     runs: list[float]
+    server_cpu_us_per_req_runs: dict[str, object]
 
 
 def summary(windows: list[Window]) -> Summary:
@@ -311,6 +181,7 @@ def summary(windows: list[Window]) -> Summary:
         server_cpu_ms_per_req=round(statistics.median(w.per_request(w.server_cpu_ms) for w in windows), 3),
         mean_batch=round(statistics.median(batches), 1) if batches else None,
         runs=[round(w.items_s, 1) for w in windows],
+        server_cpu_us_per_req_runs=span([w.server_us_per_item for w in windows], 0),
     )
 
 
@@ -321,7 +192,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--batch-size", type=int, help="both servers' batch size (default: --clients)")
     parser.add_argument("--max-batch-delay-ms", type=int, default=5, help="both servers' batching delay")
-    parser.add_argument("--threads", type=int, help="intra-op threads of both servers (default: all cores)")
+    parser.add_argument("--threads", type=int, help="intra-op threads of both servers (default: their cores)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="TorchServe workers, and serve-kit's decode threads"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers and clients apart")
     parser.add_argument(
         "--model-size", type=int, default=64, help="input size of the bundle built without --bundle"
     )
@@ -330,6 +205,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each timed window")
     args = parser.parse_args()
     batch_size = args.batch_size or args.clients
+    load_before = load_average()
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -341,12 +217,16 @@ def main() -> None:
         bundle = load_bundle(path)
         name = bundle.manifest.name
         jpegs, jpeg_source = make_jpegs(tmp, args.jpeg_size, count=2 * args.clients)
-        threads = args.threads or os.cpu_count() or 1
+        cores = split_cores(not args.no_pin)
+        threads = args.threads or len(cores.server)
         archive_bundle(
             path,
             tmp / "store",
             TorchServeConfig(
-                batch_size=batch_size, max_batch_delay_ms=args.max_batch_delay_ms, workers=1, threads=threads
+                batch_size=batch_size,
+                max_batch_delay_ms=args.max_batch_delay_ms,
+                workers=args.workers,
+                threads=max(1, threads // args.workers),  # each worker its share: no oversubscription
             ),
             archive_format="no-archive",
         )
@@ -354,6 +234,7 @@ def main() -> None:
             "SERVE_BATCHING__MAX_BATCH_SIZE": str(batch_size),
             "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_batch_delay_ms * 1000),
             "SERVE_INFERENCE_THREADS": str(threads),
+            "SERVE_DECODE_THREADS": str(args.workers),
             "SERVE_METRICS_PORT": "0",
             "SERVE_HTTP_PORT": "0",
             "SERVE_POLL_INTERVAL_S": "0",
@@ -362,7 +243,7 @@ def main() -> None:
         }
         setup = Setup(
             name, bundle.manifest.labels, jpegs, args.clients, args.warmup, args.seconds,
-            repository(bundle, tmp / "repository"), env, tmp / "store", tmp,
+            repository(bundle, tmp / "repository"), env, tmp / "store", tmp, cores,
         )  # fmt: skip
         runs: list[Run] = []
         for index in range(args.runs):
@@ -403,7 +284,9 @@ def main() -> None:
         "bundle": bundle_label, "size": bundle.image_size, "labels": len(setup.labels),
         "jpegs": jpeg_source, "jpeg_size": args.jpeg_size, "jpeg_bytes_mean": jpeg_bytes,
         "clients": args.clients, "batch_size": batch_size, "max_batch_delay_ms": args.max_batch_delay_ms,
-        "intra_op_threads": threads, "cpus": os.cpu_count(),
+        "intra_op_threads": threads, "workers_and_decode_threads": args.workers, "cpus": os.cpu_count(),
+        "cores": {"server": sorted(cores.server), "client": sorted(cores.client)},
+        "load_average": {"before": load_before, "after": load_average()},
         "torchserve_format": "no-archive", "http_client": "asyncio streams, HTTP/1.1 keep-alive",
         "grpc_client": "tritonclient.grpc.aio",
         "runs": args.runs, "warmup": args.warmup, "seconds": args.seconds,

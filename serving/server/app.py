@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from serving.server.feedback_store import FeedbackStore
-from serving.server.malformed import MalformedRequestInterceptor
+from serving.server.malformed import register
 from serving.server.prometheus import ServerMetrics
 from serving.server.repository import ModelRepository, ModelState
 from serving.server.settings import ServerSettings
@@ -52,14 +52,13 @@ class InferenceServer:
         self.grpc = grpc.aio.server(
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-            interceptors=[MalformedRequestInterceptor()],
         )
         v2 = InferenceService(self.engine)
-        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(v2, self.grpc)
+        register(inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, v2, self.grpc)
         feedback = settings.feedback
         store = None if feedback.dir is None else FeedbackStore(feedback.dir, feedback.max_records)
         tasks = TaskService(self.repository, self.metrics, store, int(feedback.max_record_mb * (1 << 20)))
-        tasks_pb2_grpc.add_TasksServicer_to_server(tasks, self.grpc)
+        register(tasks_pb2_grpc.add_TasksServicer_to_server, tasks, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             [*SERVICES, reflection.SERVICE_NAME, "grpc.health.v1.Health"], self.grpc

@@ -56,7 +56,7 @@ class BatchingConfig:
             raise ValueError(f"invalid batching config {self}: sizes must be ≥ 1 and the delay ≥ 0")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending(Generic[I, O]):
     item: I
     arrived: float  # time.monotonic() seconds
@@ -81,7 +81,7 @@ class DynamicBatcher(Generic[I, O]):
         self._queue: asyncio.Queue[_Pending[I, O]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._arrived = asyncio.Event()
+        self._wake = asyncio.Event()  # set by an arrival, by a batch finishing, by the delay's timer
         self._forming = 0
 
     async def __aenter__(self) -> DynamicBatcher[I, O]:
@@ -141,10 +141,11 @@ class DynamicBatcher(Generic[I, O]):
         pending = [_Pending(item, now, deadline, loop.create_future()) for item in items]
         for one in pending:
             self._queue.put_nowait(one)
-        self._arrived.set()
+        self._wake.set()
         futures = [one.future for one in pending]
         try:
-            outputs = list(await asyncio.gather(*futures))
+            # one item (the common request) awaits its future itself: no gathering future
+            outputs = [await futures[0]] if len(futures) == 1 else list(await asyncio.gather(*futures))
             return outputs, max(one.started for one in pending) - now
         finally:
             for future in futures:
@@ -153,7 +154,7 @@ class DynamicBatcher(Generic[I, O]):
     async def _loop(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        running: asyncio.Task[None] | None = None
+        running: asyncio.Future[None] | None = None
         while True:
             batch = [await self._queue.get()]
             self._forming = 1
@@ -171,34 +172,22 @@ class DynamicBatcher(Generic[I, O]):
                     break
                 # Wake on an arrival, on the delay, or when the running batch frees the runtime.
                 # (An event, not queue.get(): a timed-out get could swallow an item.)
-                self._arrived.clear()
+                self._wake.clear()
                 if self._queue.empty():
-                    waiters: set[asyncio.Future[object]] = {loop.create_task(self._arrived.wait())}
-                    if busy:
-                        assert running is not None
-                        waiters.add(running)  # type: ignore[arg-type]
-                    await asyncio.wait(
-                        waiters,
-                        timeout=remaining if remaining > 0 else None,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    for waiter in waiters:
-                        if waiter is not running:
-                            waiter.cancel()
+                    timer = loop.call_later(remaining, self._wake.set) if remaining > 0 else None
+                    await self._wake.wait()
+                    if timer is not None:
+                        timer.cancel()
             if running is not None:
                 await running  # a full batch waits for the runtime here
             self._forming = 0
-            running = loop.create_task(self._run_and_release(loop, batch))
+            running = self._start(loop, batch)
 
-    async def _run_and_release(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[I, O]]) -> None:
+    def _start(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[I, O]]) -> asyncio.Future[None]:
+        """Run `batch` in the executor; the returned future is done once its callers have their
+        outputs. The inference thread hands the outputs back with one callback for the whole batch."""
         assert self._queue is not None
-        try:
-            await self._run(loop, batch)
-        finally:
-            for _ in batch:
-                self._queue.task_done()
-
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[I, O]]) -> None:
+        done: asyncio.Future[None] = loop.create_future()
         now = time.monotonic()
         live = []
         for pending in batch:
@@ -210,22 +199,48 @@ class DynamicBatcher(Generic[I, O]):
                 pending.started = now
                 live.append(pending)
         if not live:
-            return
+            self._release(batch, done)
+            return done
         if self.on_batch is not None:
             self.on_batch(len(live))
+
+        def run() -> None:  # on the inference thread
+            answer: Sequence[O | Exception] | Exception
+            try:
+                outputs = self.run_batch([p.item for p in live])
+                if len(outputs) != len(live):
+                    raise RuntimeError(f"the model returned {len(outputs)} outputs for {len(live)} inputs")
+                answer = outputs
+            except Exception as err:  # the whole batch failed: every caller hears why
+                answer = err
+            loop.call_soon_threadsafe(self._answer, live, answer, batch, done)
+
         try:
-            outputs = await loop.run_in_executor(self.executor, self.run_batch, [p.item for p in live])
-            if len(outputs) != len(live):
-                raise RuntimeError(f"the model returned {len(outputs)} outputs for {len(live)} inputs")
-        except Exception as err:  # the whole batch failed: every caller hears why
-            for pending in live:
-                if not pending.future.done():
-                    pending.future.set_exception(err)
-            return
-        for pending, output in zip(live, outputs, strict=True):
+            self.executor.submit(run)
+        except RuntimeError as err:  # the executor is shut down
+            self._answer(live, err, batch, done)
+        return done
+
+    def _answer(
+        self,
+        live: list[_Pending[I, O]],
+        outputs: Sequence[O | Exception] | Exception,
+        batch: list[_Pending[I, O]],
+        done: asyncio.Future[None],
+    ) -> None:
+        for index, pending in enumerate(live):
             if pending.future.done():
                 continue
+            output = outputs if isinstance(outputs, Exception) else outputs[index]
             if isinstance(output, Exception):
                 pending.future.set_exception(output)
             else:
                 pending.future.set_result(output)
+        self._release(batch, done)
+
+    def _release(self, batch: list[_Pending[I, O]], done: asyncio.Future[None]) -> None:
+        assert self._queue is not None
+        for _ in batch:
+            self._queue.task_done()
+        done.set_result(None)
+        self._wake.set()  # the runtime is free: a waiting batch may start

@@ -1,50 +1,73 @@
 """Undecodable request bytes → INVALID_ARGUMENT with the reason, not gRPC's generic UNKNOWN.
 
 grpcio decodes a request before any handler runs and answers UNKNOWN when protobuf refuses the
-bytes (invalid UTF-8 in a string field, a truncated varint, ...). This interceptor wraps each
-unary method's decoder so a failure reaches the handler as a value, which it answers precisely.
+bytes (invalid UTF-8 in a string field, a truncated varint, ...). `GuardedRegistration` stands in
+for the server when a generated `add_*Servicer_to_server` registers its handlers, and wraps each
+unary method's decoder once, so a failure reaches the handler as a value, which it answers
+precisely. Wrapped at registration, not by an interceptor: nothing extra runs per call but the
+check itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-__all__ = ["MalformedRequestInterceptor"]
+__all__ = ["GuardedRegistration", "guarded", "register"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Malformed:
     error: str
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
-            return handler
-        decode, method = handler.request_deserializer, handler.unary_unary
+def guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """`handler` answering an undecodable request INVALID_ARGUMENT with protobuf's reason."""
+    if handler.unary_unary is None or handler.request_deserializer is None:
+        return handler
+    decode, call = handler.request_deserializer, handler.unary_unary
 
-        def safe_decode(data: bytes) -> Any:
-            try:
-                return decode(data)
-            except DecodeError as err:
-                return _Malformed(str(err))
+    def safe_decode(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except DecodeError as err:
+            return _Malformed(str(err))
 
-        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, _Malformed):
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"{handler_call_details.method}: the request is not a valid message ({request.error})",
-                )
-            return await method(request, context)
+    async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if type(request) is _Malformed:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{method}: the request is not a valid message ({request.error})",
+            )
+        return await call(request, context)
 
-        return handler._replace(request_deserializer=safe_decode, unary_unary=checked)
+    return handler._replace(request_deserializer=safe_decode, unary_unary=checked)
+
+
+class GuardedRegistration:
+    """Pass to a generated `add_*Servicer_to_server(servicer, GuardedRegistration(server))`.
+
+    The generated code registers its handlers twice: by method (matched in gRPC core) and as a
+    generic handler (the fallback). Both are registered here from the guarded handlers."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self.server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        """The generated generic handler holds unguarded handlers: replaced below, by service."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        safe = {name: guarded(handler, f"/{service}/{name}") for name, handler in handlers.items()}
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, safe),))
+        self.server.add_registered_method_handlers(service, safe)
+
+
+def register(add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server) -> None:
+    """`add(servicer, server)` (a generated registration), every unary method guarded."""
+    add(servicer, GuardedRegistration(server))

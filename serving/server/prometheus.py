@@ -81,12 +81,21 @@ class ModelMetrics:
     labels: dict[str, str]
     stats: ModelStatistics = field(default_factory=ModelStatistics)
 
+    def __post_init__(self) -> None:
+        # Each series looked up once, not on every request (a labels() lookup locks and hashes).
+        server, labels = self.server, self.labels
+        self._batches, self._items = server.batches.labels(**labels), server.items.labels(**labels)
+        self._batch_size = server.batch_size.labels(**labels)
+        self._compute = server.compute_duration.labels(**labels)
+        self._success = server.success.labels(**labels)
+        self._duration = server.request_duration.labels(**labels)
+
     def batch_ran(self, size: int, seconds: float) -> None:
         self.stats.batch_ran(size, int(seconds * 1e9))
-        self.server.batches.labels(**self.labels).inc()
-        self.server.items.labels(**self.labels).inc(size)
-        self.server.batch_size.labels(**self.labels).observe(size)
-        self.server.compute_duration.labels(**self.labels).observe(seconds)
+        self._batches.inc()
+        self._items.inc(size)
+        self._batch_size.observe(size)
+        self._compute.observe(seconds)
 
     def track_queue_depth(self, owner: object, depth: Callable[[], float]) -> None:
         self.server.queue_depth.labels(**self.labels).set_function(depth)
@@ -102,7 +111,7 @@ class ModelMetrics:
         """`code` is the gRPC status name: OK counts a success, anything else a failure for that reason."""
         self.stats.answered(code == "OK", int(seconds * 1e9), current_timing())
         if code == "OK":
-            self.server.success.labels(**self.labels).inc()
+            self._success.inc()
         else:
             self.server.failure.labels(**self.labels, reason=code).inc()
-        self.server.request_duration.labels(**self.labels).observe(seconds)
+        self._duration.observe(seconds)

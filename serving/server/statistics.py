@@ -57,16 +57,22 @@ def current_timing() -> RequestTiming | None:
     return _timing.get()
 
 
-@contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Add the time spent inside to the current request's `name` part (nothing outside a call)."""
-    started = time.perf_counter_ns()
-    try:
-        yield
-    finally:
+class stage:  # noqa: N801  # used as a function: `with stage("compute_input"):`
+    """Add the time spent inside to the current request's `name` part (nothing outside a call).
+    A class, not a generator: it wraps parts of every request, and costs a third as much."""
+
+    __slots__ = ("name", "started")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter_ns()
+
+    def __exit__(self, *_: object) -> None:
         timing = _timing.get()
         if timing is not None:
-            setattr(timing, name, getattr(timing, name) + time.perf_counter_ns() - started)
+            setattr(timing, self.name, getattr(timing, self.name) + time.perf_counter_ns() - self.started)
 
 
 @dataclass

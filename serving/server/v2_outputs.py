@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -26,6 +27,7 @@ __all__ = [
     "encode_outputs",
     "input_tensors",
     "output_tensors",
+    "tensors_of",
 ]
 
 IMAGES, PIXELS, TEXTS = "images", "pixels", "texts"
@@ -37,7 +39,28 @@ class Tensor:
     raw: bytes
 
 
-def input_tensors(model: ServedModel) -> list[OutputTensor]:
+@dataclass(frozen=True)
+class V2Tensors:
+    """A served model's V2 inputs and outputs by name, in the order metadata lists them."""
+
+    inputs: dict[str, OutputTensor]
+    outputs: dict[str, OutputTensor]
+
+
+_TENSORS: WeakKeyDictionary[ServedModel, V2Tensors] = WeakKeyDictionary()
+
+
+def tensors_of(model: ServedModel) -> V2Tensors:
+    """Worked out once per served model (every request reads them), forgotten with the model."""
+    tensors = _TENSORS.get(model)
+    if tensors is None:
+        inputs = {t.name: t for t in _input_tensors(model)}
+        outputs = {t.name: t for t in model.bundle.task.v2_outputs(model.bundle.manifest)}
+        tensors = _TENSORS[model] = V2Tensors(inputs, outputs)
+    return tensors
+
+
+def _input_tensors(model: ServedModel) -> list[OutputTensor]:
     """Encoded images (the server prepares them) or an already-prepared float32 batch; UTF-8 texts.
 
     A BYTES input is described as Triton describes a batching model's input of dims [1]: [-1, 1]
@@ -51,8 +74,12 @@ def input_tensors(model: ServedModel) -> list[OutputTensor]:
     ]
 
 
+def input_tensors(model: ServedModel) -> list[OutputTensor]:
+    return list(tensors_of(model).inputs.values())
+
+
 def output_tensors(model: ServedModel) -> list[OutputTensor]:
-    return model.bundle.task.v2_outputs(model.bundle.manifest)
+    return list(tensors_of(model).outputs.values())
 
 
 def top_classes(model: ServedModel, outputs: np.ndarray, k: int) -> Tensor:
@@ -77,7 +104,7 @@ def check_sizes(model: ServedModel, sizes: Sequence[Size]) -> None:
 def encode_outputs(model: ServedModel, outputs: np.ndarray, sizes: Sequence[Size]) -> dict[str, Tensor]:
     """Every V2 output for the network's raw `outputs` (one row per item), by name; `sizes` are
     the items' original (height, width), so masks and points are in the caller's pixels."""
-    specs = {t.name: t for t in output_tensors(model)}
+    specs = tensors_of(model).outputs
     encoded = model.bundle.task.v2_encode(model.bundle.pipeline.postprocess, outputs, sizes)
     tensors = {}
     for name, value in encoded.items():

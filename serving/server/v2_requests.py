@@ -18,7 +18,7 @@ from serving.bundle.quoting import shown
 from serving.server.error_status import RequestError
 from serving.server.served_model import Item, ServedModel
 from serving.server.tensors import element_count, from_raw, unpack_bytes
-from serving.server.v2_outputs import IMAGES, PIXELS, TEXTS, input_tensors, output_tensors
+from serving.server.v2_outputs import IMAGES, PIXELS, TEXTS, tensors_of
 
 __all__ = ["check_shape", "queue_timeout", "read_input", "requested_outputs"]
 
@@ -31,7 +31,7 @@ async def read_input(request: Request, model: ServedModel) -> tuple[list[Item], 
 
     Cheap checks come first (names, ranks, counts, room in the queue), so a request that cannot
     succeed costs no decoding, and nothing a client declares is allocated before it is checked."""
-    names = {t.name: t for t in input_tensors(model)}
+    names = tensors_of(model).inputs
 
     def expected() -> str:  # only an error message needs it: not built on the hot path
         return " or ".join(f"{t.name!r} ({t.datatype} {list(t.shape)})" for t in names.values())
@@ -96,8 +96,10 @@ def check_shape(name: str, shape: list[int], expected: tuple[int, ...]) -> None:
 def requested_outputs(request: Request, model: ServedModel) -> list[tuple[str, int]]:
     """The outputs asked for (all, when none is named), each with its `classification` count (Triton's
     classification extension: the top k classes instead of the tensor; 0 when not asked)."""
-    available = [t.name for t in output_tensors(model)]
-    wanted = [(o.name, class_count(o, model)) for o in request.outputs] or [(name, 0) for name in available]
+    if not request.outputs:  # the usual request: every output, no classification
+        return [(name, 0) for name in tensors_of(model).outputs]
+    available = list(tensors_of(model).outputs)
+    wanted = [(o.name, class_count(o, model)) for o in request.outputs]
     unknown = [name for name, _ in wanted if name not in available]
     if unknown:
         raise RequestError(f"unknown output {shown(unknown[0])}; model {model.name!r} returns {available}")

@@ -145,3 +145,20 @@ def test_each_runtime_says_what_it_runs_on(bundle_path: Path) -> None:
     bundle = load_bundle(bundle_path)
     assert bundle.runtime("onnx").describe().endswith("on cpu (CPUExecutionProvider)")
     assert bundle.runtime("torch").describe().endswith("on cpu (float32)")
+
+
+def test_a_linear_bundle_loads_and_its_runtimes_agree(tag_images: Path, tmp_path: Path) -> None:
+    """The null model the overhead benchmark serves is a bundle like any other: written, verified,
+    unpickled through the allow-list, and the same answers from ONNX and from torch."""
+    from serving.bundle.networks import LinearSpec
+    from serving.bundle.tasks.multilabel import MultiLabelPostprocess
+    from tests.serving.bundles import TAGS, write_image_bundle
+
+    images = sorted((tag_images / "train").glob("*.jpg"))[:8]
+    post = MultiLabelPostprocess(TAGS, (0.5,) * len(TAGS))
+    path = write_image_bundle(tmp_path / "models", "null", "multilabel", LinearSpec(len(TAGS)), post, images)
+    bundle = load_bundle(path)
+    batch = bundle.prepare(images)
+    onnx_logits, torch_logits = bundle.runtime("onnx").run(batch), bundle.runtime("torch").run(batch)
+    assert onnx_logits.shape == (8, len(TAGS))
+    assert np.abs(onnx_logits - torch_logits).max() < 1e-2

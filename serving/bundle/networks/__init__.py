@@ -15,6 +15,7 @@ from torch import nn
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, build_text_network
 from serving.bundle.networks.cnn import CNN_ARCHS, CnnSpec, build_cnn
 from serving.bundle.networks.hybrid import HybridClassifier, HybridSpec
+from serving.bundle.networks.linear import LinearSpec, build_linear
 from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
 from serving.bundle.networks.unet import UnetSpec, build_unet
 
@@ -23,6 +24,7 @@ __all__ = [
     "AwdLstmSpec",
     "CnnSpec",
     "HybridSpec",
+    "LinearSpec",
     "NetworkSpec",
     "NgramSpec",
     "UnetSpec",
@@ -30,8 +32,8 @@ __all__ = [
     "spec_problems",
 ]
 
-NetworkSpec = CnnSpec | UnetSpec | AwdLstmSpec | NgramSpec | HybridSpec
-NETWORK_SPECS: tuple[type, ...] = (CnnSpec, UnetSpec, AwdLstmSpec, NgramSpec, HybridSpec)
+NetworkSpec = CnnSpec | UnetSpec | AwdLstmSpec | NgramSpec | HybridSpec | LinearSpec
+NETWORK_SPECS: tuple[type, ...] = (CnnSpec, UnetSpec, AwdLstmSpec, NgramSpec, HybridSpec, LinearSpec)
 
 _BUILDERS: dict[type, Callable[[Any], nn.Module]] = {
     CnnSpec: build_cnn,
@@ -39,6 +41,7 @@ _BUILDERS: dict[type, Callable[[Any], nn.Module]] = {
     AwdLstmSpec: build_text_network,
     NgramSpec: NgramClassifier,
     HybridSpec: HybridClassifier,
+    LinearSpec: build_linear,
 }
 
 
@@ -49,7 +52,7 @@ def build(spec: NetworkSpec) -> nn.Module:
 
 def outputs_of(spec: NetworkSpec) -> int | None:
     """Outputs per item (per pixel, for a U-Net); None for a language model."""
-    return spec.n_out if type(spec) is CnnSpec else spec.n_classes  # type: ignore[union-attr]
+    return spec.n_out if type(spec) in (CnnSpec, LinearSpec) else spec.n_classes  # type: ignore[union-attr]
 
 
 def spec_problems(spec: object, outputs: int, vocab_size: int | None = None) -> list[str]:
