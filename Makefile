@@ -92,6 +92,7 @@ bench: install system
 	$(PY) bench/train_throughput.py
 	$(PY) bench/serve_throughput.py
 	$(PY) bench/torchserve_vs_grpc.py
+	$(PY) bench/overhead.py
 	$(PY) bench/soak.py
 	test ! -d models/reviews || $(PY) bench/text_serve_throughput.py --bundle models/reviews
 	test ! -d models/reviews || $(PY) bench/sentiment_quality.py --bundle models/reviews

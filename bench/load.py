@@ -66,14 +66,15 @@ def _no_batches() -> tuple[float, float]:
 
 async def drive(
     calls: Sequence[Call],
-    server: psutil.Process,
+    server: psutil.Process | Sequence[psutil.Process],
     warmup: float,
     seconds: float,
     batches: Probe = _no_batches,
 ) -> Window:
     """Each call is one client sending its request back to back; requests/s and latencies of the
     requests answered within the timed window after the warm-up, and the CPU spent during it
-    (`server` may be this very process, for a server called in-process)."""
+    (`server`: its processes, or this very process for a server called in-process)."""
+    servers = [server] if isinstance(server, psutil.Process) else list(server)
     start = time.perf_counter() + warmup
     end = start + seconds
     latencies: list[float] = []
@@ -87,7 +88,7 @@ async def drive(
 
     def counters() -> tuple[float, float, float, float]:
         items, runs = batches()
-        return time.process_time(), cpu_seconds(server), items, runs
+        return time.process_time(), sum(map(cpu_seconds, servers)), items, runs
 
     async def sample() -> tuple[tuple[float, ...], tuple[float, ...]]:
         await asyncio.sleep(start - time.perf_counter())

@@ -11,6 +11,8 @@ thread against 1 TorchServe worker, the same batching):
 - `torchserve`: TorchServe (Java frontend + one Python worker running our handler), JPEG bodies over
   HTTP/1.1 keep-alive (its handler takes encoded images only: no `pixels` row);
 - `in_process`: the same V2 engine called in this process, no transport (`V2Engine.infer`);
+- `serve_kit_shared_port` (only when asked for): `--processes` serve-kit processes listening on one
+  port (`reuse_port`), each with its own copy of the model, the kernel spreading the connections;
 - `grpc_echo`: the transport alone, the floor of any Python gRPC server: a `grpc.aio` server that
   answers each `ModelInfer` with the same prepared bytes (`bench/grpc_echo.py`), same client;
 - `model`: the work itself, with no server: `runtime.run` + postprocessing of one item (and, for
@@ -63,7 +65,8 @@ from tests.serving.torchserve import running_torchserve  # noqa: E402
 
 LABELS = ("blue", "green", "red", "square")
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-SIDES = ("serve_kit", "torchserve", "in_process", "grpc_echo")
+SIDES = ("serve_kit", "torchserve", "in_process", "grpc_echo", "serve_kit_shared_port")
+DEFAULT_SIDES = SIDES[:4]
 INPUTS = ("pixels", "jpeg")
 TARGET_US = 300
 
@@ -159,16 +162,24 @@ class Setup:
 Cells = dict[tuple[str, int], Window]  # (input, concurrency) → its window
 
 
-def serve_kit(setup: Setup, run: int, command: list[str] | None = None, name: str = "serve-kit") -> Cells:
-    """serve-kit (or, with `command`, another gRPC server printing the same line) called over gRPC."""
+def serve_kit(
+    setup: Setup, run: int, command: list[str] | None = None, name: str = "serve-kit", processes: int = 1
+) -> Cells:
+    """serve-kit (or, with `command`, another gRPC server printing the same line) called over gRPC;
+    `processes` of them sharing one port."""
     args = setup.args
 
-    async def measure(server: Server) -> Cells:
-        channels = [grpc.aio.insecure_channel(server.address) for _ in range(args.channels)]
+    async def measure(servers: list[Server]) -> Cells:
+        channels = [grpc.aio.insecure_channel(servers[0].address) for _ in range(args.channels)]
         infer = [channel.unary_unary(MODEL_INFER) for channel in channels]
         cells: Cells = {}
+
+        def counts() -> tuple[float, float]:
+            each = [server.counts() for server in servers]
+            return sum(items for items, _ in each), sum(batches for _, batches in each)
+
         try:
-            process = psutil.Process(server.process.pid)
+            process = [psutil.Process(server.process.pid) for server in servers]
             for kind in args.inputs:
                 message = getattr(setup.request, kind)
                 body = message.SerializeToString()
@@ -182,22 +193,29 @@ def serve_kit(setup: Setup, run: int, command: list[str] | None = None, name: st
                         return lambda: infer[k % len(infer)](body)
 
                     calls = [caller(k) for k in range(clients)]
-                    window = await drive(calls, process, args.warmup, args.seconds, server.counts)
+                    window = await drive(calls, process, args.warmup, args.seconds, counts)
                     cells[kind, clients] = window
         finally:
             await asyncio.gather(*(channel.close() for channel in channels))
         return cells
 
+    env = setup.env if processes == 1 else {**setup.env, "SERVE_REUSE_PORT": "true"}
     with (setup.tmp / f"{name}-{run}.log").open("w+") as log:
         with setup.cores.starting_server():
-            server = Server(setup.models, setup.env, log, command=command)
+            servers = [Server(setup.models, env, log, command=command)]
+            port = int(servers[0].address.rpartition(":")[2])
+            servers += [Server(setup.models, env, log, port=port) for _ in range(processes - 1)]
         try:
-            cells = asyncio.run(measure(server))
+            cells = asyncio.run(measure(servers))
         finally:
-            code = server.stop()
-        if code != 0:
-            sys.exit(f"{name} exited {code} after SIGTERM:\n{server.stderr()[-3000:]}")
+            codes = [server.stop() for server in servers]
+        if any(codes):
+            sys.exit(f"{name} exited {codes} after SIGTERM:\n{servers[0].stderr()[-3000:]}")
     return cells
+
+
+def serve_kit_shared_port(setup: Setup, run: int) -> Cells:
+    return serve_kit(setup, run, name="serve-kit-shared-port", processes=setup.args.processes)
 
 
 def grpc_echo(setup: Setup, run: int) -> Cells:
@@ -279,7 +297,13 @@ def in_process(setup: Setup, run: int) -> Cells:
         os.sched_setaffinity(0, setup.cores.client)
 
 
-MEASURE = {"serve_kit": serve_kit, "torchserve": torchserve, "in_process": in_process, "grpc_echo": grpc_echo}
+MEASURE = {
+    "serve_kit": serve_kit,
+    "torchserve": torchserve,
+    "in_process": in_process,
+    "grpc_echo": grpc_echo,
+    "serve_kit_shared_port": serve_kit_shared_port,
+}
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -296,11 +320,13 @@ def report(
                 if not windows:
                     continue
                 cpu = [w.server_us_per_item for w in windows]
+                client = [1e3 * w.per_request(w.client_cpu_ms) for w in windows]
                 batches = [w.mean_batch for w in windows if w.mean_batch is not None]
                 rows.append({
                     "side": side, "input": kind, "concurrency": clients,
                     "requests_s": span([w.items_s for w in windows]),
                     "server_cpu_us_per_request": span(cpu, 0),
+                    "client_cpu_us_per_request": span(client, 0),
                     "overhead_us": round(statistics.median(cpu) - reference[kind]),
                     "p50_ms": round(statistics.median(w.percentile_ms(50) for w in windows), 2),
                     "p99_ms": round(statistics.median(w.percentile_ms(99) for w in windows), 2),
@@ -331,7 +357,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", default="1,16,64", help="clients in flight, comma-separated")
-    parser.add_argument("--sides", default=",".join(SIDES))
+    parser.add_argument("--sides", default=",".join(DEFAULT_SIDES), help=f"of {', '.join(SIDES)}")
+    parser.add_argument("--processes", type=int, default=2, help="serve_kit_shared_port's processes")
     parser.add_argument("--inputs", default=",".join(INPUTS))
     parser.add_argument("--channels", type=int, default=4, help="gRPC connections the clients share")
     parser.add_argument("--max-batch-size", type=int, default=64)
@@ -372,6 +399,7 @@ def main() -> None:
             "SERVE_INFERENCE_THREADS": "1",
             "SERVE_DECODE_THREADS": "1",
             "SERVE_METRICS_PORT": "0",
+            "SERVE_HTTP_PORT": "0",
             "SERVE_POLL_INTERVAL_S": "0",
             "SERVE_DEVICE": "cpu",
             "SERVE_LOG_FORMAT": "json",
@@ -387,6 +415,7 @@ def main() -> None:
         "jpegs": jpeg_source, "jpeg_size": args.jpeg_size, "jpeg_bytes": len(request.jpeg_body),
         "max_batch_size": args.max_batch_size, "max_queue_delay_us": args.max_queue_delay_us,
         "intra_op_threads": 1, "decode_threads": 1, "torchserve_workers": 1, "grpc_channels": args.channels,
+        "shared_port_processes": args.processes if "serve_kit_shared_port" in args.sides else None,
         "cores": {"server": sorted(cores.server), "client": sorted(cores.client), "pinned": cores.pinned},
         "runs": args.runs, "warmup": args.warmup, "seconds": args.seconds,
         "model_cpu_us_per_item": {k: round(v) for k, v in reference.items()},

@@ -64,18 +64,11 @@ class Server:
         log: IO[str],
         timeout: float = 120,
         command: list[str] | None = None,
+        port: int = 0,
     ) -> None:
-        """`command`: another server that prints the same "listening on" line."""
-        command = command or [
-            sys.executable,
-            "-m",
-            "serving.cli",
-            "serve",
-            "--models",
-            str(models),
-            "--port",
-            "0",
-        ]
+        """`command`: another server that prints the same "listening on" line; `port` 0: a free one."""
+        serve = [sys.executable, "-m", "serving.cli", "serve", "--models", str(models), "--port", str(port)]
+        command = command or serve
         self.log = log
         self.process = subprocess.Popen(
             command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=log, text=True

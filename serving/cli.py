@@ -56,7 +56,7 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="TOML or YAML settings file")] = None,
 ) -> None:
     """Load every bundle under the repository and answer gRPC clients until SIGTERM."""
-    from serving.server.app import run_server
+    from serving.server.app import ListenError, run_server
     from serving.server.logs import configure_logging
 
     try:
@@ -75,7 +75,11 @@ def serve(
         typer.echo(f"serve-kit: invalid settings: {err}", err=True)
         raise typer.Exit(2) from None
     configure_logging(settings.log_format)
-    asyncio.run(run_server(settings))
+    try:
+        asyncio.run(run_server(settings))
+    except ListenError as err:
+        typer.echo(f"serve-kit: {err}", err=True)
+        raise typer.Exit(1) from None
     exit_after_drain()
 
 

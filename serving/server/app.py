@@ -31,13 +31,17 @@ from serving.server.v2_engine import V2Engine
 from serving.server.v2_http import HttpFrontEnd
 from serving.wire import inference_pb2, inference_pb2_grpc, tasks_pb2, tasks_pb2_grpc
 
-__all__ = ["InferenceServer", "run_server"]
+__all__ = ["InferenceServer", "ListenError", "run_server"]
 
 log = logging.getLogger(__name__)
 SERVICES = [
     inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     tasks_pb2.DESCRIPTOR.services_by_name["Tasks"].full_name,
 ]
+
+
+class ListenError(OSError):
+    """A port the server cannot listen on: in use by another process, or not this machine's address."""
 
 
 class InferenceServer:
@@ -50,7 +54,12 @@ class InferenceServer:
         self.engine = V2Engine(self.repository, self.metrics)
         limit = settings.max_message_mb << 20
         self.grpc = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                # gRPC shares a port by default: a second server on it would silently take half the calls
+                ("grpc.so_reuseport", int(settings.reuse_port)),
+            ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         v2 = InferenceService(self.engine)
@@ -76,12 +85,20 @@ class InferenceServer:
         """Load every model (a failing one is reported, not fatal), then listen."""
         await self.repository.scan()
         await self._set_overall_health()
-        self.port = self.grpc.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        try:
+            self.port = self.grpc.add_insecure_port(address)
+        except RuntimeError:  # grpcio's words for a failed bind
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+            raise ListenError(
+                f"cannot listen on {address}: the port is in use or the address is not this machine's "
+                "(reuse_port=true shares a port with other serve-kit processes on purpose)"
+            )
         await self.grpc.start()
         if self.http is not None and self.settings.http_port is not None:
-            self.http_port = await self.http.start(self.settings.host, self.settings.http_port)
+            http = self.settings.host, self.settings.http_port, self.settings.reuse_port
+            self.http_port = await self.http.start(*http)
         if self.settings.metrics_port is not None:
             self._metrics_server, _ = start_http_server(
                 self.settings.metrics_port, self.settings.host, registry=self.metrics.registry

@@ -70,6 +70,11 @@ class ServerSettings(BaseSettings):
         8000, ge=0, le=65535, description="KServe V2 HTTP/REST port (0: any free port; none: off)"
     )
     metrics_port: int | None = Field(8002, ge=0, le=65535, description="Prometheus /metrics port; none: off")
+    reuse_port: bool = Field(
+        False,
+        description="share the gRPC and HTTP ports with other serve-kit processes on purpose (SO_REUSEPORT: "
+        "the kernel spreads connections); off: a port in use stops the server",
+    )
     runtime: Literal["onnx", "torch"] = Field("onnx", description="default runtime for every model")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA where present")
     batching: Batching = Field(default_factory=Batching)

@@ -90,11 +90,12 @@ class HttpFrontEnd:
             501, f"serve-kit does not implement {clip(request.path, 200)}; its extensions are {extensions}"
         )
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on `host`:`port` (0: any free port); the port bound."""
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+        """Listen on `host`:`port` (0: any free port), shared with other processes when `reuse_port`;
+        the port bound."""
         self._runner = web.AppRunner(self.app, access_log=None)  # gRPC logs no line per call either
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        await web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None).start()
         return int(self._runner.addresses[0][1])
 
     async def stop(self, grace: float) -> None:

@@ -42,7 +42,9 @@ def copy_bundle(bundle_path: Path, models: Path, name: str = "tags", version: in
 
 class ServerProcess:
     def __init__(self, models: Path, env: dict[str, str], startup_timeout: float = 120) -> None:
-        command = [sys.executable, "-m", "serving.cli", "serve", "--models", str(models), "--port", "0"]
+        command = [sys.executable, "-m", "serving.cli", "serve", "--models", str(models)]
+        if "SERVE_PORT" not in env:
+            command += ["--port", "0"]
         self.process = subprocess.Popen(
             command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

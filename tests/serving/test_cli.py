@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from serving.cli import app
-from tests.serving.servers import ServerProcess
+from tests.serving.servers import ServerProcess, running_server
+
+SERVE = [sys.executable, "-m", "serving.cli", "serve"]
 
 
 def test_help_lists_every_knob_with_its_environment_variable() -> None:
@@ -36,16 +39,7 @@ def test_settings_prints_what_the_server_would_run_with(tmp_path: Path) -> None:
 def test_a_wrong_setting_stops_the_server_before_it_listens(tmp_path: Path) -> None:
     config = tmp_path / "serve.toml"
     config.write_text("[batching]\nmax_batch_sise = 4\n")
-    command = [
-        sys.executable,
-        "-m",
-        "serving.cli",
-        "serve",
-        "--models",
-        str(tmp_path),
-        "--config",
-        str(config),
-    ]
+    command = [*SERVE, "--models", str(tmp_path), "--config", str(config)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "batching.max_batch_sise" in result.stderr and "Extra inputs are not permitted" in result.stderr
@@ -63,3 +57,21 @@ def test_the_health_probe_exits_zero_only_for_a_serving_server_or_model(server: 
         closed = f"127.0.0.1:{probe.getsockname()[1]}"
     down = runner.invoke(app, ["health", "--address", closed, "--timeout", "1"])
     assert down.exit_code == 1 and "UNAVAILABLE" in down.output
+
+
+def test_a_port_in_use_stops_a_second_server_unless_it_shares_on_purpose(tmp_path: Path) -> None:
+    """gRPC shares a port by default (SO_REUSEPORT): a second server started by mistake on a busy port
+    would silently take half of its calls. It stops instead, saying why; `reuse_port` shares on purpose."""
+    models = tmp_path / "models"
+    models.mkdir()
+    with running_server(models) as first:
+        command = [*SERVE, "--models", str(models), "--port", str(first.port)]
+        env = {**os.environ, "SERVE_HTTP_PORT": "0", "SERVE_METRICS_PORT": "0"}
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{first.port}: the port is in use" in second.stderr
+        assert "Traceback" not in second.stderr
+    shared = {"reuse_port": "true"}
+    with running_server(models, **shared) as one, running_server(models, port=one.port, **shared) as two:
+        assert two.port == one.port  # both listening, on one port
+        assert one.process.poll() is None and two.process.poll() is None
