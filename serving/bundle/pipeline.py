@@ -98,8 +98,9 @@ def stack_items(items: Sequence[np.ndarray] | Sequence[torch.Tensor]) -> np.ndar
     """Prepared images (or a network's per-image outputs) as one batch, where they are (host
     arrays, or tensors on a device); at native resolution, where sizes differ, padded to the
     largest (`pad_to_largest`)."""
-    if len(items) == 1:  # a lone request's item: a view, no copy
-        return items[0][None]
+    if len(items) == 1:  # a lone request's item: a view, no copy (but never of a client's read-only bytes)
+        item = items[0]
+        return item[None] if isinstance(item, torch.Tensor) or item.flags.writeable else item[None].copy()
     same = all(item.shape == items[0].shape for item in items)
     if isinstance(items[0], torch.Tensor):
         tensors = [torch.as_tensor(item) for item in items]

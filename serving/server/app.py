@@ -68,7 +68,7 @@ class InferenceServer:
         store = None if feedback.dir is None else FeedbackStore(feedback.dir, feedback.max_records)
         tasks = TaskService(self.repository, self.metrics, store, int(feedback.max_record_mb * (1 << 20)))
         register(tasks_pb2_grpc.add_TasksServicer_to_server, tasks, self.grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        register(health_pb2_grpc.add_HealthServicer_to_server, self.health, self.grpc)
         reflection.enable_server_reflection(
             [*SERVICES, reflection.SERVICE_NAME, "grpc.health.v1.Health"], self.grpc
         )
@@ -85,25 +85,29 @@ class InferenceServer:
         """Load every model (a failing one is reported, not fatal), then listen."""
         await self.repository.scan()
         await self._set_overall_health()
-        address = f"{self.settings.host}:{self.settings.port}"
+        host, settings = self.settings.host, self.settings
         try:
-            self.port = self.grpc.add_insecure_port(address)
-        except RuntimeError:  # grpcio's words for a failed bind
-            self.port = 0
+            self.port = self.grpc.add_insecure_port(f"{host}:{settings.port}")
+        except RuntimeError as err:  # grpcio's words for a failed bind
+            raise _cannot_listen("gRPC", f"{host}:{settings.port}", str(err)) from None
         if self.port == 0:
-            raise ListenError(
-                f"cannot listen on {address}: the port is in use or the address is not this machine's "
-                "(reuse_port=true shares a port with other serve-kit processes on purpose)"
-            )
+            raise _cannot_listen("gRPC", f"{host}:{settings.port}", "no port bound")
         await self.grpc.start()
-        if self.http is not None and self.settings.http_port is not None:
-            http = self.settings.host, self.settings.http_port, self.settings.reuse_port
-            self.http_port = await self.http.start(*http)
-        if self.settings.metrics_port is not None:
-            self._metrics_server, _ = start_http_server(
-                self.settings.metrics_port, self.settings.host, registry=self.metrics.registry
-            )
-            self.metrics_port = self._metrics_server.server_port
+        try:
+            if self.http is not None and settings.http_port is not None:
+                self.http_port = await self.http.start(host, settings.http_port, settings.reuse_port)
+            if settings.metrics_port is not None:
+                self._metrics_server, _ = start_http_server(
+                    settings.metrics_port, host, registry=self.metrics.registry
+                )
+                self.metrics_port = self._metrics_server.server_port
+        except OSError as err:
+            await self.grpc.stop(0)
+            if self.http is not None:
+                await self.http.stop(0)
+            which = "metrics" if self.http_port is not None or self.http is None else "HTTP"
+            port = settings.metrics_port if which == "metrics" else settings.http_port
+            raise _cannot_listen(which, f"{host}:{port}", err.strerror or str(err)) from None
         if self.settings.poll_interval_s > 0 and self.settings.model_control == "poll":
             self._poller = asyncio.get_running_loop().create_task(self.repository.poll())
         log.info(
@@ -171,6 +175,18 @@ class InferenceServer:
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         await self.health.set("", serving)
+
+
+def _cannot_listen(which: str, address: str, reason: str) -> ListenError:
+    shared = (
+        "metrics ports are never shared: give each process its own"
+        if which == "metrics"
+        else ("reuse_port=true shares the gRPC and HTTP ports with other serve-kit processes on purpose")
+    )
+    return ListenError(
+        f"cannot listen on {address} ({which}): the port is in use or the address is not this "
+        f"machine's ({reason}); {shared}"
+    )
 
 
 async def run_server(settings: ServerSettings) -> None:

@@ -15,9 +15,11 @@ fails that item alone, so one bad input never fails its batch neighbours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -28,6 +30,8 @@ __all__ = [
     "DynamicBatcher",
     "QueueFullError",
 ]
+
+log = logging.getLogger(__name__)
 
 I = TypeVar("I")  # noqa: E741  # the conventional name of an input type variable
 O = TypeVar("O")  # noqa: E741
@@ -175,9 +179,11 @@ class DynamicBatcher(Generic[I, O]):
                 self._wake.clear()
                 if self._queue.empty():
                     timer = loop.call_later(remaining, self._wake.set) if remaining > 0 else None
-                    await self._wake.wait()
-                    if timer is not None:
-                        timer.cancel()
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
             if running is not None:
                 await running  # a full batch waits for the runtime here
             self._forming = 0
@@ -202,7 +208,10 @@ class DynamicBatcher(Generic[I, O]):
             self._release(batch, done)
             return done
         if self.on_batch is not None:
-            self.on_batch(len(live))
+            try:
+                self.on_batch(len(live))
+            except Exception:  # a counter must never stop the queue
+                log.exception("on_batch failed")
 
         def run() -> None:  # on the inference thread
             answer: Sequence[O | Exception] | Exception
@@ -211,12 +220,22 @@ class DynamicBatcher(Generic[I, O]):
                 if len(outputs) != len(live):
                     raise RuntimeError(f"the model returned {len(outputs)} outputs for {len(live)} inputs")
                 answer = outputs
-            except Exception as err:  # the whole batch failed: every caller hears why
-                answer = err
-            loop.call_soon_threadsafe(self._answer, live, answer, batch, done)
+            except BaseException as err:  # the whole batch failed: every caller hears why
+                answer = (
+                    err if isinstance(err, Exception) else RuntimeError(f"the batch was interrupted: {err!r}")
+                )
+            hand_back(answer)
+
+        def hand_back(answer: Sequence[O | Exception] | Exception) -> None:  # from any thread
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: no caller is left
+                loop.call_soon_threadsafe(self._answer, live, answer, batch, done)
+
+        def unless_run(ran: Future[None]) -> None:  # a batch the executor dropped is answered too
+            if ran.cancelled():
+                hand_back(BatcherClosedError("the model stopped before this batch could run; retry"))
 
         try:
-            self.executor.submit(run)
+            self.executor.submit(run).add_done_callback(unless_run)
         except RuntimeError as err:  # the executor is shut down
             self._answer(live, err, batch, done)
         return done
@@ -239,8 +258,11 @@ class DynamicBatcher(Generic[I, O]):
         self._release(batch, done)
 
     def _release(self, batch: list[_Pending[I, O]], done: asyncio.Future[None]) -> None:
+        """Once per batch: a second call (a batch answered twice) finds it emptied and does nothing."""
         assert self._queue is not None
         for _ in batch:
             self._queue.task_done()
-        done.set_result(None)
+        batch.clear()
+        if not done.done():
+            done.set_result(None)
         self._wake.set()  # the runtime is free: a waiting batch may start

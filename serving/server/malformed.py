@@ -49,23 +49,40 @@ def guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandle
 
 
 class GuardedRegistration:
-    """Pass to a generated `add_*Servicer_to_server(servicer, GuardedRegistration(server))`.
-
-    The generated code registers its handlers twice: by method (matched in gRPC core) and as a
-    generic handler (the fallback). Both are registered here from the guarded handlers."""
+    """Pass to a generated `add_*Servicer_to_server(servicer, GuardedRegistration(server))`: the
+    handlers it registers by method (matched in gRPC core) and its generic handler (the fallback)
+    both reach the server guarded."""
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self.server = server
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        """The generated generic handler holds unguarded handlers: replaced below, by service."""
+        self.server.add_generic_rpc_handlers(tuple(_GuardedGeneric(handler) for handler in handlers))
 
     def add_registered_method_handlers(
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
         safe = {name: guarded(handler, f"/{service}/{name}") for name, handler in handlers.items()}
-        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, safe),))
         self.server.add_registered_method_handlers(service, safe)
+
+
+class _GuardedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose answers are guarded, each method's once (only the methods it serves
+    are remembered: a client's made-up names are not)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self.inner = inner
+        self.known: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        handler = self.known.get(method)
+        if handler is None:
+            found = self.inner.service(handler_call_details)
+            if found is None:
+                return None
+            handler = self.known[method] = guarded(found, method)
+        return handler
 
 
 def register(add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server) -> None:

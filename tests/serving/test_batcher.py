@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
@@ -184,3 +185,57 @@ def test_stop_finishes_queued_items_then_refuses_new_ones() -> None:
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="invalid batching config"):
         BatchingConfig(max_batch_size=0)
+
+
+class Interrupted(BaseException):
+    """Not an Exception: what a model thread may raise that `except Exception` lets through."""
+
+
+def test_a_batch_that_raises_a_base_exception_fails_its_callers_and_the_queue_goes_on() -> None:
+    calls: list[list[int]] = []
+
+    def model(items: list[int]) -> list[int]:
+        calls.append(items)
+        if len(calls) == 1:
+            raise Interrupted("the model thread was interrupted")
+        return [2 * i for i in items]
+
+    async def main() -> int:
+        async with DynamicBatcher(model, BatchingConfig(max_batch_size=1, max_queue_delay_us=0)) as b:
+            with pytest.raises(RuntimeError, match="the batch was interrupted"):
+                await b.submit(1)
+            return await b.submit(2)  # the queue still runs batches, and the drain ends
+
+    assert run(main()) == 4
+
+
+class DroppingExecutor(ThreadPoolExecutor):
+    """An executor shut down with `cancel_futures=True` between the submit and the run: the batch's
+    future comes back cancelled and its function never runs."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        future.cancel()
+        return future
+
+
+def test_a_batch_its_executor_drops_is_answered_and_the_drain_still_ends() -> None:
+    async def main() -> None:
+        batcher = DynamicBatcher(Doubler(), BatchingConfig(max_batch_size=2), DroppingExecutor(1))
+        async with batcher as b:
+            with pytest.raises(BatcherClosedError, match="stopped before this batch could run"):
+                await b.submit(1)
+
+    run(main())
+
+
+def test_a_failing_batch_counter_never_stops_the_queue() -> None:
+    def on_batch(size: int) -> None:
+        raise ValueError("the metrics backend is gone")
+
+    async def main() -> list[int]:
+        config = BatchingConfig(max_batch_size=2, max_queue_delay_us=1000)
+        async with DynamicBatcher(Doubler(), config, on_batch=on_batch) as b:
+            return [await b.submit(1), await b.submit(2)]
+
+    assert run(main()) == [2, 4]

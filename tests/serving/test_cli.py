@@ -64,13 +64,14 @@ def test_a_port_in_use_stops_a_second_server_unless_it_shares_on_purpose(tmp_pat
     would silently take half of its calls. It stops instead, saying why; `reuse_port` shares on purpose."""
     models = tmp_path / "models"
     models.mkdir()
+    env = {**os.environ, "SERVE_HTTP_PORT": "0", "SERVE_METRICS_PORT": "0"}
     with running_server(models) as first:
-        command = [*SERVE, "--models", str(models), "--port", str(first.port)]
-        env = {**os.environ, "SERVE_HTTP_PORT": "0", "SERVE_METRICS_PORT": "0"}
-        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-        assert second.returncode == 1
-        assert f"cannot listen on 127.0.0.1:{first.port}: the port is in use" in second.stderr
-        assert "Traceback" not in second.stderr
+        for flag, port, which in (("--port", first.port, "gRPC"), ("--http-port", first.http_port, "HTTP")):
+            command = [*SERVE, "--models", str(models), "--port", "0", flag, str(port)]
+            second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+            assert second.returncode == 1, second.stderr[-2000:]
+            assert f"cannot listen on 127.0.0.1:{port} ({which}): the port is in use" in second.stderr
+            assert "Traceback" not in second.stderr
     shared = {"reuse_port": "true"}
     with running_server(models, **shared) as one, running_server(models, port=one.port, **shared) as two:
         assert two.port == one.port  # both listening, on one port

@@ -385,11 +385,14 @@ def test_parameters_of_unexpected_types_are_ignored(server: ServerProcess, jpegs
         assert stub.ModelInfer(request, timeout=30).model_version == "1"
 
 
-def test_bytes_that_are_not_a_request_at_all_are_invalid(server: ServerProcess) -> None:
+@pytest.mark.parametrize(
+    "method", ["/inference.GRPCInferenceService/ModelInfer", "/grpc.health.v1.Health/Check"]
+)
+def test_bytes_that_are_not_a_request_at_all_are_invalid(server: ServerProcess, method: str) -> None:
     with grpc.insecure_channel(server.address) as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        call = channel.unary_unary(method)
         for garbage in [b"\x0a\x02\xff\xfe", b"\x0a\xff\xff\xff", b"\xff" * 64]:
             with pytest.raises(grpc.RpcError) as info:
                 call(garbage, timeout=10)
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "ModelInfer: the request is not a valid message" in (info.value.details() or "")
+            assert f"{method}: the request is not a valid message" in (info.value.details() or "")
