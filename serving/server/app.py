@@ -82,9 +82,8 @@ class InferenceServer:
         self._health_updates: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Load every model (a failing one is reported, not fatal), then listen."""
-        await self.repository.scan()
-        await self._set_overall_health()
+        """Claim the gRPC port (a port in use fails at once, before minutes of loading), load every
+        model (a failing one is reported, not fatal), then listen."""
         host, settings = self.settings.host, self.settings
         try:
             self.port = self.grpc.add_insecure_port(f"{host}:{settings.port}")
@@ -92,6 +91,8 @@ class InferenceServer:
             raise _cannot_listen("gRPC", f"{host}:{settings.port}", str(err)) from None
         if self.port == 0:
             raise _cannot_listen("gRPC", f"{host}:{settings.port}", "no port bound")
+        await self.repository.scan()
+        await self._set_overall_health()
         await self.grpc.start()
         try:
             if self.http is not None and settings.http_port is not None:
