@@ -35,11 +35,11 @@ def serialize_bytes(elements: list[bytes]) -> bytes:
 
 
 def prepare(args: argparse.Namespace) -> None:
-    sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # serve_throughput's JPEGs; the tests' bundles
+    sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # the benches' JPEGs; the tests' bundles
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        from serve_throughput import make_jpegs
+        from servers import make_jpegs
 
         jpegs, source = make_jpegs(Path(tmp), args.jpeg_size, args.jpegs)
     entries = [{"images": {"b64": base64.b64encode(serialize_bytes([j])).decode()}} for j in jpegs]

@@ -44,7 +44,8 @@ from tritonclient.utils import InferenceServerException
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # serve_throughput's helpers; the tests' payloads
 import grpc  # noqa: E402
-from serve_throughput import DEFAULT_BUNDLE, Server, build_bundle, make_jpegs  # noqa: E402
+from serve_throughput import DEFAULT_BUNDLE, build_bundle  # noqa: E402
+from servers import Server, make_jpegs  # noqa: E402
 
 from serving.bundle import Bundle, load_bundle  # noqa: E402
 from serving.bundle.text_preprocess import MAX_TEXT_BYTES  # noqa: E402

@@ -2,12 +2,14 @@
 
 32 clients each send one UTF-8 text per request, back to back, through the unmodified tritonclient
 (aio); the server tokenizes, batches dynamically, runs its batches in groups of similar length and
-answers probabilities and labels. The baseline, in this process with the server's thread count:
-the same texts in batches of `max_batch_size`, tokenized by the bundle, run in groups of similar
-length as the server runs them (`serving.bundle.text_batches.run_by_length`), `InferenceSession.run`,
-softmax. Texts are the validation reviews (`--data`, as `train-kit
-data sentiment` writes them), or synthetic ones of mixed lengths without it. Several runs,
-alternated; medians. Prints one JSON line. Target: ratio >= 0.9.
+answers probabilities and labels. The baseline, in this process on the server's cores with its
+intra-op threads: the same texts in batches of `max_batch_size`, tokenized by the bundle on one
+thread (the server's one decode thread), run in groups of similar length as the server runs them
+(`serving.bundle.text_batches.run_by_length`), `InferenceSession.run`, softmax. The clients run on
+the other cores (`--no-pin`: anywhere); CPU µs per text of both sides is reported. Texts are the
+validation reviews (`--data`, as `train-kit data sentiment` writes them), or synthetic ones of
+mixed lengths without it. Several runs, alternated; medians and ranges. Prints one JSON line.
+Target: ratio >= 0.9.
 
     python bench/text_serve_throughput.py --bundle models/reviews [--data data/reviews] [--runs 3]
 """
@@ -29,7 +31,9 @@ import tritonclient.grpc.aio as triton
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from serve_throughput import Server, Window, paired_windows, repository, summary  # noqa: E402
+from load import Window, load_average, split_cores  # noqa: E402
+from serve_throughput import paired_windows, summary  # noqa: E402
+from servers import Server, repository  # noqa: E402
 
 from serving.bundle import load_bundle, resolve_version  # noqa: E402
 from serving.bundle.runtimes import OnnxRuntime  # noqa: E402
@@ -58,10 +62,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-queue-delay-us", type=int, default=2000)
-    parser.add_argument("--threads", type=int, help="intra-op threads, server and baseline (default: all)")
+    parser.add_argument(
+        "--threads", type=int, help="intra-op threads, server and baseline (default: its cores)"
+    )
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and clients apart")
     args = parser.parse_args()
+    args.cores = split_cores(not args.no_pin)
+    args.threads = args.threads or len(args.cores.server)
+    load_before = load_average()
 
     bundle = load_bundle(args.bundle, threads=args.threads)
     if bundle.manifest.task != "sentiment":
@@ -96,16 +106,17 @@ def main() -> None:
         "SERVE_HTTP_PORT": "0",
         "SERVE_POLL_INTERVAL_S": "0",
         "SERVE_DEVICE": "cpu",
+        "SERVE_INFERENCE_THREADS": str(args.threads),
+        "SERVE_DECODE_THREADS": "1",  # it tokenizes; the baseline tokenizes on one thread
     }
-    if args.threads:
-        env["SERVE_INFERENCE_THREADS"] = str(args.threads)
     served: list[Window] = []
     local: list[Window] = []
     name = bundle.manifest.name
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         with (tmp / "serve-kit.log").open("w+") as log:
-            server = Server(repository(bundle, tmp / "repository"), env, log)
+            with args.cores.starting_server():
+                server = Server(repository(bundle, tmp / "repository"), env, log)
             try:
                 for run in range(args.runs):
                     window = paired_windows(run, server, name, inputs, raw, args)
@@ -120,7 +131,10 @@ def main() -> None:
         "bench": "text_serve_throughput", "bundle": str(resolve_version(args.bundle)), "texts": source,
         "tokens_median": statistics.median(tokens), "tokens_max": max(tokens),
         "clients": args.clients, "max_batch_size": bs, "runs": args.runs, "seconds": args.seconds,
+        "intra_op_threads": args.threads, "decode_threads": 1,
+        "cores": {"server": sorted(args.cores.server), "client": sorted(args.cores.client)},
         **summary(served, local), "target": 0.9,
+        "load_average": {"before": load_before, "after": load_average()},
     }))  # fmt: skip
 
 
