@@ -4,7 +4,7 @@ in-process, 1-item requests at several concurrencies.
 The bench writes a bundle with the bundle writer whose network is one Linear layer on each image's
 mean colour (`LinearSpec`): it answers in microseconds, so what a request costs is the server's path,
 the number a GPU host lives by. Sides, each given the same parallelism (1 intra-op thread, 1 decode
-thread against 1 TorchServe worker, the same batching):
+thread against 1 TorchServe worker, the same batching: up to 64 items, 1 ms delay):
 
 - `serve_kit`: `serve-kit serve` in its own process, called over gRPC (`ModelInfer`, the request
   serialized once, sent as bytes on `--channels` HTTP/2 connections: the lightest client there is);
@@ -362,7 +362,12 @@ def main() -> None:
     parser.add_argument("--inputs", default=",".join(INPUTS))
     parser.add_argument("--channels", type=int, default=4, help="gRPC connections the clients share")
     parser.add_argument("--max-batch-size", type=int, default=64)
-    parser.add_argument("--max-queue-delay-us", type=int, default=0, help="both servers' batching delay")
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=1000,
+        help="both servers' batching delay (TorchServe's in whole ms; at 0 it answers one call in 100 ms)",
+    )
     parser.add_argument("--size", type=int, default=32, help="the null model's input size")
     parser.add_argument("--jpeg-size", type=int, default=64, help="side of the JPEG sent, in pixels")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each timed window")
