@@ -66,12 +66,22 @@ def test_a_port_in_use_stops_a_second_server_unless_it_shares_on_purpose(tmp_pat
     models.mkdir()
     env = {**os.environ, "SERVE_HTTP_PORT": "0", "SERVE_METRICS_PORT": "0"}
     with running_server(models) as first:
-        for flag, port, which in (("--port", first.port, "gRPC"), ("--http-port", first.http_port, "HTTP")):
-            command = [*SERVE, "--models", str(models), "--port", "0", flag, str(port)]
-            second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-            assert second.returncode == 1, second.stderr[-2000:]
-            assert f"cannot listen on 127.0.0.1:{port} ({which}): the port is in use" in second.stderr
-            assert "Traceback" not in second.stderr
+        cases = {"gRPC": ("--port", first.port), "HTTP": ("--http-port", first.http_port)}
+        seconds = {  # both at once: each start imports the whole server
+            which: subprocess.Popen(
+                [*SERVE, "--models", str(models), "--port", "0", flag, str(port)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for which, (flag, port) in cases.items()
+        }
+        for which, second in seconds.items():
+            _, err = second.communicate(timeout=120)
+            assert second.returncode == 1, err[-2000:]
+            assert f"cannot listen on 127.0.0.1:{cases[which][1]} ({which}): the port is in use" in err
+            assert "Traceback" not in err
     shared = {"reuse_port": "true"}
     with running_server(models, **shared) as one, running_server(models, port=one.port, **shared) as two:
         assert two.port == one.port  # both listening, on one port
