@@ -124,9 +124,9 @@ class Cores:
         return not self.server & self.client
 
     @contextmanager
-    def starting_server(self) -> Iterator[None]:
+    def on_server_cores(self) -> Iterator[None]:
         """Inside, this process (and every process it starts, which inherits it) runs on the server's
-        cores; after, on the clients'."""
+        cores; after, on the clients'. Servers are started, and baselines run, inside."""
         os.sched_setaffinity(0, self.server)
         try:
             yield

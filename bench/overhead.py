@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 import grpc
 import numpy as np
@@ -53,13 +54,14 @@ from serving.bundle.export import write_bundle
 from serving.bundle.networks import LinearSpec, build
 from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline
 from serving.bundle.tasks.multilabel import MultiLabelPostprocess
+from serving.server.tensors import pack_bytes, unpack_bytes
 from serving.wire import inference_pb2 as pb
 from training.archive import TorchServeConfig, archive_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 from load import Call, Cores, Window, drive, load_average, span, split_cores  # noqa: E402
-from servers import HttpClient, Server, make_jpegs  # noqa: E402
+from servers import HttpClient, Server, bench_env, make_jpegs  # noqa: E402
 
 from tests.serving.torchserve import running_torchserve  # noqa: E402
 
@@ -78,7 +80,7 @@ class Requests:
     pixels: pb.ModelInferRequest
     jpeg: pb.ModelInferRequest
     jpeg_body: bytes
-    labels: dict[str, set[str]]
+    labels: set[str]  # the same image either way
 
 
 # --- the null bundle and its requests --------------------------------------------------------
@@ -103,18 +105,18 @@ def requests(bundle: Bundle, jpeg: bytes) -> Requests:
     by_pixels.raw_input_contents.append(np.ascontiguousarray(pixels, "<f4").tobytes())
     by_jpeg = pb.ModelInferRequest(model_name="null")
     by_jpeg.inputs.add(name="images", datatype="BYTES", shape=[1])
-    by_jpeg.raw_input_contents.append(len(jpeg).to_bytes(4, "little") + jpeg)
+    by_jpeg.raw_input_contents.append(pack_bytes([jpeg]))
     post = bundle.pipeline.postprocess
     outputs = bundle.runtime("onnx").run(pixels)
     expected = set(post(outputs, [(bundle.image_size, bundle.image_size)])[0]["labels"])
-    return Requests(by_pixels, by_jpeg, jpeg, {"pixels": expected, "jpeg": expected})
+    return Requests(by_pixels, by_jpeg, jpeg, expected)
 
 
 def answered_labels(response: pb.ModelInferResponse) -> set[str]:
     """The labels of a V2 answer's first item (its `labels` output: one BYTES element)."""
     index = [o.name for o in response.outputs].index("labels")
-    raw = response.raw_output_contents[index]
-    return set(raw[4 : 4 + int.from_bytes(raw[:4], "little")].decode().split())
+    (labels,) = unpack_bytes("labels", [1], response.raw_output_contents[index])
+    return set(labels.decode().split())
 
 
 # --- the reference: the work with no server --------------------------------------------------
@@ -184,9 +186,9 @@ def serve_kit(
                 message = getattr(setup.request, kind)
                 body = message.SerializeToString()
                 answer = pb.ModelInferResponse.FromString(await infer[0](body))
-                if answered_labels(answer) != setup.request.labels[kind]:
+                if answered_labels(answer) != setup.request.labels:
                     sys.exit(f"{name} answered {answered_labels(answer)} to {kind}, expected "
-                             f"{setup.request.labels[kind]}")  # fmt: skip
+                             f"{setup.request.labels}")  # fmt: skip
                 for clients in args.concurrency:
 
                     def caller(k: int, body: bytes = body) -> Call:
@@ -201,7 +203,7 @@ def serve_kit(
 
     env = setup.env if processes == 1 else {**setup.env, "SERVE_REUSE_PORT": "true"}
     with (setup.tmp / f"{name}-{run}.log").open("w+") as log:
-        with setup.cores.starting_server():
+        with setup.cores.on_server_cores():
             servers = [Server(setup.models, env, log, command=command)]
             port = int(servers[0].address.rpartition(":")[2])
             servers += [Server(setup.models, env, log, port=port) for _ in range(processes - 1)]
@@ -221,9 +223,9 @@ def serve_kit_shared_port(setup: Setup, run: int) -> Cells:
 def grpc_echo(setup: Setup, run: int) -> Cells:
     """The transport's floor: every request answered with a prepared answer carrying the labels."""
     answer = pb.ModelInferResponse(model_name="null", model_version="1")
-    labels = " ".join(sorted(setup.request.labels["pixels"])).encode()
+    labels = " ".join(sorted(setup.request.labels)).encode()
     answer.outputs.add(name="labels", datatype="BYTES", shape=[1])
-    answer.raw_output_contents.append(len(labels).to_bytes(4, "little") + labels)
+    answer.raw_output_contents.append(pack_bytes([labels]))
     path = setup.tmp / "echo-answer.bin"
     path.write_bytes(answer.SerializeToString())
     command = [sys.executable, str(ROOT / "bench" / "grpc_echo.py"), str(path)]
@@ -241,7 +243,7 @@ def torchserve(setup: Setup, run: int) -> Cells:
             posts = [HttpClient(base, "/predictions/null", setup.request.jpeg_body) for _ in range(clients)]
             try:
                 first = json.loads(await posts[0].post())
-                expected = setup.request.labels["jpeg"]
+                expected = setup.request.labels
                 if set(first["labels"]) != expected:
                     sys.exit(f"TorchServe answered {first['labels']}, expected {expected}")
                 cells["jpeg", clients] = await drive([p.post for p in posts], java, args.warmup, args.seconds)
@@ -249,7 +251,7 @@ def torchserve(setup: Setup, run: int) -> Cells:
                 await asyncio.gather(*(post.close() for post in posts))
         return cells
 
-    with setup.cores.starting_server(), running_torchserve(setup.store, "null=null", root) as ts:
+    with setup.cores.on_server_cores(), running_torchserve(setup.store, "null=null", root) as ts:
         java = psutil.Process(int((root / "tmp" / ".model_server.pid").read_text().split()[0]))
         os.sched_setaffinity(0, setup.cores.client)
         cells = asyncio.run(measure(ts.inference, java))
@@ -264,13 +266,8 @@ def in_process(setup: Setup, run: int) -> Cells:
     from serving.server.settings import ServerSettings
 
     args = setup.args
-    saved = {key: os.environ.get(key) for key in setup.env}
-    os.environ.update(setup.env)
-    try:
+    with patch.dict(os.environ, setup.env):  # the settings the served sides read from their environment
         settings = ServerSettings(models_dir=setup.models)
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
     async def measure() -> Cells:
         server = InferenceServer(settings)
@@ -279,7 +276,7 @@ def in_process(setup: Setup, run: int) -> Cells:
         try:
             for kind in args.inputs:
                 message = getattr(setup.request, kind)
-                if answered_labels(await server.engine.infer(message, None)) != setup.request.labels[kind]:
+                if answered_labels(await server.engine.infer(message, None)) != setup.request.labels:
                     sys.exit(f"the in-process engine answered {kind} wrongly")
                 call = functools.partial(server.engine.infer, message, None)
                 for clients in args.concurrency:
@@ -290,11 +287,8 @@ def in_process(setup: Setup, run: int) -> Cells:
             server.decode_pool.shutdown()
         return cells
 
-    os.sched_setaffinity(0, setup.cores.server)
-    try:
+    with setup.cores.on_server_cores():
         return asyncio.run(measure())
-    finally:
-        os.sched_setaffinity(0, setup.cores.client)
 
 
 MEASURE = {
@@ -388,27 +382,16 @@ def main() -> None:
         path = null_bundle(tmp, jpegs, args.size)
         bundle = load_bundle(path, threads=1)
         request = requests(bundle, jpegs[0])
-        os.sched_setaffinity(0, cores.server)
-        reference = model_us(bundle, request, args.seconds)
-        os.sched_setaffinity(0, cores.client)
+        with cores.on_server_cores():
+            reference = model_us(bundle, request, args.seconds)
         archive_bundle(
             path, tmp / "store",
             TorchServeConfig(batch_size=args.max_batch_size,
                              max_batch_delay_ms=args.max_queue_delay_us // 1000, workers=1, threads=1),
             archive_format="no-archive",
         )  # fmt: skip
-        env = {
-            "SERVE_BATCHING__MAX_BATCH_SIZE": str(args.max_batch_size),
-            "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_queue_delay_us),
-            "SERVE_BATCHING__MAX_QUEUE_SIZE": str(max(1024, 4 * max(args.concurrency))),
-            "SERVE_INFERENCE_THREADS": "1",
-            "SERVE_DECODE_THREADS": "1",
-            "SERVE_METRICS_PORT": "0",
-            "SERVE_HTTP_PORT": "0",
-            "SERVE_POLL_INTERVAL_S": "0",
-            "SERVE_DEVICE": "cpu",
-            "SERVE_LOG_FORMAT": "json",
-        }
+        env = bench_env(args.max_batch_size, args.max_queue_delay_us, 1, 1)
+        env["SERVE_BATCHING__MAX_QUEUE_SIZE"] = str(max(1024, 4 * max(args.concurrency)))
         setup = Setup(path, path.parents[1], tmp / "store", tmp, env, request, args, cores)
         runs: list[dict[str, Cells]] = []
         for index in range(args.runs):

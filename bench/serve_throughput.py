@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from serving.bundle.runtimes import OnnxRuntime
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
 from load import Call, Cores, Window, drive, load_average, span, split_cores  # noqa: E402
-from servers import FASHION_MNIST, Server, make_jpegs, repository  # noqa: E402
+from servers import FASHION_MNIST, Server, bench_env, make_jpegs, repository  # noqa: E402
 
 DEFAULT_BUNDLES = {
     "multilabel": Path("models/planet"),
@@ -113,8 +112,7 @@ def timed_server(
 def timed_local(step: Callable[[int], int], warmup: float, seconds: float, cores: Cores) -> Window:
     """Items/s of `step(k)` (one batch; returns its item count) called back to back, on the
     server's cores; its CPU (this process's, threads included) counts as the server's."""
-    os.sched_setaffinity(0, cores.server)
-    try:
+    with cores.on_server_cores():
         k, began = 0, time.perf_counter()
         while time.perf_counter() - began < warmup:
             step(k)
@@ -124,8 +122,6 @@ def timed_local(step: Callable[[int], int], warmup: float, seconds: float, cores
             items += step(k)
             k += 1
         return Window(items / elapsed, [], 0.0, (time.process_time() - cpu) * 1e3, None, elapsed)
-    finally:
-        os.sched_setaffinity(0, cores.client)
 
 
 def paired_windows(
@@ -205,22 +201,12 @@ def measure(
         tensor.set_data_from_numpy(np.array([jpeg], dtype=object))
         jpeg_inputs.append(tensor)
 
-    env = {
-        "SERVE_BATCHING__MAX_BATCH_SIZE": str(bs),
-        "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_queue_delay_us),
-        "SERVE_METRICS_PORT": "0",
-        "SERVE_HTTP_PORT": "0",
-        "SERVE_POLL_INTERVAL_S": "0",
-        "SERVE_DEVICE": "cpu",
-        "SERVE_LOG_FORMAT": "json",
-        "SERVE_INFERENCE_THREADS": str(args.threads),
-        "SERVE_DECODE_THREADS": str(args.decode_threads),
-    }
+    env = bench_env(bs, args.max_queue_delay_us, args.threads, args.decode_threads)
     models = repository(bundle, tmp / f"repository-{name}")
     results: dict[str, tuple[list[Window], list[Window]]] = {"fp32": ([], []), "jpeg": ([], [])}
     kinds = (("fp32", fp32_inputs, raw_fp32), ("jpeg", jpeg_inputs, raw_jpeg))
     with (tmp / f"serve-kit-{name}.log").open("w+") as log:
-        with args.cores.starting_server():
+        with args.cores.on_server_cores():
             server = Server(models, env, log)
         try:
             for run in range(args.runs):

@@ -23,10 +23,28 @@ import numpy as np
 
 from serving.bundle import Bundle
 
-__all__ = ["FASHION_MNIST", "HttpClient", "Server", "make_jpegs", "repository"]
+__all__ = ["FASHION_MNIST", "HttpClient", "Server", "bench_env", "make_jpegs", "repository"]
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?")
+
+
+def bench_env(
+    max_batch_size: int, max_queue_delay_us: int, inference_threads: int, decode_threads: int
+) -> dict[str, str]:
+    """The `SERVE_*` settings of a benchmarked serve-kit: its batching and threads, every port free,
+    no repository polling, the CPU, JSON logs."""
+    return {
+        "SERVE_BATCHING__MAX_BATCH_SIZE": str(max_batch_size),
+        "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(max_queue_delay_us),
+        "SERVE_INFERENCE_THREADS": str(inference_threads),
+        "SERVE_DECODE_THREADS": str(decode_threads),
+        "SERVE_METRICS_PORT": "0",
+        "SERVE_HTTP_PORT": "0",
+        "SERVE_POLL_INTERVAL_S": "0",
+        "SERVE_DEVICE": "cpu",
+        "SERVE_LOG_FORMAT": "json",
+    }
 
 
 def make_jpegs(tmp: Path, size: int, count: int) -> tuple[list[bytes], str]:

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 from load import Window, load_average, split_cores  # noqa: E402
 from serve_throughput import paired_windows, summary  # noqa: E402
-from servers import Server, repository  # noqa: E402
+from servers import Server, bench_env, repository  # noqa: E402
 
 from serving.bundle import load_bundle, resolve_version  # noqa: E402
 from serving.bundle.runtimes import OnnxRuntime  # noqa: E402
@@ -99,23 +99,15 @@ def main() -> None:
         tensor = triton.InferInput("texts", [1], "BYTES")
         tensor.set_data_from_numpy(np.array([text.encode()], dtype=object))
         inputs.append(tensor)
-    env = {
-        "SERVE_BATCHING__MAX_BATCH_SIZE": str(bs),
-        "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_queue_delay_us),
-        "SERVE_METRICS_PORT": "0",
-        "SERVE_HTTP_PORT": "0",
-        "SERVE_POLL_INTERVAL_S": "0",
-        "SERVE_DEVICE": "cpu",
-        "SERVE_INFERENCE_THREADS": str(args.threads),
-        "SERVE_DECODE_THREADS": "1",  # it tokenizes; the baseline tokenizes on one thread
-    }
+    # one decode thread: it tokenizes, and the baseline tokenizes on one thread
+    env = bench_env(bs, args.max_queue_delay_us, args.threads, 1)
     served: list[Window] = []
     local: list[Window] = []
     name = bundle.manifest.name
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         with (tmp / "serve-kit.log").open("w+") as log:
-            with args.cores.starting_server():
+            with args.cores.on_server_cores():
                 server = Server(repository(bundle, tmp / "repository"), env, log)
             try:
                 for run in range(args.runs):

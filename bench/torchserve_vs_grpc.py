@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # the benches' helpers; the tests' TorchServe
 from load import Call, Cores, Probe, Window, drive, load_average, span, split_cores  # noqa: E402
 from serve_throughput import DEFAULT_BUNDLE, build_bundle  # noqa: E402
-from servers import HttpClient, Server, make_jpegs, repository  # noqa: E402
+from servers import HttpClient, Server, bench_env, make_jpegs, repository  # noqa: E402
 
 from tests.serving.torchserve import running_torchserve  # noqa: E402
 
@@ -110,7 +110,7 @@ def measure_grpc(setup: Setup) -> tuple[Window, Answer]:
         return window, answer
 
     with (setup.tmp / "serve-kit.log").open("w+") as log:
-        with setup.cores.starting_server():
+        with setup.cores.on_server_cores():
             server = Server(setup.models, setup.env, log)
         try:
             measured = asyncio.run(measure(server))
@@ -137,7 +137,7 @@ def measure_torchserve(setup: Setup, run: int) -> tuple[Window, Answer]:
         return window, answer
 
     with (
-        setup.cores.starting_server(),
+        setup.cores.on_server_cores(),
         running_torchserve(setup.store, f"{setup.name}={setup.name}", root) as ts,
     ):
         java = psutil.Process(int((root / "tmp" / ".model_server.pid").read_text().split()[0]))
@@ -230,17 +230,7 @@ def main() -> None:
             ),
             archive_format="no-archive",
         )
-        env = {
-            "SERVE_BATCHING__MAX_BATCH_SIZE": str(batch_size),
-            "SERVE_BATCHING__MAX_QUEUE_DELAY_US": str(args.max_batch_delay_ms * 1000),
-            "SERVE_INFERENCE_THREADS": str(threads),
-            "SERVE_DECODE_THREADS": str(args.workers),
-            "SERVE_METRICS_PORT": "0",
-            "SERVE_HTTP_PORT": "0",
-            "SERVE_POLL_INTERVAL_S": "0",
-            "SERVE_DEVICE": "cpu",
-            "SERVE_LOG_FORMAT": "json",
-        }
+        env = bench_env(batch_size, args.max_batch_delay_ms * 1000, threads, args.workers)
         setup = Setup(
             name, bundle.manifest.labels, jpegs, args.clients, args.warmup, args.seconds,
             repository(bundle, tmp / "repository"), env, tmp / "store", tmp, cores,

@@ -84,7 +84,8 @@ class InferenceServer:
     async def start(self) -> None:
         """Claim the gRPC port (a port in use fails at once, before minutes of loading), load every
         model (a failing one is reported, not fatal), then listen."""
-        host, settings = self.settings.host, self.settings
+        settings = self.settings
+        host = settings.host
         try:
             self.port = self.grpc.add_insecure_port(f"{host}:{settings.port}")
         except RuntimeError as err:  # grpcio's words for a failed bind
@@ -94,20 +95,18 @@ class InferenceServer:
         await self.repository.scan()
         await self._set_overall_health()
         await self.grpc.start()
+        which, port = "HTTP", settings.http_port
         try:
-            if self.http is not None and settings.http_port is not None:
-                self.http_port = await self.http.start(host, settings.http_port, settings.reuse_port)
-            if settings.metrics_port is not None:
-                self._metrics_server, _ = start_http_server(
-                    settings.metrics_port, host, registry=self.metrics.registry
-                )
+            if self.http is not None and port is not None:
+                self.http_port = await self.http.start(host, port, settings.reuse_port)
+            which, port = "metrics", settings.metrics_port
+            if port is not None:
+                self._metrics_server, _ = start_http_server(port, host, registry=self.metrics.registry)
                 self.metrics_port = self._metrics_server.server_port
         except OSError as err:
             await self.grpc.stop(0)
             if self.http is not None:
                 await self.http.stop(0)
-            which = "metrics" if self.http_port is not None or self.http is None else "HTTP"
-            port = settings.metrics_port if which == "metrics" else settings.http_port
             raise _cannot_listen(which, f"{host}:{port}", err.strerror or str(err)) from None
         if self.settings.poll_interval_s > 0 and self.settings.model_control == "poll":
             self._poller = asyncio.get_running_loop().create_task(self.repository.poll())

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-__all__ = ["GuardedRegistration", "guarded", "register"]
+__all__ = ["register"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +67,15 @@ class GuardedRegistration:
 
 
 class _GuardedGeneric(grpc.GenericRpcHandler):
-    """A generic handler whose answers are guarded, each method's once (only the methods it serves
-    are remembered: a client's made-up names are not)."""
+    """A generic handler whose answers are guarded: the fallback, for a method gRPC core did not
+    match to a registered one (rare: the registered ones are the same)."""
 
     def __init__(self, inner: grpc.GenericRpcHandler) -> None:
         self.inner = inner
-        self.known: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method
-        handler = self.known.get(method)
-        if handler is None:
-            found = self.inner.service(handler_call_details)
-            if found is None:
-                return None
-            handler = self.known[method] = guarded(found, method)
-        return handler
+        found = self.inner.service(handler_call_details)
+        return None if found is None else guarded(found, handler_call_details.method)
 
 
 def register(add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server) -> None:
