@@ -75,7 +75,16 @@ def build_bundle(tmp: Path, size: int, task: str = "multilabel") -> Path:
         build_multilabel_scenes(data, n_train=256, n_valid=64, seed=0)
     run = tmp / f"run-{task}"
     cfg = TrainConfig(
-        task=task, data=data, arch="resnet18", size=size, bs=32, epochs=1, lr=1e-3, num_workers=0, out=run
+        task=task,
+        data=data,
+        arch="resnet18",
+        pretrained=False,
+        size=size,
+        bs=32,
+        epochs=1,
+        lr=1e-3,
+        num_workers=0,
+        out=run,
     )
     run_training(cfg)
     return export_stage(run, "stage-1", DEFAULT_BUNDLES[task].name, tmp / "exported", parity_items=32)

@@ -53,7 +53,15 @@ def trained_run(tag_images: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(
-        data=tag_images, arch="resnet18", size=32, bs=16, epochs=2, lr=1e-3, num_workers=0, out=out
+        data=tag_images,
+        arch="resnet18",
+        pretrained=False,
+        size=32,
+        bs=16,
+        epochs=2,
+        lr=1e-3,
+        num_workers=0,
+        out=out,
     )
     run_training(cfg)
     return out
@@ -134,8 +142,8 @@ def seg_run(seg_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("seg-run")
     cfg = TrainConfig(
-        task="segmentation", data=seg_images, suffix=".png", arch="resnet18", size=32, bs=8, epochs=2,
-        lr=3e-3, num_workers=0, out=out,
+        task="segmentation", data=seg_images, suffix=".png", arch="resnet18", pretrained=False, size=32,
+        bs=8, epochs=2, lr=3e-3, num_workers=0, out=out,
     )  # fmt: skip
     run_training(cfg)
     return out
@@ -149,8 +157,8 @@ def pose_run(point_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     out = tmp_path_factory.mktemp("pose-run")
     cfg = TrainConfig(
-        task="pose", data=point_images, suffix=".png", arch="resnet18", size=32, bs=16, epochs=8,
-        lr=3e-3, num_workers=0, out=out,
+        task="pose", data=point_images, suffix=".png", arch="resnet18", pretrained=False, size=32,
+        bs=16, epochs=8, lr=3e-3, num_workers=0, out=out,
     )  # fmt: skip
     run_training(cfg)
     return out

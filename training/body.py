@@ -1,6 +1,7 @@
-"""A trained stage's ResNet body as a torchvision state dict: offline transfer learning.
+"""A trained stage's body as its publisher's state dict: offline transfer learning between tasks.
 
-`train-kit save-body` writes it; `--weights` starts another task's body from it.
+`train-kit save-body` writes it (torchvision's names for a ResNet, EfficientNet-PyTorch's for a
+Lite); `--weights` starts another task's body from it.
 """
 
 from __future__ import annotations
@@ -10,22 +11,17 @@ from pathlib import Path
 from serving.bundle.pipeline import Network
 from training.checkpoint import atomic_save, load_checkpoint
 from training.models import body_of
+from training.pretrained import to_external
 from training.tasks import spec_from_meta
 
 __all__ = ["save_body_weights"]
 
-TORCHVISION_NAMES = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-
 
 def save_body_weights(checkpoint: Path, to: Path) -> None:
-    """A stage's body as torchvision names (`conv1.weight`, `layer4.1.bn2.bias`, ...), so that
-    `--weights` can start another task from it."""
+    """A stage's body under its publisher's names (`layer4.1.bn2.bias`, `_blocks.15._bn2.bias`), so
+    that `--weights` can start another task from it."""
     state = load_checkpoint(checkpoint)
-    model = Network(spec_from_meta(state["meta"]), state["model"]).build()
-    body = {
-        f"{TORCHVISION_NAMES[int(index)]}.{rest}": tensor
-        for key, tensor in body_of(model).state_dict().items()
-        for index, rest in [key.split(".", 1)]
-    }
+    spec = spec_from_meta(state["meta"])
+    model = Network(spec, state["model"]).build()
     to.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(body, to)
+    atomic_save(to_external(spec.arch, body_of(model)), to)  # type: ignore[union-attr]

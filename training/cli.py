@@ -43,11 +43,12 @@ class Task(enum.StrEnum):
 @app.command("save-body")
 @user_errors
 def save_body(
-    to: Annotated[Path, typer.Argument(help="weights file to write (torchvision state dict)")],
+    to: Annotated[Path, typer.Argument(help="weights file to write (the body publisher's state dict)")],
     stage: Annotated[str, typer.Option(help="trained stage whose body to save")] = "stage-1",
     out: Annotated[Path, typer.Option(help="run folder holding the stage")] = Path("runs/classify"),
 ) -> None:
-    """Save a trained stage's body as a torchvision state dict, for `--weights` in another task."""
+    """Save a trained stage's body (torchvision's or EfficientNet-PyTorch's names), for `--weights`
+    in another task."""
     from training.body import save_body_weights
 
     save_body_weights(out / f"{stage}.pt", to)
@@ -147,27 +148,36 @@ def export(
         int, typer.Option(help="validation items for the parity check (texts: all, up to 2000 or this)")
     ] = 64,
     tolerance: Annotated[
-        float, typer.Option(help="largest score or probability difference ONNX fp16 may show")
+        float, typer.Option(help="largest score or probability difference the bundle may show")
     ] = 1e-2,
     resolution: Annotated[
         str,
         typer.Option(help="squish (to the training size) | native (segmentation: each image at its own)"),
     ] = "squish",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="the weights: auto (fp16 where it passes the parity check, else fp32) | fp16 | fp32"
+        ),
+    ] = "auto",
 ) -> None:
-    """Write a bundle (pipeline.pkl + fp16 model.onnx + manifest) as the next version, if it checks out."""
+    """Write a bundle (pipeline.pkl + model.onnx + manifest) as the next version, if it checks out."""
     from serving.bundle import read_manifest
     from serving.bundle.tasks import task_for
     from training.export import export_stage
 
     if resolution not in ("squish", "native"):
         raise ConfigError(f"--resolution {resolution!r}: choose squish or native")
-    folder = export_stage(out, stage, name, models, parity_items, tolerance, resolution)  # type: ignore[arg-type]
+    if precision not in ("auto", "fp16", "fp32"):
+        raise ConfigError(f"--precision {precision!r}: choose auto, fp16 or fp32")
+    folder = export_stage(out, stage, name, models, parity_items, tolerance, resolution, precision)  # type: ignore[arg-type]
     manifest = read_manifest(folder)
     parity = manifest.parity
     agreeing = "pixels with the same class" if parity.measure == "logit" else "items with the same answer"
     items = task_for(manifest.task).takes
     console.print(
-        f"published {folder}: parity on {parity.items} {items}, max {parity.measure} difference "
+        f"published {folder} ({manifest.precision} weights): parity on {parity.items} {items}, "
+        f"max {parity.measure} difference "
         f"{parity.max_abs_diff:.2e}, {agreeing} {parity.agreement:.2%}"
     )
 

@@ -39,7 +39,7 @@ SENTIMENT_ONLY = frozenset(
 """Keys only sentiment reads."""
 IMAGE_ONLY = frozenset(
     {"folder", "suffix", "image_col", "label_delim", "valid_list", "valid_pct", "codes", "void"}
-    | {"mask_folder", "mask_suffix", "points", "x_col", "y_col", "flip_pairs", "weights"}
+    | {"mask_folder", "mask_suffix", "points", "x_col", "y_col", "flip_pairs", "weights", "pretrained"}
     | {"normalize", "size", "thresh", "do_flip", "flip_vert", "max_rotate", "max_zoom", "max_lighting"}
     | {"max_warp", "p_affine", "p_lighting", "unfreeze", "from_stage", "stage", "num_workers", "pct_start"}
     | {"channels_last", "compile", "batch_tfms"}

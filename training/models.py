@@ -1,27 +1,29 @@
-"""Build a network for training: a torchvision ResNet body (random or a local weights file) under a
-fresh head (classifiers, point regressors) or a fresh U-Net decoder (segmentation), or an AWD-LSTM.
+"""Build a network for training: a body (ResNet or EfficientNet-Lite; random, or ImageNet weights
+found offline by `training.pretrained`) under a fresh head (classifiers, point regressors) or a fresh
+U-Net decoder (segmentation), or an AWD-LSTM.
 
-Nothing is downloaded: pretrained weights come from a state-dict file the user names,
-saved from torchvision's own model (`torch.save(resnet34(weights=...).state_dict(), path)`).
 Each kind of network is one entry of a table keyed on its spec's (or module's) type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import torch
 from torch import nn
 
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextClassifier, build_text_network
-from serving.bundle.networks.cnn import CnnSpec, build_cnn, cnn_body, resnet
+from serving.bundle.networks.bodies import Stages, body_for
+from serving.bundle.networks.cnn import CnnSpec, build_cnn
 from serving.bundle.networks.unet import Unet, UnetSpec, build_unet
 from serving.bundle.pipeline import NetworkSpec
 from training.errors import ConfigError
+from training.pretrained import load_pretrained_body
 
 __all__ = [
+    "Pretrained",
     "body_of",
     "cnn_layer_groups",
     "create_cnn",
@@ -33,9 +35,16 @@ __all__ = [
 ]
 
 
-def create_model(spec: NetworkSpec, weights: Path | None = None) -> nn.Module:
-    """The network of `spec`; with `weights`, a CNN or U-Net body starts from that state dict."""
-    return _CREATORS[type(spec)](spec, weights)
+@dataclass(frozen=True)
+class Pretrained:
+    """Start the body from ImageNet weights: `weights` if named, else the ones found offline."""
+
+    weights: Path | None = None
+
+
+def create_model(spec: NetworkSpec, pretrained: Pretrained | None = None) -> nn.Module:
+    """The network of `spec`; with `pretrained`, a CNN's or U-Net's body starts from ImageNet weights."""
+    return _CREATORS[type(spec)](spec, pretrained)
 
 
 def layer_groups(model: nn.Module) -> list[nn.Module]:
@@ -43,25 +52,26 @@ def layer_groups(model: nn.Module) -> list[nn.Module]:
     return _GROUPS.get(type(model), cnn_layer_groups)(model)
 
 
-def create_cnn(spec: CnnSpec, weights: Path | None = None) -> nn.Sequential:
-    """The network of `spec`; with `weights`, its body starts from that torchvision state dict."""
-    net = resnet(spec.arch)
-    if weights is not None:
-        _load_body_weights(net, weights, spec.arch)
-    return build_cnn(spec, body=cnn_body(net))
+def _body(arch: str, pretrained: Pretrained | None) -> Stages:
+    body = body_for(arch).build()
+    if pretrained is not None:
+        load_pretrained_body(body, arch, pretrained.weights)
+    return body
 
 
-def create_unet(spec: UnetSpec, weights: Path | None = None) -> Unet:
-    """A U-Net whose encoder (with `weights`) starts from that torchvision state dict."""
-    net = resnet(spec.arch)
-    if weights is not None:
-        _load_body_weights(net, weights, spec.arch)
-    return build_unet(spec, body=cnn_body(net))
+def create_cnn(spec: CnnSpec, pretrained: Pretrained | None = None) -> nn.Sequential:
+    """A body (pretrained or not) under a new head."""
+    return build_cnn(spec, body=_body(spec.arch, pretrained))
 
 
-def _create_text(spec: AwdLstmSpec, weights: Path | None = None) -> nn.Module:
-    if weights is not None:
-        raise ConfigError("--weights is a torchvision body; a text network starts from --encoder")
+def create_unet(spec: UnetSpec, pretrained: Pretrained | None = None) -> Unet:
+    """A U-Net whose encoder (pretrained or not) is the classifiers' body."""
+    return build_unet(spec, body=_body(spec.arch, pretrained))
+
+
+def _create_text(spec: AwdLstmSpec, pretrained: Pretrained | None = None) -> nn.Module:
+    if pretrained is not None:
+        raise ConfigError("--weights is for image bodies; a text network starts from --encoder")
     return build_text_network(spec)
 
 
@@ -70,8 +80,7 @@ def cnn_layer_groups(model: nn.Sequential) -> list[nn.Module]:
 
     Early stages learn generic edges and textures and need the smallest rates; the head is new.
     """
-    body = cast(nn.Sequential, model[0])
-    return [body[:6], body[6:], model[1]]
+    return [*cast(Stages, model[0]).early_and_late(), model[1]]
 
 
 def text_layer_groups(model: TextClassifier) -> list[nn.Module]:
@@ -83,34 +92,15 @@ def text_layer_groups(model: TextClassifier) -> list[nn.Module]:
 
 def unet_layer_groups(model: Unet) -> list[nn.Module]:
     """Early encoder, late encoder, decoder: `freeze()` trains the decoder over a fixed encoder."""
-    return [model.body[:6], model.body[6:], nn.ModuleList([model.ups, model.final])]
+    return [*cast(Stages, model.body).early_and_late(), nn.ModuleList([model.ups, model.final])]
 
 
 def body_of(model: nn.Module) -> nn.Sequential:
-    """A CNN's or U-Net's ResNet body (its 8 children, torchvision's order)."""
+    """A CNN's or U-Net's body (its stages, input first)."""
     return model.body if isinstance(model, Unet) else cast(nn.Sequential, cast(nn.Sequential, model)[0])
 
 
-def _load_body_weights(net: nn.Module, path: Path, arch: str) -> None:
-    if not path.is_file():
-        raise ConfigError(f"--weights {path}: no such file (expected a torchvision {arch} state dict)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a bad file; all mean "not a state dict"
-        raise ConfigError(f"--weights {path}: not a readable PyTorch state dict ({err})") from err
-    if not isinstance(state, dict):
-        raise ConfigError(f"--weights {path}: holds a {type(state).__name__}, expected a state dict")
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    result = net.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("fc.")]
-    if missing or result.unexpected_keys:
-        raise ConfigError(
-            f"--weights {path}: does not match torchvision's {arch} "
-            f"(missing {missing[:3]}..., unexpected {result.unexpected_keys[:3]}...)"
-        )
-
-
-_CREATORS: dict[type, Callable[[Any, Path | None], nn.Module]] = {
+_CREATORS: dict[type, Callable[[Any, Pretrained | None], nn.Module]] = {
     CnnSpec: create_cnn,
     UnetSpec: create_unet,
     AwdLstmSpec: _create_text,

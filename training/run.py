@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from serving.bundle.networks.bodies import body_for
 from training.checkpoint import load_checkpoint, write_json_atomic
 from training.config import TrainConfig
 from training.curves import plot_curves
@@ -26,7 +27,7 @@ from training.learner import Learner, Reporter
 from training.lr_finder import LRFind
 from training.lr_suggestions import DEFAULT_RULE
 from training.metrics import metric_name
-from training.models import create_model, layer_groups
+from training.models import Pretrained, create_model, layer_groups
 from training.tasks import TaskSetup, setup_task, task_for
 
 __all__ = ["build_learner", "run_lr_find", "run_training", "stage_meta", "train_transforms"]
@@ -49,18 +50,15 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[
     if cfg.batch_tfms:
         data.train_dl.batch_tfm = batch_augment(cfg, task)
     previous = _previous_stage(cfg)
-    stats: Stats | None = None
-    if previous is not None:
-        stats = (tuple(previous["meta"]["stats"][0]), tuple(previous["meta"]["stats"][1]))
-    elif cfg.normalize == "imagenet" or (cfg.normalize is None and cfg.weights is not None):
-        stats = imagenet_stats
-    data.normalize(stats)
+    data.normalize(_stats(cfg, previous))
     if previous is not None and previous["meta"]["classes"] != data.classes:
         raise ConfigError(
             f"--from-stage {cfg.from_stage}: trained on classes {previous['meta']['classes']}, "
             f"but this data has {data.classes}"
         )
-    model = create_model(task.spec, cfg.weights)
+    # A stage that continues another takes its weights from it, not from ImageNet.
+    pretrained = Pretrained(cfg.weights) if cfg.pretrained and previous is None else None
+    model = create_model(task.spec, pretrained)
     meta = stage_meta(cfg, task, data.classes, data.stats or imagenet_stats)
     learn = Learner(
         data,
@@ -75,8 +73,8 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[
     )
     if previous is not None:
         learn.load_weights(previous, cfg.out / f"{cfg.from_stage}.pt")
-    if (cfg.weights or cfg.from_stage) and not cfg.unfreeze:
-        learn.freeze()
+    if (cfg.pretrained or cfg.from_stage) and not cfg.unfreeze:
+        learn.freeze()  # the practice: fit the new head over a fixed pretrained body first
     if cfg.fp16:
         learn.to_fp16()
     if cfg.channels_last:
@@ -84,6 +82,19 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[
     if cfg.compile:
         learn.compile()
     return learn, task
+
+
+def _stats(cfg: TrainConfig, previous: dict[str, Any] | None) -> Stats | None:
+    """A continued stage keeps its stats; a pretrained body gets the input scaling its weights were
+    trained with; else the data's own (None: computed from a sample)."""
+    if previous is not None:
+        mean, std = previous["meta"]["stats"]
+        return (tuple(mean), tuple(std))
+    if cfg.normalize == "imagenet":
+        return imagenet_stats
+    if cfg.normalize is None and cfg.pretrained:
+        return body_for(cfg.arch).stats
+    return None
 
 
 def train_transforms(cfg: TrainConfig, task: TaskSetup) -> Transforms:

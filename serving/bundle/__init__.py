@@ -2,8 +2,9 @@
 
     models/<name>/<version>/      integer versions, higher is newer
       manifest.json               `Manifest`: task, labels, input, tensors, parity, sha256 of every file
-      pipeline.pkl                `Pipeline` (pre/postprocessing + fp16 network), torch-pickled
-      model.onnx                  fp16 weights, fp32 inputs/outputs, dynamic batch axis
+      pipeline.pkl                `Pipeline` (pre/postprocessing + network), torch-pickled
+      model.onnx                  fp16 weights (fp32 where fp16 fails parity: the manifest's
+                                  `precision`), fp32 inputs/outputs, dynamic batch axis
 
 This package imports no gRPC, no asyncio and nothing of `serving.server`: the training kit writes
 bundles through it, the TorchServe handler and `serve-kit` read them through it.

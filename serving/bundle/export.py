@@ -1,4 +1,5 @@
-"""Writing a whole bundle from a pipeline: `pipeline.pkl`, fp16 `model.onnx`, the manifest, published
+"""Writing a whole bundle from a pipeline: `pipeline.pkl`, `model.onnx` (in the precision of the
+pipeline's weights: fp16, or fp32 where fp16 fails parity), the manifest, published
 atomically as the next version of `models/<name>` — or nothing at all if any step fails.
 
 The training kit calls this with its own parity check (in the task's terms, on validation data);
@@ -26,7 +27,7 @@ from serving.bundle.manifest import (
     TextInput,
     now,
 )
-from serving.bundle.onnx_export import to_onnx_fp16
+from serving.bundle.onnx_export import to_onnx
 from serving.bundle.pipeline import ImagePreprocess, Pipeline
 from serving.bundle.runtimes import OnnxRuntime
 from serving.bundle.tasks import task_for
@@ -36,7 +37,7 @@ from serving.bundle.write import publish, staged, write_pipeline
 __all__ = ["ParityCheck", "library_versions", "write_bundle"]
 
 ParityCheck = Callable[[torch.nn.Module, Path], Parity]
-"""(the network rebuilt from the pipeline's fp16 weights, the written fp16 `model.onnx`) → the parity
+"""(the network rebuilt from the pipeline's weights, the written `model.onnx`) → the parity
 to record; raises to refuse. A check may compare against its own reference instead (the training kit
 compares with the stage's fp32 weights)."""
 
@@ -51,7 +52,7 @@ def write_bundle(
     """Publish `pipeline` as the next version of `models/<name>`; returns its folder.
 
     `example` is a prepared batch of at least two items (images, or padded token ids) the exporter
-    traces; `check` measures ONNX fp16 against the network (default: the largest raw-output
+    traces; `check` measures ONNX against the network (default: the largest raw-output
     difference on `example`, recorded with no tolerance)."""
     task = task_for(pipeline.task)
     post, pre = pipeline.postprocess, pipeline.preprocess
@@ -59,7 +60,7 @@ def write_bundle(
     text = isinstance(pre, TextPreprocess)
     with staged(models, name) as staging:
         write_pipeline(pipeline, staging / PIPELINE)
-        to_onnx_fp16(
+        to_onnx(
             model,
             torch.from_numpy(example[:2]),
             staging / ONNX_MODEL,
@@ -67,6 +68,7 @@ def write_bundle(
             spatial=task.spatial,
             input_name="tokens" if text else "images",
             max_length=pre.max_tokens if isinstance(pre, TextPreprocess) else None,
+            fp16=pipeline.network.precision == "fp16",
         )
         parity = (check or _raw_parity(example))(model, staging / ONNX_MODEL)
         n = task.outputs_per_item(post)
@@ -96,6 +98,7 @@ def write_bundle(
             inputs=inputs,
             outputs=[TensorSpec(name=task.onnx_output, shape=out_shape, dtype="FP32")],
             parity=parity,
+            precision=pipeline.network.precision,
             libraries=library_versions(),
             files={},
         )

@@ -2,8 +2,9 @@
 
 models/<name>/<version>/      integer versions, higher is newer
   manifest.json               `Manifest`: task, labels, input, tensors, parity, sha256 of every file
-  pipeline.pkl                `Pipeline` (pre/postprocessing + fp16 network), torch-pickled
-  model.onnx                  fp16 weights, fp32 inputs/outputs, dynamic batch axis
+  pipeline.pkl                `Pipeline` (pre/postprocessing + network), torch-pickled
+  model.onnx                  fp16 weights (fp32 where fp16 fails parity: `precision`), fp32
+                              inputs/outputs, dynamic batch axis
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class Manifest(BaseModel):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     parity: Parity
+    precision: Literal["fp16", "fp32"] = "fp16"
+    """The weights' precision in pipeline.pkl and model.onnx (inputs and outputs are fp32 either way)."""
     libraries: dict[str, str]
     files: dict[str, str]  # file name -> sha256
 

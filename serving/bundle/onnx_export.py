@@ -21,10 +21,10 @@ from serving.bundle.manifest import MAX_INPUT_SIZE
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["free_lstm_sequence_axis", "refuse_fixed_axes", "to_onnx_fp16"]
+__all__ = ["free_lstm_sequence_axis", "refuse_fixed_axes", "to_onnx"]
 
 
-def to_onnx_fp16(
+def to_onnx(
     model: nn.Module,
     example: torch.Tensor,
     path: Path,
@@ -32,9 +32,10 @@ def to_onnx_fp16(
     spatial: bool = False,
     input_name: str = "images",
     max_length: int | None = None,
+    fp16: bool = True,
 ) -> None:
-    """fp16 weights, input `input_name` (fp32 images, or int64 token ids) and fp32 output `output`,
-    dynamic batch (and H, W if `spatial`; the sequence axis up to `max_length` if given)."""
+    """fp16 weights (fp32 with `fp16=False`), input `input_name` (fp32 images, or int64 token ids) and
+    fp32 output `output`, dynamic batch (and H, W if `spatial`; the sequence axis up to `max_length`)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -62,9 +63,11 @@ def to_onnx_fp16(
     refuse_fixed_axes(exported, dims)
     if max_length is not None:
         free_lstm_sequence_axis(exported)
-    half = OnnxModel(convert_float_to_float16(exported, keep_io_types=True))
-    half.topological_sort()
-    onnx.save(half.model, str(path))
+    if fp16:
+        half = OnnxModel(convert_float_to_float16(exported, keep_io_types=True))
+        half.topological_sort()
+        exported = half.model
+    onnx.save(exported, str(path))
     fp32.unlink()
     onnx.checker.check_model(str(path))
 

@@ -29,6 +29,7 @@ __all__ = [
     "Network",
     "Pipeline",
     "Postprocess",
+    "Precision",
     "Preprocess",
     "Size",
     "pad_to_largest",
@@ -142,20 +143,33 @@ def warm_up_batch(preprocess: Preprocess, n: int = 1) -> np.ndarray:
     return np.zeros((n, 3, preprocess.size, preprocess.size), np.float32)
 
 
+Precision = Literal["fp16", "fp32"]
+"""What a bundle's weights are stored in: fp16 (half the file, the GPU's fast path) unless rounding to
+it changes the answers (TensorFlow-trained EfficientNet-Lite bodies: BatchNorm over near-constant
+channels amplifies fp16 rounding), then fp32."""
+
+
 @dataclass(frozen=True)
 class Network:
-    """A network's spec and fp16 weights: enough to rebuild it without the training kit."""
+    """A network's spec and weights (fp16, or fp32 where fp16 fails parity): enough to rebuild it
+    without the training kit."""
 
     spec: NetworkSpec
     state: dict[str, torch.Tensor]
 
     @classmethod
-    def from_module(cls, spec: NetworkSpec, module: nn.Module) -> Network:
+    def from_module(cls, spec: NetworkSpec, module: nn.Module, precision: Precision = "fp16") -> Network:
+        dtype = torch.float16 if precision == "fp16" else torch.float32
         state = {
-            k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
+            k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()
             for k, v in module.state_dict().items()
         }
         return cls(spec, state)
+
+    @property
+    def precision(self) -> Precision:
+        """fp16 if the weights are stored in it (every bundle before fp32 existed), else fp32."""
+        return "fp16" if any(v.dtype == torch.float16 for v in self.state.values()) else "fp32"
 
     def build(self, dtype: torch.dtype = torch.float32) -> nn.Module:
         model = build(self.spec)

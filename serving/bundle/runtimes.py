@@ -87,7 +87,8 @@ class OnnxRuntime:
 
 
 class TorchRuntime:
-    """The pickled network rebuilt in PyTorch: fp32 on the CPU (its fp16 weights upcast), fp16 on CUDA,
+    """The pickled network rebuilt in PyTorch: fp32 on the CPU (fp16 weights upcast), fp16 on CUDA (fp32
+    for a network whose weights had to stay fp32),
     where batches up to `max_batch` can replay CUDA graphs (`serving.bundle.cuda_graphs`)."""
 
     name = "torch"
@@ -95,7 +96,7 @@ class TorchRuntime:
     def __init__(
         self, network: Network, device: Device = "cpu", graphs: GraphMode = "off", max_batch: int = 64
     ) -> None:
-        self.dtype = torch.float16 if device == "cuda" else torch.float32
+        self.dtype = torch.float16 if device == "cuda" and network.precision == "fp16" else torch.float32
         self.device = torch.device(device)
         self.model = network.build(self.dtype).to(self.device)
         self.cuda = device == "cuda"

@@ -67,12 +67,12 @@ def test_an_export_whose_token_axis_came_out_fixed_is_refused_not_published(tmp_
 import onnx, torch
 from pathlib import Path
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, TextClassifier
-from serving.bundle.onnx_export import to_onnx_fp16
+from serving.bundle.onnx_export import to_onnx
 for i in range(2):
     model = TextClassifier(AwdLstmSpec(50, 8, 16, 2, n_classes=2))
     path = Path({str(tmp_path)!r}) / f"{{i}}.onnx"
     try:
-        to_onnx_fp16(model, torch.randint(3, 50, (2, 7)), path, input_name="tokens", max_length=64)
+        to_onnx(model, torch.randint(3, 50, (2, 7)), path, input_name="tokens", max_length=64)
     except RuntimeError as err:
         print("refused", "must stay free" in str(err))
         continue

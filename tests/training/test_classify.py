@@ -44,8 +44,8 @@ def classify_bundle(colour_folders: Path, tmp_path_factory: pytest.TempPathFacto
     """`models/colours` exported by `train-kit export` from a 2-epoch resnet18 stage."""
     run, models = tmp_path_factory.mktemp("classify-run"), tmp_path_factory.mktemp("classify-models")
     cfg = TrainConfig(
-        task="classify", data=colour_folders, arch="resnet18", size=32, bs=12, epochs=2, lr=1e-3,
-        num_workers=0, out=run,
+        task="classify", data=colour_folders, arch="resnet18", pretrained=False, size=32, bs=12, epochs=2,
+        lr=1e-3, num_workers=0, out=run,
     )  # fmt: skip
     result = run_training(cfg)
     assert set(result["metrics"]) == {"accuracy"} and set(result["baseline"]) == {"accuracy"}

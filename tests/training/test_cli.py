@@ -21,7 +21,7 @@ from training.cli import app
 from .demo.fakes import write_fake_fashion_mnist
 
 runner = CliRunner()
-FAST = ["--arch", "resnet18", "--size", "32", "--bs", "16", "--num-workers", "0"]
+FAST = ["--arch", "resnet18", "--no-pretrained", "--size", "32", "--bs", "16", "--num-workers", "0"]
 
 
 def test_data_multilabel_writes_a_planet_style_set(tmp_path: Path) -> None:
@@ -108,7 +108,8 @@ def test_train_writes_a_stage_and_metrics_then_a_larger_stage_continues_it(
 def test_a_config_file_reproduces_a_run_and_a_wrong_key_is_refused(tag_images: Path, tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text(
-        f'data = "{tag_images}"\narch = "resnet18"\nsize = 32\nbs = 16\nepochs = 1\nnum_workers = 0\n'
+        f'data = "{tag_images}"\narch = "resnet18"\npretrained = false\nsize = 32\nbs = 16\nepochs = 1\n'
+        "num_workers = 0\n"
         f'out = "{tmp_path / "run"}"\nlr = "1e-3:1e-2"\n'
     )
     ok = runner.invoke(app, ["train", "multilabel", "--config", str(config)])

@@ -20,7 +20,8 @@ def test_two_gloo_ranks_train_export_and_match_a_single_process(
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "training", "train", "multilabel", "--data", str(tag_images), "--arch", "resnet18",
-        "--size", "32", "--bs", "8", "--epochs", "2", "--lr", "1e-3", "--num-workers", "0", "--out", str(out),
+        "--no-pretrained", "--size", "32", "--bs", "8", "--epochs", "2", "--lr", "1e-3", "--num-workers", "0",
+        "--out", str(out),
     ]  # fmt: skip  # 2 ranks × bs 8: the single run's global batch of 16
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

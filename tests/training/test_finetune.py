@@ -73,7 +73,17 @@ def test_feedback_on_a_rare_tag_fine_tunes_a_better_version_that_the_server_swap
     data = write_rare_square_set(tmp_path / "data")
     run = tmp_path / "run"
     run_training(
-        TrainConfig(data=data, arch="resnet18", size=SIZE, bs=16, epochs=3, lr=1e-3, num_workers=0, out=run)
+        TrainConfig(
+            data=data,
+            arch="resnet18",
+            pretrained=False,
+            size=SIZE,
+            bs=16,
+            epochs=3,
+            lr=1e-3,
+            num_workers=0,
+            out=run,
+        )
     )
     models, feedback = tmp_path / "models", tmp_path / "feedback"
     export_stage(run, "stage-1", "tags", models, parity_items=8)

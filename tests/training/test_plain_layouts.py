@@ -22,7 +22,19 @@ from training.config import TrainConfig
 from training.run import use_threads
 
 runner = CliRunner()
-FAST = ["--arch", "resnet18", "--size", "32", "--bs", "4", "--epochs", "1", "--num-workers", "0"]
+FAST = [
+    "--arch",
+    "resnet18",
+    "--no-pretrained",
+    "--size",
+    "32",
+    "--bs",
+    "4",
+    "--epochs",
+    "1",
+    "--num-workers",
+    "0",
+]
 
 
 def flags_of(command: str) -> set[str]:

@@ -19,7 +19,7 @@ from training.body import save_body_weights
 from training.config import TrainConfig
 from training.losses import PixelCrossEntropy
 from training.metrics import background_logits, mean_iou, mean_pixel_error, mean_points, pixel_accuracy
-from training.models import create_model, layer_groups
+from training.models import Pretrained, create_model, layer_groups
 from training.run import build_learner
 
 
@@ -145,7 +145,7 @@ def test_a_unet_stage_gives_its_encoder_to_another_task(seg_run: Path, tmp_path:
     save_body_weights(seg_run / "stage-1.pt", tmp_path / "body.pt")
     body = torch.load(tmp_path / "body.pt", weights_only=True)
     assert "layer4.1.bn2.weight" in body and "conv1.weight" in body
-    model = create_model(UnetSpec("resnet18", 2), tmp_path / "body.pt")
+    model = create_model(UnetSpec("resnet18", 2), Pretrained(tmp_path / "body.pt"))
     assert torch.equal(model.state_dict()["body.0.weight"], body["conv1.weight"])
 
 
@@ -153,7 +153,14 @@ def test_show_batch_marks_the_points(point_images: Path, tmp_path: Path) -> None
     from training.data.show import show_batch
 
     cfg = TrainConfig(
-        task="pose", data=point_images, suffix=".png", arch="resnet18", size=32, bs=4, num_workers=0
+        task="pose",
+        data=point_images,
+        suffix=".png",
+        arch="resnet18",
+        pretrained=False,
+        size=32,
+        bs=4,
+        num_workers=0,
     )
     path = show_batch(build_learner(cfg).data, tmp_path / "pose.png", rows=2)
     with Image.open(path) as image:

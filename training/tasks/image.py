@@ -75,7 +75,7 @@ class ImageTask(TrainingTask):
             parity = self.measure(expected, actual, postprocess, batch.shape[-1], options.tolerance)
             if parity.tolerance is not None and parity.max_abs_diff > parity.tolerance:
                 raise ExportError(
-                    f"ONNX fp16 disagrees with PyTorch fp32 on {len(batch)} validation images: "
+                    f"ONNX disagrees with PyTorch fp32 on {len(batch)} validation images: "
                     f"max {parity.measure} difference {parity.max_abs_diff:.2e} "
                     f"(tolerance {parity.tolerance:.0e})"
                 )

@@ -66,7 +66,7 @@ class MultiLabelTask(ImageTask):
         agreement = float(np.mean([w == g for w, g in zip(on_want, on_got, strict=True)]))
         if agreement < MIN_AGREEMENT:
             raise ExportError(
-                f"ONNX fp16 gives other labels than PyTorch fp32 for {1 - agreement:.1%} of {len(want)} "
+                f"ONNX gives other labels than PyTorch fp32 for {1 - agreement:.1%} of {len(want)} "
                 f"validation images (at most {1 - MIN_AGREEMENT:.1%} may differ)"
             )
         return Parity(

@@ -31,12 +31,12 @@ def probability_parity(
     agreement, gap, n = min(agreements), max(gaps), len(expected)
     if agreement < MIN_AGREEMENT:
         raise ExportError(
-            f"ONNX fp16 gives another label than PyTorch fp32 for {1 - agreement:.1%} of {n} "
+            f"ONNX gives another label than PyTorch fp32 for {1 - agreement:.1%} of {n} "
             f"{items} (at most {1 - MIN_AGREEMENT:.1%} may differ). " + _what_to_do(n)
         )
     if gap > tolerance:
         raise ExportError(
-            f"ONNX fp16 disagrees with PyTorch fp32 on {n} {items}: "
+            f"ONNX disagrees with PyTorch fp32 on {n} {items}: "
             f"max probability difference {gap:.2e} (tolerance {tolerance:.0e})"
         )
     return Parity(tolerance=tolerance, max_abs_diff=gap, agreement=agreement, items=n, measure="probability")

@@ -71,7 +71,7 @@ class SegmentationTask(ImageTask):
         agreement = float(np.mean(postprocess.class_ids(expected) == postprocess.class_ids(actual)))
         if agreement < MIN_PIXEL_AGREEMENT:
             raise ExportError(
-                f"ONNX fp16 gives another class than PyTorch fp32 on {1 - agreement:.2%} of the pixels of "
+                f"ONNX gives another class than PyTorch fp32 on {1 - agreement:.2%} of the pixels of "
                 f"{len(expected)} validation images (at most {1 - MIN_PIXEL_AGREEMENT:.0%} may differ)"
             )
         diff = float(np.abs(expected - actual).max())

@@ -13,7 +13,8 @@ from typing import Any
 from torch import nn
 
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, build_text_network
-from serving.bundle.networks.cnn import CNN_ARCHS, CnnSpec, build_cnn
+from serving.bundle.networks.bodies import BODIES
+from serving.bundle.networks.cnn import CnnSpec, build_cnn
 from serving.bundle.networks.hybrid import HybridClassifier, HybridSpec
 from serving.bundle.networks.linear import LinearSpec, build_linear
 from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
@@ -60,7 +61,7 @@ def spec_problems(spec: object, outputs: int, vocab_size: int | None = None) -> 
     if type(spec) not in _BUILDERS:
         return [f"a network spec of an unknown type ({type(spec).__name__})"]
     arch = getattr(spec, "arch", None)
-    if arch is not None and arch not in CNN_ARCHS:
+    if arch is not None and arch not in BODIES:
         return [f"an unknown architecture {arch!r}"]
     if not 1 <= getattr(spec, "hidden", 1) <= 65536:
         return [f"a network spec that cannot be right ({spec})"]

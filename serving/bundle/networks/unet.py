@@ -1,10 +1,11 @@
-"""A U-Net on a torchvision ResNet encoder, for semantic segmentation.
+"""A U-Net on a pretrained encoder, for semantic segmentation.
 
-The encoder is exactly `cnn_body(resnet(arch))` (the same 8 children as the classifiers' body, so
-torchvision weights and `freeze()` apply unchanged). The decoder climbs back through the encoder's
-stages, upsampling to each skip connection's own size (`interpolate(size=...)`, not a fixed factor,
-so odd sizes work and ONNX export keeps H and W dynamic), then to the input's size, where it sees
-the input image once more before a 1×1 convolution gives one logit per class per pixel.
+The encoder is exactly the classifiers' body (`serving.bundle.networks.bodies`: a ResNet or an
+EfficientNet-Lite, so pretrained weights and `freeze()` apply unchanged). The decoder climbs back
+through the encoder's stages, upsampling to each skip connection's own size (`interpolate(size=...)`,
+not a fixed factor, so odd sizes work and ONNX export keeps H and W dynamic), then to the input's
+size, where it sees the input image once more before a 1×1 convolution gives one logit per class
+per pixel.
 """
 
 from __future__ import annotations
@@ -15,17 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from serving.bundle.networks.cnn import cnn_body, resnet
+from serving.bundle.networks.bodies import body_for
 
 __all__ = ["Unet", "UnetSpec", "build_unet"]
-
-# Channels out of the stem (after ReLU), layer1, layer2, layer3 and layer4.
-_STAGE_CHANNELS = {
-    "resnet18": (64, 64, 128, 256, 512),
-    "resnet34": (64, 64, 128, 256, 512),
-    "resnet50": (64, 256, 512, 1024, 2048),
-}
-_SKIPS = (2, 4, 5, 6)  # body children whose outputs feed the decoder: stem ReLU, layer1, layer2, layer3
 
 
 @dataclass(frozen=True)
@@ -59,12 +52,11 @@ class UpBlock(nn.Module):
 class Unet(nn.Module):
     def __init__(self, spec: UnetSpec, body: nn.Sequential | None = None) -> None:
         super().__init__()
-        if spec.arch not in _STAGE_CHANNELS:
-            raise ValueError(
-                f"unknown architecture {spec.arch!r}; choose one of {', '.join(_STAGE_CHANNELS)}"
-            )
-        stem, c1, c2, c3, c4 = _STAGE_CHANNELS[spec.arch]
-        self.body = body if body is not None else cnn_body(resnet(spec.arch))
+        architecture = body_for(spec.arch)
+        stem, c1, c2, c3 = architecture.skip_channels
+        c4 = architecture.channels
+        self.skips = architecture.skips
+        self.body = body if body is not None else architecture.build()
         self.ups = nn.ModuleList(
             [UpBlock(c4, c3, c3), UpBlock(c3, c2, c2), UpBlock(c2, c1, c1), UpBlock(c1, stem, 64)]
         )
@@ -74,7 +66,7 @@ class Unet(nn.Module):
         skips, features = [], x
         for index, stage in enumerate(self.body):
             features = stage(features)
-            if index in _SKIPS:
+            if index in self.skips:
                 skips.append(features)
         for up, skip in zip(self.ups, reversed(skips), strict=True):
             features = up(features, skip)

