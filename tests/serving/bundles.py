@@ -18,7 +18,7 @@ from torch import nn
 from serving.bundle.export import write_bundle
 from serving.bundle.images import decode_image
 from serving.bundle.networks import AwdLstmSpec, CnnSpec, NetworkSpec, UnetSpec, build
-from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline, Preprocess
+from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline, Precision, Preprocess
 from serving.bundle.tasks.multilabel import MultiLabelPostprocess
 from serving.bundle.tasks.pose import PosePostprocess
 from serving.bundle.tasks.segmentation import SegmentationPostprocess
@@ -66,12 +66,13 @@ def write_image_bundle(
     size: int = 32,
     centre: float = 0.0,
     spread: float = 1.0,
+    precision: Precision = "fp16",
 ) -> Path:
     """`models/<name>/<next version>` for an image task, its last layer calibrated on `images`."""
     preprocess = ImagePreprocess(size, *IMAGENET)
     decoded = [decode_image(i.read_bytes() if isinstance(i, Path) else i) for i in images]
     example = preprocess(decoded).numpy()
-    return _write(models, name, task, spec, preprocess, postprocess, example, centre, spread)
+    return _write(models, name, task, spec, preprocess, postprocess, example, centre, spread, precision)
 
 
 def write_tags(models: Path, images: Sequence[bytes | Path], name: str = "tags") -> Path:
@@ -126,11 +127,12 @@ def _write(
     example: np.ndarray,
     centre: float,
     spread: float,
+    precision: Precision = "fp16",
 ) -> Path:
     torch.manual_seed(0)
     model = build(spec).eval()
     calibrate(model, torch.from_numpy(example), centre, spread)
-    pipeline = Pipeline(task, preprocess, Network.from_module(spec, model), postprocess)
+    pipeline = Pipeline(task, preprocess, Network.from_module(spec, model, precision), postprocess)
     return write_bundle(pipeline, models, name, example)
 
 

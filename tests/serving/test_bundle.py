@@ -78,6 +78,38 @@ def test_the_onnx_file_passes_the_checker_and_holds_fp16_weights(bundle_path: Pa
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
+def test_an_fp32_bundle_keeps_fp32_weights_in_both_files_and_says_so(
+    tag_images: Path, tmp_path: Path
+) -> None:
+    """What an export publishes when fp16 rounding fails its parity check (as an EfficientNet-Lite's
+    does), here for any network."""
+    from serving.bundle.networks import CnnSpec
+    from serving.bundle.tasks.multilabel import MultiLabelPostprocess
+    from tests.serving.bundles import TAGS, write_image_bundle
+
+    images = sorted((tag_images / "train").glob("*.jpg"))[:8]
+    post = MultiLabelPostprocess(TAGS, (0.2,) * len(TAGS))
+    spec = CnnSpec("resnet18", len(TAGS))
+    path = write_image_bundle(tmp_path, "lite", "multilabel", spec, post, images, precision="fp32")
+    bundle = load_bundle(path)
+    assert bundle.manifest.precision == "fp32" and bundle.pipeline.network.precision == "fp32"
+    model = onnx.load(str(path / "model.onnx"))
+    assert {init.data_type for init in model.graph.initializer if len(init.dims) > 1} == {
+        onnx.TensorProto.FLOAT
+    }
+    batch = bundle.prepare(images)
+    assert np.abs(bundle.runtime("onnx").run(batch) - bundle.runtime("torch").run(batch)).max() < 1e-4
+
+
+def test_a_manifest_without_a_precision_is_an_fp16_bundle(bundle_path: Path, tmp_path: Path) -> None:
+    folder = copy_bundle(bundle_path, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["precision"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    bundle = load_bundle(folder)
+    assert bundle.manifest.precision == "fp16" == bundle.pipeline.network.precision
+
+
 def test_a_tampered_file_is_refused_by_name(bundle_path: Path, tmp_path: Path) -> None:
     folder = copy_bundle(bundle_path, tmp_path)
     data = bytearray((folder / "model.onnx").read_bytes())
