@@ -78,7 +78,7 @@ def _lite(arch: str) -> Body:
     # Children: 0 stem (/2), 1 (/2), 2 (/4), 3 (/8), 4 (/16), 5 (/16), 6 (/32), 7 (/32), 8 head.
     skips = (1, 2, 3, 5)
     return Body(
-        lambda: Stages(*efficientnet_lite(arch), split=5),  # late group: stride 16 onwards
+        lambda: Stages(*efficientnet_lite(arch), split=5),  # late group: the 112-channel stage on
         skips,
         (stage_channels[0], stage_channels[1], stage_channels[2], stage_channels[4]),
         HEAD_CHANNELS,
