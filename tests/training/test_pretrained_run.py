@@ -52,6 +52,23 @@ def test_the_default_run_starts_from_the_packaged_weights_with_the_body_frozen(r
     assert metrics["metrics"]["fbeta"] > metrics["baseline"]["fbeta"]
 
 
+def test_lr_find_sweeps_the_head_over_the_frozen_pretrained_body(tag_images: Path, tmp_path: Path) -> None:
+    args = [
+        "lr-find",
+        "multilabel",
+        "--data",
+        str(tag_images),
+        *QUICK,
+        "--num-it",
+        "20",
+        "--out",
+        str(tmp_path),
+    ]
+    swept = runner.invoke(app, args)
+    assert swept.exit_code == 0, swept.output
+    assert "suggested learning rate" in swept.output and (tmp_path / "lr_find.png").is_file()
+
+
 def test_an_unfrozen_mixed_precision_stage_moves_the_body_at_discriminative_rates(
     run: Path, tag_images: Path
 ) -> None:
