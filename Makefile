@@ -50,18 +50,19 @@ demo: install system
 	$(BIN)/train-kit predict models/planet $(DEMO_IMAGES) --truth $(DEMO_DATA)/labels.csv
 	$(PY) examples/query_server.py --start-server models --model planet $(DEMO_IMAGES)
 
-# The other image tasks, from scratch on the CPU (a few minutes each); bundles models/seg, models/pose.
+# The other image tasks from the pretrained Lite0, every layer at discriminative rates (4-5 minutes
+# each on a 2-core CPU; docs/tasks.md has what pretraining bought); bundles models/seg, models/pose.
 demo-segmentation: install system
 	test -f data/seg/codes.txt || $(BIN)/train-kit data segmentation --out data/seg
-	$(BIN)/train-kit train segmentation --data data/seg --arch resnet18 --size 64 --bs 16 --epochs 8 \
-	  --lr 5e-3 --out runs/segmentation
+	$(BIN)/train-kit train segmentation --data data/seg --size 64 --bs 16 --epochs 8 \
+	  --unfreeze --lr 5e-4:5e-3 --channels-last --out runs/segmentation
 	$(BIN)/train-kit export --out runs/segmentation --name seg --models models
 	$(BIN)/train-kit predict models/seg data/seg/images/valid_00000.jpg --masks runs/segmentation/masks
 
 demo-pose: install system
 	test -f data/pose/points.csv || $(BIN)/train-kit data pose --out data/pose
-	$(BIN)/train-kit train pose --data data/pose --arch resnet18 --size 96 --bs 32 --epochs 10 \
-	  --lr 5e-3 --out runs/pose
+	$(BIN)/train-kit train pose --data data/pose --size 96 --bs 32 --epochs 10 \
+	  --unfreeze --lr 5e-4:5e-3 --channels-last --out runs/pose
 	$(BIN)/train-kit export --out runs/pose --name pose --models models
 	$(BIN)/train-kit predict models/pose data/pose/images/valid_00000.jpg
 
