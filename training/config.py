@@ -125,8 +125,8 @@ class TrainConfig(BaseModel):
 
     arch: Arch = Field(
         "efficientnet_lite0",
-        description="the network: efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 | "
-        "resnet18 | resnet34 | resnet50 for images; ngram | ulmfit | hybrid for sentiment",
+        description="the network: efficientnet_lite0, _lite1, _lite2, resnet18, 34, 50 for images; "
+        "ngram | ulmfit | hybrid for sentiment",
     )
     pretrained: bool = Field(
         True,

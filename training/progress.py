@@ -53,12 +53,14 @@ class RichReporter:
         if self.progress is None or self.task is None:
             return
         now = time.monotonic()
-        if now - self.loss_read_at >= 0.5:
+        read = now - self.loss_read_at >= 0.5
+        if read:
             self.loss_read_at = now
             value = float(loss)
             self.smoothed = value if self.smoothed is None else 0.9 * self.smoothed + 0.1 * value
         shown = "" if self.smoothed is None else f"loss {self.smoothed:.4f}"
-        self.progress.update(self.task, advance=1, loss=shown)
+        # Drawn at once when it changes: the bar's own 10 Hz refresh can miss a short epoch entirely.
+        self.progress.update(self.task, advance=1, loss=shown, refresh=read)
 
     def epoch_end(self, record: EpochRecord) -> None:
         names = ["epoch", "train_loss", "valid_loss", *record.metrics, "time"]

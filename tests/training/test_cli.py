@@ -247,7 +247,7 @@ def test_a_body_pretrained_on_items_starts_a_multilabel_run(tag_images: Path, tm
             "multilabel",
             "--data",
             str(tag_images),
-            *FAST,
+            *[flag for flag in FAST if flag != "--no-pretrained"],  # --weights: pretrained from a file
             "--epochs",
             "1",
             "--weights",
