@@ -9,7 +9,7 @@ Each side's last training loss is reported: a speed-up must reach the same loss.
 line per architecture and size. Targets: eager ratio >= 0.95; every speed-up at once
 (`learner_all`) >= 1.25.
 
-    python bench/train_throughput.py [--runs 5] [--n-train 512] [--archs resnet18,resnet34] [--sizes 64]
+    python bench/train_throughput.py [--runs 5] [--n-train 512] [--archs efficientnet_lite0,resnet18] [--sizes 64]
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--n-train", type=int, default=512)
     parser.add_argument("--n-valid", type=int, default=64)
-    parser.add_argument("--archs", default="resnet18,resnet34")
+    parser.add_argument("--archs", default="efficientnet_lite0,resnet18")
     parser.add_argument("--sizes", default="64")
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument(
