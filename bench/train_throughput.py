@@ -9,7 +9,8 @@ Each side's last training loss is reported: a speed-up must reach the same loss.
 line per architecture and size. Targets: eager ratio >= 0.95; every speed-up at once
 (`learner_all`) >= 1.25.
 
-    python bench/train_throughput.py [--runs 5] [--n-train 512] [--archs efficientnet_lite0,resnet18] [--sizes 64]
+    python bench/train_throughput.py [--runs 5] [--n-train 512] [--archs efficientnet_lite0,resnet18] \
+        [--sizes 64]
 """
 
 from __future__ import annotations
