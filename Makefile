@@ -11,7 +11,7 @@ DEMO_RUN := runs/multilabel
 DEMO_IMAGES := $(foreach i,0 1 2 3,$(DEMO_DATA)/train/valid_0000$(i).jpg)
 # Five epochs see every image five times; random rotations, warps and lighting only slow them down.
 NO_AUGMENTATION := --max-rotate 0 --max-warp 0 --max-zoom 1 --max-lighting 0
-# NHWC: EfficientNet's depthwise convolutions train ~1.9x faster in it on a CPU (docs/training.md).
+# NHWC: EfficientNet's depthwise convolutions train ~1.5x faster in it on a CPU (docs/benchmarks.md).
 DEMO_FLAGS := --bs 32 --channels-last $(NO_AUGMENTATION) --out $(DEMO_RUN)
 
 .PHONY: docs install system demo demo-segmentation demo-pose demo-sentiment data-sentiment test lint bench protos torchserve torchserve-stop clean

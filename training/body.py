@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from serving.bundle.networks import CnnSpec, UnetSpec
 from serving.bundle.pipeline import Network
 from training.checkpoint import atomic_save, load_checkpoint
+from training.errors import ConfigError
 from training.models import body_of
 from training.pretrained import to_external
 from training.tasks import spec_from_meta
@@ -22,6 +24,8 @@ def save_body_weights(checkpoint: Path, to: Path) -> None:
     that `--weights` can start another task from it."""
     state = load_checkpoint(checkpoint)
     spec = spec_from_meta(state["meta"])
+    if not isinstance(spec, CnnSpec | UnetSpec):
+        raise ConfigError(f"{checkpoint}: a {state['meta']['task']} stage has no image body to save")
     model = Network(spec, state["model"]).build()
     to.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(to_external(spec.arch, body_of(model)), to)  # type: ignore[union-attr]
+    atomic_save(to_external(spec.arch, body_of(model)), to)

@@ -1,9 +1,10 @@
 """`train-kit`: build demo data, find a learning rate, train stages.
 
     train-kit data multilabel --out data/scenes
-    train-kit lr-find multilabel --data data/scenes --arch resnet18
-    train-kit train multilabel --data data/scenes --arch resnet18 --size 64 --epochs 5 --lr 1e-2
-    train-kit train multilabel --data data/scenes --unfreeze --lr 1e-5:2e-3 --from-stage stage-1 --stage s2
+    train-kit lr-find multilabel --data data/scenes            # ImageNet EfficientNet-Lite0, body frozen
+    train-kit train multilabel --data data/scenes --size 64 --epochs 1 --lr 1e-2
+    train-kit train multilabel --data data/scenes --unfreeze --lr 3e-4:3e-3 --from-stage stage-1 --stage s2
+    train-kit train multilabel --data data/scenes --arch resnet18 --no-pretrained  # from random weights
     train-kit train multilabel --config run.toml --resume
     train-kit train sentiment --data data/reviews        # ULMFiT: tokenizer, language model, classifier
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -165,11 +166,12 @@ def export(
     from serving.bundle import read_manifest
     from serving.bundle.tasks import task_for
     from training.export import export_stage
+    from training.export.stage import WeightPrecision
 
     if resolution not in ("squish", "native"):
         raise ConfigError(f"--resolution {resolution!r}: choose squish or native")
-    if precision not in ("auto", "fp16", "fp32"):
-        raise ConfigError(f"--precision {precision!r}: choose auto, fp16 or fp32")
+    if precision not in get_args(WeightPrecision):
+        raise ConfigError(f"--precision {precision!r}: choose {', '.join(get_args(WeightPrecision))}")
     folder = export_stage(out, stage, name, models, parity_items, tolerance, resolution, precision)  # type: ignore[arg-type]
     manifest = read_manifest(folder)
     parity = manifest.parity

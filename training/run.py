@@ -56,8 +56,8 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[
             f"--from-stage {cfg.from_stage}: trained on classes {previous['meta']['classes']}, "
             f"but this data has {data.classes}"
         )
-    # A stage that continues another takes its weights from it, not from ImageNet.
-    pretrained = Pretrained(cfg.weights) if cfg.pretrained and previous is None else None
+    # A stage that continues another (or itself, resumed) takes its weights from it, not from ImageNet.
+    pretrained = Pretrained(cfg.weights) if cfg.pretrained and previous is None and not cfg.resume else None
     model = create_model(task.spec, pretrained)
     meta = stage_meta(cfg, task, data.classes, data.stats or imagenet_stats)
     learn = Learner(

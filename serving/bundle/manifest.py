@@ -29,8 +29,10 @@ __all__ = [
     "ImageInput",
     "Manifest",
     "Parity",
+    "Precision",
     "TensorSpec",
     "TextInput",
+    "manifest_json",
     "now",
     "read_manifest",
 ]
@@ -81,6 +83,12 @@ class Parity(BaseModel):
     measure: Literal["score", "logit", "pixel", "probability"] = "score"
 
 
+Precision = Literal["fp16", "fp32"]
+"""What a bundle's weights are stored in: fp16 (half the file, the GPU's fast path) unless rounding to
+it changes the answers (TensorFlow-trained EfficientNet-Lite bodies: BatchNorm over near-constant
+channels amplifies fp16 rounding), then fp32."""
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format_version: Literal[1] = 1  # FORMAT_VERSION
@@ -95,7 +103,7 @@ class Manifest(BaseModel):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     parity: Parity
-    precision: Literal["fp16", "fp32"] = "fp16"
+    precision: Precision = "fp16"
     """The weights' precision in pipeline.pkl and model.onnx (inputs and outputs are fp32 either way)."""
     libraries: dict[str, str]
     files: dict[str, str]  # file name -> sha256
@@ -127,6 +135,14 @@ def read_manifest(folder: Path, tasks: Collection[str] = ()) -> Manifest:
             f"{', '.join(tasks)})"
         )
     return manifest
+
+
+def manifest_json(manifest: Manifest) -> str:
+    """The file's text. An fp16 bundle leaves `precision` out, so that servers from before the
+    field existed (which refuse unknown fields) read it as they always did; only an fp32 bundle,
+    which they could not serve right, says so."""
+    exclude = {"precision"} if manifest.precision == "fp16" else None
+    return manifest.model_dump_json(indent=2, exclude=exclude) + "\n"
 
 
 def now() -> datetime:

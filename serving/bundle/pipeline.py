@@ -20,6 +20,7 @@ from torch import nn
 from torchvision.transforms.v2.functional import resize
 
 from serving.bundle.images import MAX_PIXELS, decode_image
+from serving.bundle.manifest import Precision
 from serving.bundle.networks import NetworkSpec, build
 from serving.bundle.text_preprocess import TextPreprocess
 from serving.bundle.tokenizer import BOS
@@ -29,7 +30,6 @@ __all__ = [
     "Network",
     "Pipeline",
     "Postprocess",
-    "Precision",
     "Preprocess",
     "Size",
     "pad_to_largest",
@@ -141,12 +141,6 @@ def warm_up_batch(preprocess: Preprocess, n: int = 1) -> np.ndarray:
         batch[:, 0] = BOS
         return batch
     return np.zeros((n, 3, preprocess.size, preprocess.size), np.float32)
-
-
-Precision = Literal["fp16", "fp32"]
-"""What a bundle's weights are stored in: fp16 (half the file, the GPU's fast path) unless rounding to
-it changes the answers (TensorFlow-trained EfficientNet-Lite bodies: BatchNorm over near-constant
-channels amplifies fp16 rounding), then fp32."""
 
 
 @dataclass(frozen=True)

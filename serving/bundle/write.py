@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from serving.bundle.durable import fsync_dir, write_atomically
-from serving.bundle.manifest import MANIFEST, Manifest
+from serving.bundle.manifest import MANIFEST, Manifest, manifest_json
 from serving.bundle.pipeline import Pipeline
 from serving.bundle.read import sha256_file
 
@@ -42,7 +42,7 @@ def publish(staging: Path, models: Path, manifest: Manifest) -> Path:
     version = next_version(target_dir)
     while True:
         final = manifest.model_copy(update={"version": version, "files": files})
-        write_atomically(staging / MANIFEST, (final.model_dump_json(indent=2) + "\n").encode("utf-8"))
+        write_atomically(staging / MANIFEST, manifest_json(final).encode("utf-8"))
         try:
             staging.rename(target_dir / str(version))
         except OSError:

@@ -17,8 +17,9 @@ from torch import nn
 
 from serving.bundle.export import write_bundle
 from serving.bundle.images import decode_image
+from serving.bundle.manifest import Precision
 from serving.bundle.networks import AwdLstmSpec, CnnSpec, NetworkSpec, UnetSpec, build
-from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline, Precision, Preprocess
+from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline, Preprocess
 from serving.bundle.tasks.multilabel import MultiLabelPostprocess
 from serving.bundle.tasks.pose import PosePostprocess
 from serving.bundle.tasks.segmentation import SegmentationPostprocess

@@ -34,3 +34,9 @@ def test_the_layer_groups_split_the_body_once(arch: str) -> None:
 def test_an_unknown_architecture_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown architecture 'vgg16'; choose one of .*efficientnet_lite0"):
         body_for("vgg16")
+
+
+def test_a_slice_of_a_body_is_a_plain_sequential_of_its_stages() -> None:
+    body = body_for("resnet18").build()
+    first = body[:6]
+    assert type(first) is torch.nn.Sequential and len(first) == 6 and first[0] is body[0]

@@ -72,3 +72,19 @@ def test_sentiment_options_live_in_the_one_config_with_their_own_defaults() -> N
     )  # fmt: skip
     assert (cfg.text_col, cfg.vocabulary, cfg.max_tokens) == ("text", "bpe", 512)
     assert load_config(None, {"task": "sentiment", "data": "d", "bs": 8}).bs == 8
+
+
+def test_weights_name_a_new_pretrained_body_and_nothing_else() -> None:
+    with pytest.raises(ConfigError, match="drop --no-pretrained"):
+        load_config(None, {"data": "d", "weights": "body.pth", "pretrained": False})
+    with pytest.raises(ConfigError, match="--from-stage stage-1 continues a trained one: give one of them"):
+        load_config(None, {"data": "d", "weights": "body.pth", "from_stage": "stage-1", "stage": "s2"})
+
+
+def test_every_body_and_text_network_is_an_arch_and_nothing_else_is() -> None:
+    from typing import get_args
+
+    from serving.bundle.networks.bodies import BODIES
+    from training.config import TEXT_ARCHS, Arch
+
+    assert set(get_args(Arch)) == set(BODIES) | set(TEXT_ARCHS)

@@ -104,7 +104,9 @@ def test_resnet_weights_come_from_torchvisions_local_cache_only(
     torch.manual_seed(3)
     reference = body_for("resnet18").build()
     cached.parent.mkdir(parents=True)
-    torch.save({**to_external("resnet18", reference), "fc.weight": torch.zeros(1000, 512)}, cached)
+    # As torchvision's older files: an ImageNet classifier, and no BatchNorm batch counters.
+    published = {k: v for k, v in to_external("resnet18", reference).items() if "num_batches" not in k}
+    torch.save({**published, "fc.weight": torch.zeros(1000, 512)}, cached)
     model = create_cnn(CnnSpec("resnet18", 3), Pretrained())
     loaded, original = model[0].state_dict(), reference.state_dict()
     assert torch.equal(loaded["0.weight"], original["0.weight"])
@@ -131,3 +133,10 @@ def test_a_file_of_another_architecture_is_refused_with_what_differs(tmp_path: P
         create_cnn(CnnSpec("efficientnet_lite1", 3), Pretrained(path))
     with pytest.raises(ConfigError, match="not a state dict of resnet18's body"):
         create_cnn(CnnSpec("resnet18", 3), Pretrained(path))
+
+
+def test_a_stage_checkpoint_named_as_weights_says_what_to_do_instead(tmp_path: Path) -> None:
+    stage = tmp_path / "stage-1.pt"
+    torch.save({"model": {}, "meta": {}, "opt": None}, stage)
+    with pytest.raises(ConfigError, match=r"a train-kit stage.*--from-stage.*save-body"):
+        create_cnn(CnnSpec(LITE0, 3), Pretrained(stage))

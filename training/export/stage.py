@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from serving.bundle.export import write_bundle
-from serving.bundle.pipeline import Network, Pipeline, Precision
+from serving.bundle.manifest import Precision
+from serving.bundle.pipeline import Network, Pipeline
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.errors import ConfigError, ExportError
@@ -67,14 +68,13 @@ def export_stage(
     cfg = TrainConfig.model_validate({"task": task.name, **meta["config"]})
     plan = task.export_plan(meta, cfg, model, ExportOptions(parity_items, tolerance, resolution))
     tries: list[Precision] = ["fp16", "fp32"] if precision == "auto" else [precision]
-    for weights in tries:
-        pipeline = Pipeline(
-            task.name, plan.preprocess, Network.from_module(spec, model, weights), plan.postprocess
-        )
+    for candidate in tries:
+        network = Network.from_module(spec, model, candidate)
+        pipeline = Pipeline(task.name, plan.preprocess, network, plan.postprocess)
         try:
             return write_bundle(pipeline, models, name, plan.example, plan.check)
         except ExportError as err:
-            if weights == tries[-1]:
+            if candidate == tries[-1]:
                 raise
             log.warning("fp16 weights fail the parity check, exporting fp32 weights instead: %s", err)
     raise AssertionError("unreachable: the last try returns or raises")

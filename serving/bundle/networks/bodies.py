@@ -40,6 +40,12 @@ class Stages(nn.Sequential):
         super().__init__(*stages)
         self.split = split
 
+    def __getitem__(self, index: int | slice) -> nn.Module:  # type: ignore[override]
+        """A slice is a plain `Sequential` (it has no split of its own); an index, that stage."""
+        if isinstance(index, slice):
+            return nn.Sequential(*list(self)[index])
+        return super().__getitem__(index)
+
     def early_and_late(self) -> tuple[nn.Sequential, nn.Sequential]:
         """The two layer groups of the body: generic edges and textures, then the task's features."""
         stages = list(self)

@@ -1,7 +1,7 @@
 """A classifier or regressor: a pretrained body under a pooled, fully connected head.
 
-They live in `serving/` because a bundle must rebuild its network without the training kit
-(training imports serving, never the reverse). A spec is plain data: pickled with the weights,
+It lives in `serving/` because a bundle must rebuild its network without the training kit
+(training imports serving, never the reverse). Its spec is plain data: pickled with the weights,
 it is all a runtime needs to construct the module before loading the state dict.
 """
 

@@ -21,7 +21,15 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-__all__ = ["LITE_SCALING", "MBConv", "SameConv2d", "efficientnet_lite", "stage_sizes"]
+__all__ = [
+    "HEAD_CHANNELS",
+    "LITE_SCALING",
+    "STEM_CHANNELS",
+    "MBConv",
+    "SameConv2d",
+    "efficientnet_lite",
+    "stage_sizes",
+]
 
 LITE_SCALING: dict[str, tuple[float, float]] = {
     "efficientnet_lite0": (1.0, 1.0),
@@ -46,7 +54,8 @@ _BN_EPS = 1e-3
 
 
 class SameConv2d(nn.Conv2d):
-    """A convolution padded as TensorFlow's "SAME" pads a stride-2 layer on an even-sized input.
+    """A convolution padded as TensorFlow's "SAME" pads it: symmetric at stride 1; at stride 2 (on an
+    even-sized input) one pixel more right and bottom than left and top.
 
     The padding is fixed (k//2 - 1 before, k//2 after), not worked out from each input's size, so
     the graph exports with dynamic height and width; on an odd size it is half a pixel off
@@ -54,12 +63,13 @@ class SameConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, groups: int = 1):
-        super().__init__(in_channels, out_channels, kernel, stride, padding=0, groups=groups, bias=False)
-        before, after = (kernel // 2 - 1, kernel // 2) if stride == 2 else (kernel // 2, kernel // 2)
-        self.same = (before, after, before, after)
+        symmetric = kernel // 2 if stride == 1 else 0
+        super().__init__(in_channels, out_channels, kernel, stride, symmetric, groups=groups, bias=False)
+        before, after = kernel // 2 - 1, kernel // 2
+        self.same = None if stride == 1 else (before, after, before, after)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(functional.pad(x, self.same))
+        return super().forward(x if self.same is None else functional.pad(x, self.same))
 
 
 def _norm(channels: int) -> nn.BatchNorm2d:
