@@ -39,6 +39,19 @@ def write_tag_images(root: Path, n: int = 96, n_valid: int = 24, size: int = 32,
     return root
 
 
+def write_colour_folders(root: Path, n_train: int = 12, n_valid: int = 4, size: int = 32) -> Path:
+    """`train/<colour>/*.png` and `valid/<colour>/*.png`: noisy fields of one colour each."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("valid", n_valid)):
+        for colour, rgb in COLOURS.items():
+            (root / split / colour).mkdir(parents=True)
+            for i in range(n):
+                noise = rng.integers(-20, 20, (size, size, 3))
+                pixels = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / colour / f"{colour}_{i:02d}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tag_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only shared set; tests that modify data make their own with `write_tag_images`."""

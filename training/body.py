@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving.bundle.networks import CnnSpec, UnetSpec
+from serving.bundle.networks.bodies import BODIES
 from serving.bundle.pipeline import Network
 from training.checkpoint import atomic_save, load_checkpoint
 from training.errors import ConfigError
@@ -24,8 +24,9 @@ def save_body_weights(checkpoint: Path, to: Path) -> None:
     that `--weights` can start another task from it."""
     state = load_checkpoint(checkpoint)
     spec = spec_from_meta(state["meta"])
-    if not isinstance(spec, CnnSpec | UnetSpec):
+    arch = getattr(spec, "arch", None)
+    if arch not in BODIES:
         raise ConfigError(f"{checkpoint}: a {state['meta']['task']} stage has no image body to save")
     model = Network(spec, state["model"]).build()
     to.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(to_external(spec.arch, body_of(model)), to)
+    atomic_save(to_external(arch, body_of(model)), to)

@@ -26,12 +26,12 @@ import torch
 from torch import nn
 from torchvision import models
 
+from serving.bundle.networks.bodies import RESNET_STAGES
 from serving.bundle.networks.efficientnet import LITE_SCALING, stage_sizes
 from training.errors import ConfigError
 
 __all__ = ["external_names", "load_pretrained_body", "pretrained_file", "to_external"]
 
-_TORCHVISION_STAGES = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
 _TORCHVISION_WEIGHTS = {
     "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
     "resnet34": models.ResNet34_Weights.IMAGENET1K_V1,
@@ -108,7 +108,7 @@ def external_names(arch: str, body: nn.Sequential) -> dict[str, str]:
 
 def _torchvision_name(key: str) -> str:
     index, rest = key.split(".", 1)
-    return f"{_TORCHVISION_STAGES[int(index)]}.{rest}"
+    return f"{RESNET_STAGES[int(index)]}.{rest}"
 
 
 def to_external(arch: str, body: nn.Sequential) -> dict[str, torch.Tensor]:

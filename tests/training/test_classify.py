@@ -6,32 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from serving.bundle import load_bundle
 from serving.bundle.tasks.single_label import SingleLabelPostprocess
-from tests.conftest import COLOURS
+from tests.conftest import COLOURS, write_colour_folders
 from training.cli import app
 from training.config import TrainConfig
 from training.run import run_training
 
 runner = CliRunner()
-
-
-def write_colour_folders(root: Path, n_train: int = 12, n_valid: int = 4, size: int = 32) -> Path:
-    """`train/<colour>/*.png` and `valid/<colour>/*.png`: noisy fields of one colour each."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("valid", n_valid)):
-        for colour, rgb in COLOURS.items():
-            (root / split / colour).mkdir(parents=True)
-            for i in range(n):
-                noise = rng.integers(-20, 20, (size, size, 3))
-                pixels = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / colour / f"{colour}_{i:02d}.png")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import tritonclient.grpc as triton
 from typer.testing import CliRunner
 
 from serving.bundle import load_bundle
+from tests.conftest import write_colour_folders
 from tests.serving.payloads import images_input
 from tests.serving.servers import running_server
-from tests.training.test_classify import write_colour_folders
 from training.cli import app
 from training.config import TrainConfig
 from training.errors import ExportError

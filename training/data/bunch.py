@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from serving.bundle.networks.bodies import IMAGENET_STATS, Stats
 from training.data.batch_transforms import BatchAugment
 from training.data.datasets import ImageDataset
 from training.data.transforms import sized
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DataBunch", "DeviceLoader", "Stats", "imagenet_stats"]
 
-Stats = tuple[tuple[float, ...], tuple[float, ...]]
-imagenet_stats: Stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+imagenet_stats: Stats = IMAGENET_STATS
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 

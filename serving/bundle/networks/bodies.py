@@ -16,9 +16,20 @@ from torchvision import models
 
 from serving.bundle.networks.efficientnet import HEAD_CHANNELS, LITE_SCALING, efficientnet_lite, stage_sizes
 
-__all__ = ["BODIES", "IMAGENET_STATS", "MINUS_ONE_TO_ONE", "Body", "Stages", "body_for", "resnet_body"]
+__all__ = [
+    "BODIES",
+    "IMAGENET_STATS",
+    "MINUS_ONE_TO_ONE",
+    "RESNET_STAGES",
+    "Body",
+    "Stages",
+    "Stats",
+    "body_for",
+    "resnet_body",
+]
 
-Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+"""Per-channel (mean, std) an input is normalized with."""
 
 IMAGENET_STATS: Stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 """torchvision's ImageNet mean and std: what its ResNet weights were trained on."""
@@ -52,12 +63,15 @@ class Stages(nn.Sequential):
         return nn.Sequential(*stages[: self.split]), nn.Sequential(*stages[self.split :])
 
 
+RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+"""torchvision's names of a ResNet's convolutional stages: the body's children, in order."""
+
+
 def resnet_body(arch: str) -> Stages:
-    """A torchvision ResNet's convolutional stages with random weights: stem (conv1, bn1, relu,
-    maxpool), layer1..layer4 — 8 children in torchvision's order. Nothing is downloaded."""
+    """A torchvision ResNet's convolutional stages (`RESNET_STAGES`) with random weights. Nothing is
+    downloaded."""
     net = _RESNETS[arch](weights=None)
-    stages = (net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
-    return Stages(*stages, split=6)
+    return Stages(*(getattr(net, name) for name in RESNET_STAGES), split=6)
 
 
 @dataclass(frozen=True)

@@ -119,9 +119,8 @@ def stage_sizes(arch: str) -> list[tuple[int, int]]:
 
 
 def efficientnet_lite(arch: str) -> nn.Sequential:
-    """The body of `arch` with random weights: stem, seven stages, head (9 children)."""
-    if arch not in LITE_SCALING:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(LITE_SCALING)}")
+    """The body of `arch` (a key of `LITE_SCALING`) with random weights: stem, seven stages, head
+    (9 children)."""
     children: list[nn.Module] = [
         nn.Sequential(
             OrderedDict(
