@@ -126,7 +126,7 @@ def served_engine(bundle_dir: str | None, device: torch.device, seconds: float) 
         model.warm_up()
 
         async def one(data: bytes, model: ServedModel = model) -> np.ndarray:
-            items, _ = await model.prepare_images([data])
+            items, _ = await model.prepare([data])
             return await model.infer(items, None)
 
         async def rounds(model: ServedModel = model) -> tuple[float, np.ndarray]:

@@ -26,11 +26,9 @@ from typing import Any
 import numpy as np
 
 from serving.bundle import Bundle, load_bundle
+from serving.bundle.flow import Prepared, answer, stack_items
 from serving.bundle.images import ImageDecodeError
-from serving.bundle.pipeline import Size, stack_items, warm_up_batch
 from serving.bundle.runtimes import Device, cuda_available
-from serving.bundle.text_batches import run_by_length
-from serving.bundle.text_preprocess import TextPreprocess
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +53,9 @@ class BundleHandler:
         runtime = settings.get("runtime", "onnx")
         gpu = context.system_properties.get("gpu_id") is not None and cuda_available(runtime)
         device: Device = "cuda" if gpu else "cpu"
-        self.text = self.bundle.task.takes == "texts"
+        self.text = self.bundle.pipeline.preprocess.takes == "texts"
         self.runtime = self.bundle.runtime(runtime, device)
-        self.runtime.run(warm_up_batch(self.bundle.pipeline.preprocess))  # the first request is not slow
+        self.runtime.run(self.bundle.pipeline.preprocess.warm_up_batch())  # the first request is not slow
         self.initialized = True
         log.info(
             "loaded %s v%s (%s on %s, %d threads)",
@@ -69,45 +67,39 @@ class BundleHandler:
         )
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        """The bundle's request flow (`serving.bundle.flow`) over TorchServe's batch of requests."""
         prepared, errors = self.preprocess(data)
         for index, message in errors.items():
             context.set_response_status(400, message, idx=index)
         items = list(prepared.values())
-        answers = iter(self.postprocess(self.inference([i for i, _ in items]), [s for _, s in items]))
+        answers = iter(self.postprocess(self.inference([p.item for p in items]), [p.size for p in items]))
         return [{"error": errors[i]} if i in errors else next(answers) for i in range(len(data))]
 
-    def preprocess(
-        self, data: list[dict[str, Any]]
-    ) -> tuple[dict[int, tuple[np.ndarray, Size | None]], dict[int, str]]:
-        """Each request's image (with its original size) or text prepared for the network, or why not."""
+    def preprocess(self, data: list[dict[str, Any]]) -> tuple[dict[int, Prepared], dict[int, str]]:
+        """Each request's image or text prepared for the network (with its size), or why not."""
         assert self.bundle is not None
         preprocess = self.bundle.pipeline.preprocess
-        prepared: dict[int, tuple[np.ndarray, Size | None]] = {}
+        read = request_text if self.text else request_bytes
+        prepared: dict[int, Prepared] = {}
         errors = {}
         for index, row in enumerate(data):
             try:
-                if isinstance(preprocess, TextPreprocess):
-                    prepared[index] = (preprocess.prepare(request_text(row)), None)
-                else:
-                    prepared[index] = preprocess.prepare(request_bytes(row))
+                prepared[index] = preprocess.prepare_item(read(row))
             except (ImageDecodeError, ValueError) as err:  # TextError is a ValueError
                 errors[index] = str(err)
         return prepared, errors
 
     def inference(self, items: list[np.ndarray]) -> np.ndarray:
         log.info("batch_size=%d", len(items))
-        if not items:
+        if not items or self.bundle is None:
             return np.zeros((0, len(self.bundle.manifest.labels) if self.bundle else 0), np.float32)
-        if self.text:
-            return np.stack(run_by_length(items, self.runtime.run))  # token ids of any lengths
-        return self.runtime.run(stack_items(items))  # images at native resolution differ in size
+        return stack_items(self.bundle.pipeline.preprocess.run_items(items, self.runtime.run))
 
-    def postprocess(self, outputs: np.ndarray, sizes: list[Size | None]) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: np.ndarray, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
         assert self.bundle is not None
         if not len(outputs):
             return []
-        known = [size for size in sizes if size is not None]  # a text has none; an image always one
-        answers = self.bundle.pipeline.postprocess(outputs, known)
+        answers = answer(self.bundle.pipeline, outputs, sizes)
         return [self.bundle.task.json_answer(self.bundle.manifest, a) for a in answers]
 
 

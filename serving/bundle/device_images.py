@@ -14,9 +14,11 @@ from collections.abc import Sequence
 
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.transforms.v2.functional import resize
 
-from serving.bundle.images import MAX_PIXELS, ImageDecodeError, decode_image, open_image
-from serving.bundle.pipeline import ImagePreprocess, Size
+from serving.bundle.flow import Size, pad_to_largest
+from serving.bundle.images import MAX_PIXELS, ImageDecodeError, decode_image, open_image, scale_pixels
+from serving.bundle.pipeline import ImagePreprocess
 
 __all__ = ["ItemDecodeError", "prepare_on_device"]
 
@@ -53,7 +55,18 @@ def prepare_on_device(
     if on_device:
         decoded.update(zip(on_device, _decode_jpegs(list(on_device.items()), device), strict=True))
     ordered = [decoded[index] for index in range(len(images))]
-    return preprocess(ordered), [(int(image.shape[-2]), int(image.shape[-1])) for image in ordered]
+    return _prepared(preprocess, ordered), [(int(image.shape[-2]), int(image.shape[-1])) for image in ordered]
+
+
+def _prepared(preprocess: ImagePreprocess, images: list[torch.Tensor]) -> torch.Tensor:
+    """uint8 (3, H, W) images on the device → the normalized float32 batch, there: torchvision's
+    antialiased bilinear resize (the device twin of `resize_pixels`, equal within a grey level) and
+    the host's `scale_pixels`."""
+    mean, std = preprocess.mean, preprocess.std
+    if preprocess.resize == "pad":  # normalized first, so the padding is 0: the mean colour
+        return pad_to_largest([scale_pixels(image, mean, std) for image in images], preprocess.stride)
+    side = [preprocess.size, preprocess.size]
+    return scale_pixels(torch.stack([resize(image, side, antialias=True) for image in images]), mean, std)
 
 
 def _decode_jpegs(jpegs: list[tuple[int, bytes]], device: torch.device | str) -> list[torch.Tensor]:

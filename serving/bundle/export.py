@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from serving.bundle.manifest import (
     now,
 )
 from serving.bundle.onnx_export import to_onnx
-from serving.bundle.pipeline import ImagePreprocess, Pipeline
+from serving.bundle.pipeline import Pipeline, Preprocess
 from serving.bundle.runtimes import OnnxRuntime
 from serving.bundle.tasks import task_for
 from serving.bundle.text_preprocess import TextPreprocess
@@ -57,7 +58,7 @@ def write_bundle(
     task = task_for(pipeline.task)
     post, pre = pipeline.postprocess, pipeline.preprocess
     model = pipeline.network.build()
-    text = isinstance(pre, TextPreprocess)
+    described = _described_input(pre, task.spatial)
     with staged(models, name) as staging:
         write_pipeline(pipeline, staging / PIPELINE)
         to_onnx(
@@ -66,25 +67,12 @@ def write_bundle(
             staging / ONNX_MODEL,
             task.onnx_output,
             spatial=task.spatial,
-            input_name="tokens" if text else "images",
-            max_length=pre.max_tokens if isinstance(pre, TextPreprocess) else None,
+            input_name=described.onnx_input,
+            max_length=described.max_length,
             fp16=pipeline.network.precision == "fp16",
         )
         parity = (check or _raw_parity(example))(model, staging / ONNX_MODEL)
         n = task.outputs_per_item(post)
-        if isinstance(pre, ImagePreprocess):
-            side = -1 if task.spatial else pre.size
-            inputs = [TensorSpec(name="images", shape=[-1, 3, side, side], dtype="FP32")]
-            image: ImageInput | None = ImageInput(
-                size=[pre.size, pre.size], resize=pre.resize, mean=list(pre.mean), std=list(pre.std)
-            )
-            text_input = None
-        else:
-            inputs = [TensorSpec(name="texts", shape=[-1], dtype="BYTES")]
-            image, text_input = (
-                None,
-                TextInput(max_tokens=min(pre.max_tokens, MAX_TOKENS), truncate=pre.truncate),
-            )
         out_shape = [-1, n, -1, -1] if task.spatial else [-1, n]
         manifest = Manifest(
             name=name,
@@ -93,9 +81,9 @@ def write_bundle(
             created=now(),
             labels=list(task.labels(post)),
             thresholds=task.thresholds(post),
-            input=image,
-            text=text_input,
-            inputs=inputs,
+            input=described.image,
+            text=described.text,
+            inputs=[described.tensor],
             outputs=[TensorSpec(name=task.onnx_output, shape=out_shape, dtype="FP32")],
             parity=parity,
             precision=pipeline.network.precision,
@@ -103,6 +91,32 @@ def write_bundle(
             files={},
         )
         return publish(staging, models, manifest)
+
+
+@dataclass(frozen=True)
+class _Input:
+    """How the manifest and the ONNX graph describe what a pipeline takes."""
+
+    onnx_input: str
+    tensor: TensorSpec
+    image: ImageInput | None = None
+    text: TextInput | None = None
+    max_length: int | None = None
+
+
+def _described_input(pre: Preprocess, spatial: bool) -> _Input:
+    """Images: their size, resizing and normalization; texts: their token limit."""
+    if isinstance(pre, TextPreprocess):
+        text = TextInput(max_tokens=min(pre.max_tokens, MAX_TOKENS), truncate=pre.truncate)
+        return _Input(
+            "tokens",
+            TensorSpec(name="texts", shape=[-1], dtype="BYTES"),
+            text=text,
+            max_length=pre.max_tokens,
+        )
+    side = -1 if spatial else pre.size
+    image = ImageInput(size=[pre.size, pre.size], resize=pre.resize, mean=list(pre.mean), std=list(pre.std))
+    return _Input("images", TensorSpec(name="images", shape=[-1, 3, side, side], dtype="FP32"), image=image)
 
 
 def _raw_parity(example: np.ndarray) -> ParityCheck:

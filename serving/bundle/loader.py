@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from serving.bundle.cuda_graphs import GraphMode
 from serving.bundle.errors import BundleError
+from serving.bundle.flow import Input, predict
 from serving.bundle.manifest import MANIFEST, ONNX_MODEL, PIPELINE, Manifest, read_manifest
 from serving.bundle.pipeline import ImagePreprocess, Pipeline
 from serving.bundle.read import check_consistency, read_pipeline, read_verified
 from serving.bundle.runtimes import Device, OnnxRuntime, Runtime, RuntimeName, TorchRuntime
 from serving.bundle.tasks import TASKS, ServedTask, task_for
-from serving.bundle.text_preprocess import TextPreprocess
 from serving.bundle.write import is_version
 
 __all__ = ["Bundle", "load_bundle", "resolve_version"]
@@ -72,7 +71,7 @@ class Bundle:
                 f"{path}: not a model ONNX Runtime can load ({type(err).__name__}: {err})"
             ) from err
         inputs, outputs = runtime.session.get_inputs(), runtime.session.get_outputs()
-        rank = 2 if isinstance(self.pipeline.preprocess, TextPreprocess) else 4
+        rank = 2 if self.pipeline.preprocess.takes == "texts" else 4
         described = self.manifest.outputs[0]
         fixed = [
             (got, want) for got, want in zip(outputs[0].shape, described.shape, strict=False) if want != -1
@@ -103,9 +102,7 @@ class Bundle:
         """Encoded images (bytes or files) → the float32 batch the network takes; for a text model,
         texts (str, UTF-8 bytes or text files) → its padded int64 token ids."""
         pre = self.pipeline.preprocess
-        if isinstance(pre, TextPreprocess):
-            return pre([i.read_bytes() if isinstance(i, Path) else i for i in inputs])
-        return pre(self._decode(inputs)).numpy()
+        return pre.batch([pre.prepare_item(data).item for data in _read(inputs)])
 
     def predict(
         self, inputs: Sequence[bytes | Path | str], runtime: RuntimeName = "onnx"
@@ -113,18 +110,12 @@ class Bundle:
         """One answer per input, in order, in the task's terms: labels over their thresholds with
         every label's score; a class-id `mask` at the image's size; `points` in its pixels; a
         `label` with every class's probability."""
-        if isinstance(self.pipeline.preprocess, TextPreprocess):
-            return self.pipeline.postprocess(self.runtime(runtime).run(self.prepare(inputs)), [])
-        decoded = self._decode(inputs)
-        outputs = self.runtime(runtime).run(self.pipeline.preprocess(decoded).numpy())
-        return self.pipeline.postprocess(outputs, [(int(d.shape[-2]), int(d.shape[-1])) for d in decoded])
+        return predict(self.pipeline, _read(inputs), self.runtime(runtime).run)
 
-    def _decode(self, images: Sequence[bytes | Path | str]) -> list[torch.Tensor]:
-        pre = self.pipeline.preprocess
-        assert isinstance(pre, ImagePreprocess)
-        if any(isinstance(i, str) for i in images):
-            raise TypeError("an image model takes encoded images (bytes) or image files (Path), not str")
-        return [pre.decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]  # type: ignore[arg-type]
+
+def _read(inputs: Sequence[bytes | Path | str]) -> list[Input]:
+    """Files read; bytes and str as they are."""
+    return [i.read_bytes() if isinstance(i, Path) else i for i in inputs]
 
 
 def resolve_version(path: Path) -> Path:

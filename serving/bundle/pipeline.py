@@ -12,18 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, overload
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
-from torchvision.transforms.v2.functional import resize
 
-from serving.bundle.images import MAX_PIXELS, decode_image
+from serving.bundle.flow import Input, Prepared, Run, Size, pad_to_largest, stack_items
+from serving.bundle.images import MAX_PIXELS, decode_pixels, resize_pixels, scale_pixels
 from serving.bundle.manifest import Precision
 from serving.bundle.networks import NetworkSpec, build
 from serving.bundle.text_preprocess import TextPreprocess
-from serving.bundle.tokenizer import BOS
 
 __all__ = [
     "ImagePreprocess",
@@ -34,16 +33,13 @@ __all__ = [
     "Size",
     "pad_to_largest",
     "stack_items",
-    "warm_up_batch",
 ]
-
-Size = tuple[int, int]
-"""An image's (height, width) in pixels."""
 
 
 @dataclass(frozen=True)
 class ImagePreprocess:
-    """Decode, squish to `size`×`size` (as training resized), scale to [0, 1], normalize.
+    """Decode, squish to `size`×`size` (as training resized), scale to [0, 1], normalize: the
+    functions of `serving.bundle.images`, the ones training's loaders run.
 
     `resize="pad"` (a segmenter's native resolution) keeps each image's own pixels instead and pads
     it at the bottom and right with the mean colour (0 after normalizing) to a multiple of `stride`,
@@ -56,71 +52,53 @@ class ImagePreprocess:
     std: tuple[float, ...]
     resize: Literal["squish", "pad"] = "squish"
     stride: int = 32
+    takes: ClassVar[Literal["images"]] = "images"
 
-    def decode(self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
-        """The pixel limit is the caller's (the server's), never the bundle's."""
-        return decode_image(data, max_pixels)
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """(3, size, size); at native resolution (3, -1, -1): any height and width."""
+        side = -1 if self.resize == "pad" else self.size
+        return (3, side, side)
 
-    def prepare(
-        self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS
-    ) -> tuple[np.ndarray, Size]:
+    @property
+    def item_bytes(self) -> int:
+        """A prepared float32 image at the training size (at native resolution, an image's own
+        size may hold more: the server reserves the rest once it knows)."""
+        return 4 * 3 * self.size**2
+
+    def decode(self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+        """uint8 (H, W, 3); the pixel limit is the caller's (the server's), never the bundle's."""
+        return decode_pixels(data, max_pixels)
+
+    def prepare_item(self, data: Input, max_pixels: int = MAX_PIXELS) -> Prepared:
         """One encoded image → one normalized float32 item (3, size, size), and its original size."""
-        image = self.decode(data, max_pixels)
-        return self([image])[0].numpy(), (int(image.shape[-2]), int(image.shape[-1]))
+        if isinstance(data, str):
+            raise TypeError("an image model takes encoded images (bytes) or image files, not str")
+        pixels = self.decode(data, max_pixels)
+        return Prepared(self.scaled(pixels), (int(pixels.shape[0]), int(pixels.shape[1])))
 
-    def resized(self, image: torch.Tensor) -> torch.Tensor:
-        """uint8 (3, H, W) → uint8 (3, size, size), the same kernel training's `Resize` runs (at
-        native resolution: the image as it is)."""
-        if self.resize == "pad":
-            return image
-        return resize(image, [self.size, self.size], antialias=True)
+    def scaled(self, pixels: np.ndarray) -> np.ndarray:
+        """A decoded uint8 image (H, W, 3) → the normalized float32 item (3, size, size) (at native
+        resolution, (3, H, W))."""
+        if self.resize == "squish":
+            pixels = resize_pixels(pixels, self.size)
+        return scale_pixels(pixels.transpose(2, 0, 1), self.mean, self.std)
 
-    def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Decoded uint8 images → one normalized float32 batch (N, 3, size, size), on their device
-        (at native resolution: (N, 3, H, W), padded to the largest item, a multiple of `stride`)."""
-        if self.resize == "pad":  # normalized first, so the padding is 0: the mean colour
-            return pad_to_largest(
-                [self._normalized(image.float().div_(255)) for image in images], self.stride
-            )
-        return self._normalized(torch.stack([self.resized(image) for image in images]).float().div_(255))
+    def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Decoded uint8 images (H, W, 3) → one normalized float32 batch (N, 3, size, size) (at
+        native resolution, padded to the largest item, a multiple of `stride`)."""
+        return self.batch([self.scaled(image) for image in images])
 
-    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
-        """(…, 3, H, W) floats in [0, 1] → normalized in place, one batch or one image."""
-        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
-        return x.sub_(mean).div_(std)
+    def batch(self, items: Sequence[Any]) -> Any:
+        """Prepared items as one batch; at native resolution padded to a multiple of `stride`."""
+        return stack_items(items, self.stride if self.resize == "pad" else 1)
 
+    def run_items(self, items: Sequence[Any], run: Run) -> list[np.ndarray]:
+        return list(run(self.batch(items)))
 
-@overload
-def stack_items(items: Sequence[np.ndarray]) -> np.ndarray: ...
-@overload
-def stack_items(items: Sequence[torch.Tensor]) -> torch.Tensor: ...
-def stack_items(items: Sequence[np.ndarray] | Sequence[torch.Tensor]) -> np.ndarray | torch.Tensor:
-    """Prepared images (or a network's per-image outputs) as one batch, where they are (host
-    arrays, or tensors on a device); at native resolution, where sizes differ, padded to the
-    largest (`pad_to_largest`)."""
-    if len(items) == 1:  # a lone request's item: a view, no copy (but never of a client's read-only bytes)
-        item = items[0]
-        return item[None] if isinstance(item, torch.Tensor) or item.flags.writeable else item[None].copy()
-    same = all(item.shape == items[0].shape for item in items)
-    if isinstance(items[0], torch.Tensor):
-        tensors = [torch.as_tensor(item) for item in items]
-        return torch.stack(tensors) if same else pad_to_largest(tensors)
-    if same:
-        return np.stack(items)
-    return pad_to_largest([torch.from_numpy(np.asarray(item)) for item in items]).numpy()
-
-
-def pad_to_largest(items: Sequence[torch.Tensor], multiple: int = 1) -> torch.Tensor:
-    """(C, H, W) items of any sizes → one (N, C, H', W') batch, each zero-padded at the bottom and
-    right to the largest height and width, rounded up to a multiple of `multiple`."""
-    height = max(int(item.shape[-2]) for item in items)
-    width = max(int(item.shape[-1]) for item in items)
-    height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
-    batch = items[0].new_zeros((len(items), int(items[0].shape[0]), height, width))
-    for i, item in enumerate(items):
-        batch[i, :, : item.shape[-2], : item.shape[-1]] = item
-    return batch
+    def warm_up_batch(self, n: int = 1) -> np.ndarray:
+        """`n` black images at the model's size."""
+        return np.zeros((n, 3, self.size, self.size), np.float32)
 
 
 class Postprocess(Protocol):
@@ -131,16 +109,7 @@ class Postprocess(Protocol):
 
 
 Preprocess = ImagePreprocess | TextPreprocess
-
-
-def warm_up_batch(preprocess: Preprocess, n: int = 1) -> np.ndarray:
-    """`n` inputs the network takes, for a first run before any request: black images at the model's
-    size, or 16 token ids each (`xxbos`, then padding)."""
-    if isinstance(preprocess, TextPreprocess):
-        batch = np.zeros((n, 16), np.int64)
-        batch[:, 0] = BOS
-        return batch
-    return np.zeros((n, 3, preprocess.size, preprocess.size), np.float32)
+"""What a pipeline prepares with; both answer the request flow's questions (`serving.bundle.flow`)."""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from serving.bundle.text_preprocess import pad_ids
-
-__all__ = ["length_groups", "run_by_length"]
+__all__ = ["length_groups", "pad_ids", "run_by_length"]
 
 
 def length_groups(lengths: Sequence[int], max_ratio: float = 2.0) -> list[list[int]]:
@@ -35,3 +33,11 @@ def run_by_length(items: Sequence[np.ndarray], run: Callable[[np.ndarray], np.nd
         for index, row in zip(group, run(pad_ids([items[i] for i in group])), strict=True):
             rows[index] = row
     return rows
+
+
+def pad_ids(items: Sequence[np.ndarray]) -> np.ndarray:
+    """Token id rows → (N, longest) int64, padded on the right with 0 (`PAD`)."""
+    batch = np.zeros((len(items), max(len(item) for item in items)), dtype=np.int64)
+    for row, item in zip(batch, items, strict=True):
+        row[: len(item)] = item
+    return batch

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from serving.bundle.tokenizer import TextTokenizer
+from serving.bundle.flow import Input, Prepared, Run
+from serving.bundle.images import MAX_PIXELS
+from serving.bundle.text_batches import pad_ids, run_by_length
+from serving.bundle.tokenizer import BOS, TextTokenizer
 
 __all__ = [
     "MAX_TEXT_BYTES",
@@ -43,6 +47,34 @@ class TextPreprocess:
     tokenizer: TextTokenizer
     max_tokens: int
     truncate: bool = False
+    takes: ClassVar[Literal["texts"]] = "texts"
+
+    item_shape: ClassVar[tuple[int, ...]] = (-1,)
+    """Token ids of any length."""
+
+    @property
+    def item_bytes(self) -> int:
+        """int64 token ids, at most `max_tokens`."""
+        return 8 * self.max_tokens
+
+    def prepare_item(self, data: Input, max_pixels: int = MAX_PIXELS) -> Prepared:
+        """One text → its token ids; a text's size is (1, tokens) (`max_pixels` is an image's)."""
+        ids = self.prepare(data)
+        return Prepared(ids, (1, len(ids)))
+
+    def batch(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        """Token id rows as one batch, right-padded to the longest."""
+        return pad_ids(items)
+
+    def run_items(self, items: Sequence[Any], run: Run) -> list[np.ndarray]:
+        """Texts of many lengths run in groups of similar length (`serving.bundle.text_batches`)."""
+        return run_by_length(items, run)
+
+    def warm_up_batch(self, n: int = 1) -> np.ndarray:
+        """`n` rows of 16 token ids: `xxbos`, then padding."""
+        batch = np.zeros((n, 16), np.int64)
+        batch[:, 0] = BOS
+        return batch
 
     def prepare(self, data: bytes | bytearray | memoryview | str) -> np.ndarray:
         """One text → its int64 token ids (`xxbos` first)."""
@@ -76,11 +108,3 @@ class TextPreprocess:
     def __call__(self, texts: Sequence[bytes | str]) -> np.ndarray:
         """Texts → one right-padded int64 batch (N, longest)."""
         return pad_ids([self.prepare(text) for text in texts])
-
-
-def pad_ids(items: Sequence[np.ndarray]) -> np.ndarray:
-    """Token id rows → (N, longest) int64, padded on the right with 0 (`PAD`)."""
-    batch = np.zeros((len(items), max(len(item) for item in items)), dtype=np.int64)
-    for row, item in zip(batch, items, strict=True):
-        row[: len(item)] = item
-    return batch

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from serving.bundle import Bundle, Manifest
 from serving.bundle.durable import write_atomically
-from serving.bundle.images import ImageDecodeError, decode_image, open_image
-from serving.bundle.tasks.base import FeedbackError, Record
+from serving.bundle.images import ImageDecodeError, decode_pixels, open_image
+from serving.server.codecs import FeedbackError, Record, codec_for
 
 __all__ = [
     "Correction",
@@ -74,7 +74,7 @@ def check_correction(correction: Correction, bundle: Bundle, max_pixels: int, ma
     try:
         image = open_image(correction.image, max_pixels)
         extension = _EXTENSIONS.get(str(image.format), ".img")
-        height, width = decode_image(correction.image, max_pixels).shape[-2:]
+        height, width = decode_pixels(correction.image, max_pixels).shape[:2]
     except ImageDecodeError as err:
         raise FeedbackError(f"image: {err}") from err
     given = {
@@ -89,7 +89,8 @@ def check_correction(correction: Correction, bundle: Bundle, max_pixels: int, ma
             f"a {task.name} model's correction is `{wanted}` alone; got {[f for f, p in given.items() if p]}"
         )
     answer = getattr(correction, wanted)
-    return task.feedback_record(correction.image, extension, answer, manifest, (int(height), int(width)))
+    image_size = (int(height), int(width))
+    return codec_for(task.name).feedback_record(correction.image, extension, answer, manifest, image_size)
 
 
 class FeedbackStore:

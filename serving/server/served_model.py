@@ -1,9 +1,10 @@
 """One served model version: its bundle, its runtime, its batch queue, and who is using it.
 
-Images are decoded and prepared in a shared thread pool (several at once, off the event loop), or,
-for a model PyTorch runs on CUDA, decoded, resized and normalized on the GPU (`device_images`);
-prepared items go through the model's `DynamicBatcher`, whose batches run in the model's own
-inference thread. A `Lease` counts a request in flight, so a retired version is stopped only
+It walks the bundle's request flow (`serving.bundle.flow`) with the server's parts: items are
+decoded and prepared in a shared thread pool (several at once, off the event loop), or, for a model
+PyTorch runs on CUDA, decoded, resized and normalized on the GPU (`device_images`); prepared items
+go through the model's `DynamicBatcher`, whose batches run in the model's own inference thread.
+A `Lease` counts a request in flight, so a retired version is stopped only
 after the requests that chose it have their answers.
 """
 
@@ -24,12 +25,13 @@ import torch
 from serving.bundle import Bundle
 from serving.bundle.cuda_graphs import GraphMode, buckets
 from serving.bundle.device_images import ItemDecodeError, prepare_on_device
+from serving.bundle.flow import Input, Prepared, answer
 from serving.bundle.images import ImageDecodeError
-from serving.bundle.pipeline import ImagePreprocess, Size, stack_items, warm_up_batch
+from serving.bundle.pipeline import ImagePreprocess, Size, stack_items
 from serving.bundle.runtimes import Device, Runtime, RuntimeName
-from serving.bundle.text_batches import run_by_length
-from serving.bundle.text_preprocess import TextError, TextPreprocess
+from serving.bundle.text_preprocess import TextError
 from serving.server.batcher import BatchingConfig, DynamicBatcher
+from serving.server.codecs import codec_for
 from serving.server.memory import MemoryBudget
 from serving.server.prometheus import ModelMetrics
 from serving.server.statistics import current_timing, stage
@@ -79,26 +81,25 @@ class ServedModel:
         self.bundle, self.metrics = bundle, metrics
         self.name, self.version = bundle.manifest.name, bundle.manifest.version
         self.task = bundle.manifest.task
-        pre = bundle.pipeline.preprocess
-        self.text = isinstance(pre, TextPreprocess)
-        # images at their own resolution (a segmenter's): batches of any height and width
-        self.native = isinstance(pre, ImagePreprocess) and pre.resize == "pad"
-        # CUDA graphs need fixed shapes: a text batch's length varies with every batch
-        on_gpu = device == "cuda" and runtime == "torch" and not self.text
-        self.graphs: GraphMode = graphs if on_gpu and not self.native else "off"
+        self.codec = codec_for(self.task)  # refuses a task this server cannot answer on the wire
+        self.preprocess = pre = bundle.pipeline.preprocess
+        # CUDA graphs need fixed shapes: a text batch's length varies with every batch, and so do
+        # the images of a model that takes them at their own resolution (a segmenter's)
+        fixed = -1 not in pre.item_shape
+        on_gpu = device == "cuda" and runtime == "torch"
+        self.graphs: GraphMode = graphs if on_gpu and fixed else "off"
         self.runtime: Runtime = bundle.runtime(runtime, device, self.graphs, batching.max_batch_size)
         self.device = device
-        self.prepare_on_gpu = prepare_on_gpu and on_gpu
+        self.prepare_on_gpu = prepare_on_gpu and on_gpu and pre.takes == "images"
         self.decode_pool, self.max_image_pixels = decode_pool, max_image_pixels
         self.inference = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{self.name}-{self.version}")
         self.batcher: DynamicBatcher[Item, np.ndarray] = DynamicBatcher(
             self._run_batch, batching, self.inference
         )
-        side = -1 if self.native else getattr(pre, "size", 0)
-        self.input_shape = None if isinstance(pre, TextPreprocess) else ImageShape(3, side, side)
+        self.input_shape = ImageShape(*pre.item_shape) if pre.takes == "images" else None
         self.memory = memory or MemoryBudget(1 << 62)
-        # what one prepared item holds: int64 token ids (at most max_tokens), or a float32 image
-        self.item_bytes = 8 * pre.max_tokens if isinstance(pre, TextPreprocess) else 4 * 3 * pre.size**2
+        self.item_bytes = pre.item_bytes  # what one prepared item holds, counted before preparing
+        self.native = pre.takes == "images" and not fixed
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -109,7 +110,7 @@ class ServedModel:
         largest = self.batcher.config.max_batch_size
         sizes = buckets(largest) if self.graphs != "off" else sorted({1, largest})
         for n in sizes:
-            batch = warm_up_batch(self.bundle.pipeline.preprocess, n)
+            batch = self.preprocess.warm_up_batch(n)
             self.inference.submit(self.runtime.run, batch).result()
 
     def start(self) -> None:
@@ -145,56 +146,50 @@ class ServedModel:
         self.batcher.check_room(count)
         self.memory.reserve(payload_bytes + count * self.item_bytes)
 
-    async def prepare_images(self, images: Sequence[bytes]) -> tuple[list[Item], list[Size]]:
-        """Encoded images → prepared float32 items (C, H, W) and each image's original size,
-        decoded in parallel in the pool (or together on the GPU)."""
+    async def prepare(self, inputs: Sequence[Input]) -> tuple[list[Item], list[Size]]:
+        """Encoded images or texts → prepared items and each one's original size, prepared in
+        parallel in the pool (images of a CUDA model together on the GPU); the first unusable item
+        is an `ItemError` naming its index."""
         loop = asyncio.get_running_loop()
-        preprocess = self.bundle.pipeline.preprocess
-        if not isinstance(preprocess, ImagePreprocess):
-            raise TypeError(f"model {self.name!r} takes texts, not images")
         if self.prepare_on_gpu:
-            pixels = self.max_image_pixels
-            try:
-                with stage("compute_input"):
-                    batch, on_gpu_sizes = await loop.run_in_executor(
-                        self.decode_pool, prepare_on_device, preprocess, images, "cuda", pixels
-                    )
-            except ItemDecodeError as err:
-                raise ItemError(err.index, str(err)) from err
-            return list(batch), on_gpu_sizes
-        tasks = [loop.run_in_executor(self.decode_pool, self._prepare_one, data) for data in images]
+            return await self._prepare_on_gpu(inputs)  # type: ignore[arg-type]
+        tasks = [loop.run_in_executor(self.decode_pool, self._prepare_one, data) for data in inputs]
         with stage("compute_input"):
             results = await asyncio.gather(*tasks, return_exceptions=True)
         prepared: list[Item] = []
         sizes: list[Size] = []
         for index, result in enumerate(results):
-            if isinstance(result, ImageDecodeError):
+            if isinstance(result, ImageDecodeError | TextError):
                 raise ItemError(index, str(result)) from result
             if isinstance(result, BaseException):
                 raise result
-            prepared.append(result[0])
-            sizes.append(result[1])
+            prepared.append(result.item)
+            sizes.append(result.size)
         if self.native:  # admitted at the training size; an image's own may hold more
             self.memory.reserve(
                 max(0, sum(item.nbytes for item in prepared) - len(prepared) * self.item_bytes)
             )
         return prepared, sizes
 
-    def _prepare_one(self, data: bytes) -> tuple[np.ndarray, Size]:
-        preprocess = self.bundle.pipeline.preprocess
-        assert isinstance(preprocess, ImagePreprocess)
-        return preprocess.prepare(data, self.max_image_pixels)
+    def _prepare_one(self, data: Input) -> Prepared:
+        return self.preprocess.prepare_item(data, self.max_image_pixels)
 
-    async def prepare_texts(self, texts: Sequence[bytes | str]) -> list[Item]:
-        """UTF-8 texts → token id rows, tokenized in the pool (the tokenizer is Rust and releases
-        the GIL); the first unusable text is named by its index."""
-        preprocess = self.bundle.pipeline.preprocess
-        if not isinstance(preprocess, TextPreprocess):
-            raise TypeError(f"model {self.name!r} takes images, not texts")
-        with stage("compute_input"):
-            return await asyncio.get_running_loop().run_in_executor(
-                self.decode_pool, tokenize, preprocess, texts
-            )
+    async def _prepare_on_gpu(self, images: Sequence[bytes]) -> tuple[list[Item], list[Size]]:
+        preprocess = self.preprocess
+        assert isinstance(preprocess, ImagePreprocess)  # prepare_on_gpu is for image models only
+        try:
+            with stage("compute_input"):
+                batch, sizes = await asyncio.get_running_loop().run_in_executor(
+                    self.decode_pool,
+                    prepare_on_device,
+                    preprocess,
+                    images,
+                    "cuda",
+                    self.max_image_pixels,
+                )
+        except ItemDecodeError as err:
+            raise ItemError(err.index, str(err)) from err
+        return list(batch), sizes
 
     async def infer(self, items: Sequence[Item], timeout: float | None) -> np.ndarray:
         """The network's raw outputs for prepared items, one row each, in order."""
@@ -208,22 +203,10 @@ class ServedModel:
         return stack_items(rows)
 
     def postprocess(self, outputs: np.ndarray, sizes: Sequence[Size]) -> list[dict[str, Any]]:
-        return self.bundle.pipeline.postprocess(outputs, sizes)
+        return answer(self.bundle.pipeline, outputs, sizes)
 
     def _run_batch(self, items: list[Item]) -> list[np.ndarray]:
         started = time.perf_counter()
-        # token id rows of many lengths run in groups of similar length
-        text = self.text
-        rows = run_by_length(items, self.runtime.run) if text else list(self.runtime.run(stack_items(items)))  # type: ignore[arg-type]
+        rows = self.preprocess.run_items(items, self.runtime.run)
         self.metrics.batch_ran(len(items), time.perf_counter() - started)
         return rows
-
-
-def tokenize(preprocess: TextPreprocess, texts: Sequence[bytes | str]) -> list[Item]:
-    items: list[Item] = []
-    for index, text in enumerate(texts):
-        try:
-            items.append(preprocess.prepare(text))
-        except TextError as err:
-            raise ItemError(index, str(err)) from err
-    return items

@@ -1,8 +1,8 @@
 """The typed task API (`servekit.v1.Tasks`): each task in its own words, on the same engine as V2.
 
-Each call is answered by the models whose task names it (`ServedTask.call`): `Classify` by
+Each call is answered by the models whose task's codec names it (`TaskCodec.call`): `Classify` by
 multi-label and single-label image models, `Segment`, `Pose`, `Sentiment` by theirs. The task's
-module builds the response; this servicer only admits, prepares, infers and maps errors.
+codec builds the response; this servicer only admits, prepares, infers and maps errors.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf.message import Message
 
-from serving.bundle.pipeline import Size
 from serving.bundle.tasks import TASKS
+from serving.server.codecs import CODECS
 from serving.server.error_status import RequestError, TaskMismatchError, answer
 from serving.server.feedback_store import Correction, FeedbackError, FeedbackOffError, FeedbackStore
 from serving.server.prometheus import ServerMetrics
@@ -92,23 +92,19 @@ class TaskService(TasksServicer):
         context: grpc.aio.ServicerContext,
     ) -> Message:
         async def run(model: ServedModel) -> Message:
-            task = model.bundle.task
-            if task.call != call:
-                wanted = " or ".join(t.name for t in TASKS.values() if t.call == call)
+            codec = model.codec
+            if codec.call != call:
+                wanted = " or ".join(c.name for c in CODECS.values() if c.call == call)
                 raise TaskMismatchError(
-                    f"model {model.name!r} answers {task.name}, not {wanted}; call {task.call}"
+                    f"model {model.name!r} answers {codec.name}, not {wanted}; call {codec.call}"
                 )
             if not items:
-                raise RequestError(f"no {task.takes}: send at least one")
+                raise RequestError(f"no {model.preprocess.takes}: send at least one")
             model.admit(len(items), sum(len(item) for item in items))
-            sizes: list[Size] = []
-            if task.takes == "texts":
-                prepared = await model.prepare_texts(list(items))
-            else:
-                prepared, sizes = await model.prepare_images(items)  # type: ignore[arg-type]
+            prepared, sizes = await model.prepare(items)
             outputs = await model.infer(prepared, context.time_remaining())
             with stage("compute_output"):
-                response = task.typed_response(model.bundle.manifest, model.postprocess(outputs, sizes))
+                response = codec.typed_response(model.bundle.manifest, model.postprocess(outputs, sizes))
             response.model.CopyFrom(pb.ModelRef(name=model.name, version=str(model.version)))
             return response
 

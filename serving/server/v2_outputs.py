@@ -1,6 +1,6 @@
 """The KServe V2 side of a served model: the tensors it takes and answers, as raw wire contents.
 
-What each task answers comes from its module (`serving.bundle.tasks`); this module only names the
+What each task answers comes from its codec (`serving.server.codecs`); this module only names the
 inputs every model of a kind takes and turns the task's arrays into V2's raw encoding.
 """
 
@@ -13,7 +13,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from serving.bundle.pipeline import Size
-from serving.bundle.tasks.base import OutputTensor
+from serving.server.codecs import OutputTensor
 from serving.server.error_status import RequestError
 from serving.server.served_model import ServedModel
 from serving.server.tensors import pack_bytes, to_raw
@@ -55,7 +55,7 @@ def tensors_of(model: ServedModel) -> V2Tensors:
     tensors = _TENSORS.get(model)
     if tensors is None:
         inputs = {t.name: t for t in _input_tensors(model)}
-        outputs = {t.name: t for t in model.bundle.task.v2_outputs(model.bundle.manifest)}
+        outputs = {t.name: t for t in model.codec.v2_outputs(model.bundle.manifest)}
         tensors = _TENSORS[model] = V2Tensors(inputs, outputs)
     return tensors
 
@@ -84,7 +84,7 @@ def output_tensors(model: ServedModel) -> list[OutputTensor]:
 
 def top_classes(model: ServedModel, outputs: np.ndarray, k: int) -> Tensor:
     """Triton's classification answer: per item, the k best classes as BYTES "score:index:label"."""
-    scores = model.bundle.task.class_scores(model.bundle.pipeline.postprocess, outputs)
+    scores = model.codec.class_scores(model.bundle.pipeline.postprocess, outputs)
     labels = model.bundle.manifest.labels
     best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     elements = [
@@ -96,7 +96,7 @@ def top_classes(model: ServedModel, outputs: np.ndarray, k: int) -> Tensor:
 def check_sizes(model: ServedModel, sizes: Sequence[Size]) -> None:
     """Images that cannot share the task's output tensors are refused before any inference."""
     try:
-        model.bundle.task.check_request_sizes(sizes)
+        model.codec.check_request_sizes(sizes)
     except ValueError as err:
         raise RequestError(str(err)) from None
 
@@ -105,7 +105,7 @@ def encode_outputs(model: ServedModel, outputs: np.ndarray, sizes: Sequence[Size
     """Every V2 output for the network's raw `outputs` (one row per item), by name; `sizes` are
     the items' original (height, width), so masks and points are in the caller's pixels."""
     specs = tensors_of(model).outputs
-    encoded = model.bundle.task.v2_encode(model.bundle.pipeline.postprocess, outputs, sizes)
+    encoded = model.codec.v2_encode(model.bundle.pipeline.postprocess, outputs, sizes)
     tensors = {}
     for name, value in encoded.items():
         datatype = specs[name].datatype

@@ -69,9 +69,7 @@ async def read_input(request: Request, model: ServedModel) -> tuple[list[Item], 
                 )
         else:
             elements = unpack_bytes(tensor.name, shape, request.raw_input_contents[0])
-        if tensor.name == TEXTS:
-            return await model.prepare_texts(elements), []
-        return await model.prepare_images(elements)
+        return await model.prepare(elements)
 
     if typed:
         values, count = tensor.contents.fp32_contents, element_count(tensor.name, shape)
@@ -116,7 +114,7 @@ def class_count(output: Any, model: ServedModel) -> int:
     if parameter.WhichOneof("parameter_choice") not in ("int64_param", "uint64_param"):
         raise RequestError("the classification parameter must be an integer (the number of classes)")
     count = parameter.int64_param or parameter.uint64_param
-    scores = model.bundle.task.ranked_output
+    scores = model.codec.ranked_output
     if scores is None:
         raise RequestError(f"model {model.name!r} answers {model.task}, which has no classes to rank")
     if output.name != scores:

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from serving.bundle.export import write_bundle
-from serving.bundle.images import decode_image
 from serving.bundle.manifest import Precision
 from serving.bundle.networks import AwdLstmSpec, CnnSpec, NetworkSpec, UnetSpec, build
 from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline, Preprocess
@@ -71,8 +70,8 @@ def write_image_bundle(
 ) -> Path:
     """`models/<name>/<next version>` for an image task, its last layer calibrated on `images`."""
     preprocess = ImagePreprocess(size, *IMAGENET)
-    decoded = [decode_image(i.read_bytes() if isinstance(i, Path) else i) for i in images]
-    example = preprocess(decoded).numpy()
+    decoded = [preprocess.decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]
+    example = preprocess(decoded)
     return _write(models, name, task, spec, preprocess, postprocess, example, centre, spread, precision)
 
 

@@ -43,7 +43,7 @@ MIXED = [
 
 
 def host_prepared(images: list[bytes]) -> np.ndarray:
-    return np.stack([PREPROCESS.prepare(data)[0] for data in images])
+    return np.stack([PREPROCESS.prepare_item(data).item for data in images])
 
 
 def test_a_mixed_batch_on_the_cpu_equals_the_host_path_in_order() -> None:
@@ -112,11 +112,11 @@ def test_a_model_torch_runs_on_cuda_answers_as_when_prepared_on_the_host(
         async def ask(model: ServedModel = model) -> np.ndarray:
             model.start()
             try:
-                items, _ = await model.prepare_images(jpegs[:6])
+                items, _ = await model.prepare(jpegs[:6])
                 if model.prepare_on_gpu:
                     assert all(isinstance(item, torch.Tensor) and item.is_cuda for item in items)
                     with pytest.raises(ItemError, match="item 1: not a decodable image"):
-                        await model.prepare_images([jpegs[0], b"junk"])
+                        await model.prepare([jpegs[0], b"junk"])
                 return await model.infer(items, timeout=None)
             finally:
                 await model.stop()

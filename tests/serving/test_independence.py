@@ -26,3 +26,24 @@ def test_the_bundle_package_and_the_torchserve_handler_load_without_grpc() -> No
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "['classify', 'multilabel', 'pose', 'segmentation', 'sentiment']"
+
+
+def test_the_bundle_and_the_training_tasks_load_no_protocol_code() -> None:
+    """The offline packages speak no protocol: protobuf and the generated stubs stay out (the server's
+    codecs hold what an answer looks like on the wire), checked on what actually loads."""
+    code = (
+        "import sys\n"
+        "import serving.bundle, serving.bundle.tasks, serving.torchserve_handler, training.tasks\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('grpc', 'google') or m.startswith('serving.wire')]\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_bundle_task_has_a_codec_on_the_wire() -> None:
+    from serving.bundle.tasks import TASKS
+    from serving.server.codecs import CODECS
+
+    assert sorted(CODECS) == sorted(TASKS)

@@ -46,7 +46,7 @@ def imagenet_top(
     preprocess = ImagePreprocess(224, mean, std)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    x = preprocess([preprocess.decode(buffer.getvalue())])
+    x = torch.from_numpy(preprocess([preprocess.decode(buffer.getvalue())]))
     with torch.inference_mode():
         features = body.eval()(x).mean((2, 3))
         p = functional.linear(features, classifier["_fc.weight"], classifier["_fc.bias"]).softmax(-1)[0]

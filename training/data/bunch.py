@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from serving.bundle.images import normalize_pixels, unit_pixels
 from serving.bundle.networks.bodies import IMAGENET_STATS, Stats
 from training.data.batch_transforms import BatchAugment
 from training.data.datasets import ImageDataset
@@ -49,7 +50,6 @@ class DeviceLoader:
         self.channels_last = False
         self.batch_tfm: BatchAugment | None = None  # training only: augment whole batches here
         self._augment_rng = torch.Generator(device=device).manual_seed(seed or 0)
-        self._mean = self._std = torch.empty(0)
 
     def __len__(self) -> int:
         return len(self.dl)
@@ -63,16 +63,14 @@ class DeviceLoader:
 
     def set_stats(self, stats: Stats) -> None:
         self.stats = stats
-        self._mean = torch.tensor(stats[0], device=self.device).view(1, -1, 1, 1)
-        self._std = torch.tensor(stats[1], device=self.device).view(1, -1, 1, 1)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 batch → normalized float on the device."""
-        return self._normalized(x.to(self.device, non_blocking=True).float().div_(255))
+        """uint8 batch → normalized float on the device (serving's `scale_pixels`)."""
+        return self._normalized(unit_pixels(x.to(self.device, non_blocking=True)))
 
     def _normalized(self, x: torch.Tensor) -> torch.Tensor:
         if self.stats is not None:
-            x = x.sub_(self._mean).div_(self._std)
+            x = normalize_pixels(x, *self.stats)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __iter__(self) -> Iterator[Batch]:
@@ -81,7 +79,7 @@ class DeviceLoader:
             if self.batch_tfm is None:
                 yield self.prepare(x), y
                 continue
-            x = x.to(self.device, non_blocking=True).float().div_(255)
+            x = unit_pixels(x.to(self.device, non_blocking=True))
             x, y = self.batch_tfm(x, y, self._augment_rng)
             yield self._normalized(x), y
 

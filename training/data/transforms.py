@@ -4,6 +4,9 @@ v2 dispatches on tensor type, so masks (`tv_tensors.Mask`) and points (`tv_tenso
 move with the image under geometric transforms, and lighting leaves them alone. Transforms run on
 uint8 images; conversion to float and normalization happen per batch.
 
+The resize of images is serving's (`serving.bundle.images.resize_pixels`, Pillow's antialiased
+bilinear), so a bundle squishes exactly as its loaders did; masks and points move with it.
+
 Points are continuous pixel coordinates (pixel i spans [i, i+1)). torchvision 0.29 resizes, rotates
 and warps them so, but flips them as pixel indices (x → W − 1 − x, one pixel off); `HorizontalFlip`
 and `VerticalFlip` correct that (x → W − x). The tests check every transform against a marker.
@@ -18,7 +21,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["HorizontalFlip", "Transforms", "VerticalFlip", "get_transforms", "sized"]
+from serving.bundle.images import resize_pixels
+
+__all__ = ["HorizontalFlip", "Squish", "Transforms", "VerticalFlip", "get_transforms", "sized"]
 
 Transforms = tuple[list[v2.Transform], list[v2.Transform]]
 
@@ -95,6 +100,21 @@ def get_transforms(
     return train, []
 
 
+class Squish(v2.Resize):
+    """Resize to `size`×`size`: images by serving's own resize, masks (nearest) and points with them."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__((size, size), antialias=True)
+        self.side = size
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask | tv_tensors.KeyPoints | tv_tensors.BoundingBoxes):
+            return super().transform(inpt, params)
+        pixels = inpt.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()
+        resized = torch.from_numpy(resize_pixels(pixels, self.side).copy()).permute(2, 0, 1)
+        return tv_tensors.wrap(resized, like=inpt) if isinstance(inpt, tv_tensors.Image) else resized
+
+
 def sized(tfms: Sequence[v2.Transform], size: int) -> v2.Compose:
     """Resize to `size`×`size` first (cheaper augmentation at the final size), then `tfms`."""
-    return v2.Compose([v2.Resize((size, size), antialias=True), *tfms])
+    return v2.Compose([Squish(size), *tfms])

@@ -1,10 +1,11 @@
-"""What every served task answers: the one contract a new task implements, and nothing else.
+"""What a task's bundle is and does offline: the one contract a new task implements here.
 
-A task module (`multilabel.py`, `segmentation.py`, ...) holds everything that differs by task on the
-serving side: its postprocess (pickled in the bundle), its consistency checks, its KServe V2 output
-tensors, its JSON answer (TorchServe, `train-kit predict`), its typed-API answer and its feedback
-record. The rest of `serving` asks the registry (`serving.bundle.tasks.task_for`) and never branches
-on a task's name.
+A task module (`multilabel.py`, `segmentation.py`, ...) holds what differs by task in a bundle: its
+postprocess (pickled in the bundle), its consistency checks, the ONNX graph's output, and its
+answers as plain JSON values (TorchServe, `train-kit predict`). No protocol: what an answer looks
+like as V2 tensors, typed-API messages or feedback records is the server's (`serving.server.codecs`).
+The rest of the code asks the registry (`serving.bundle.tasks.task_for`) and never branches on a
+task's name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from google.protobuf.message import Message
 
 from serving.bundle.images import encode_mask_png
 
@@ -23,35 +23,12 @@ if TYPE_CHECKING:
     from serving.bundle.manifest import Manifest
     from serving.bundle.pipeline import Pipeline
 
-__all__ = [
-    "Answer",
-    "FeedbackError",
-    "FeedbackLayout",
-    "OutputTensor",
-    "Record",
-    "ServedTask",
-    "Size",
-    "json_mask",
-    "label_scores",
-]
+__all__ = ["Answer", "FeedbackLayout", "ServedTask", "Size", "json_mask"]
 
 Size = tuple[int, int]
 """An image's (height, width) in pixels."""
 Answer = dict[str, Any]
 """One item's answer in the task's own terms (`labels`/`scores`, `mask`, `points`, `label`/`scores`)."""
-
-
-class FeedbackError(ValueError):
-    """The correction does not fit the model or its item (gRPC: INVALID_ARGUMENT); nothing was written."""
-
-
-@dataclass(frozen=True)
-class OutputTensor:
-    """A V2 output as ModelMetadata describes it: name, datatype, shape (-1 for a free axis)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -63,22 +40,10 @@ class FeedbackLayout:
     field: Literal["labels", "mask_png", "points"]
 
 
-@dataclass(frozen=True)
-class Record:
-    """A checked correction, ready to store: the image's file extension and the CSV row's values."""
-
-    image: bytes
-    extension: str
-    row: dict[str, str]
-    mask_png: bytes = b""
-
-
 class ServedTask:
-    """One task's serving side. Subclasses set the class attributes and override what differs."""
+    """One task's bundle side. Subclasses set the class attributes and override what differs."""
 
     name: ClassVar[str]
-    call: ClassVar[str]
-    """The typed API's call that answers this task (`Classify`, `Segment`, `Pose`, `Sentiment`)."""
     takes: ClassVar[Literal["images", "texts"]] = "images"
     postprocess: ClassVar[type]
     """The postprocess class a bundle of this task pickles (allow-listed for the unpickler)."""
@@ -105,49 +70,10 @@ class ServedTask:
         """What is wrong with a loaded pipeline beyond the generic checks (none by default)."""
         return []
 
-    # -- KServe V2 ----------------------------------------------------------------------------
-    def v2_outputs(self, manifest: Manifest) -> list[OutputTensor]:
-        raise NotImplementedError
-
-    def v2_encode(
-        self, postprocess: Any, outputs: np.ndarray, sizes: Sequence[Size]
-    ) -> dict[str, np.ndarray | list[bytes]]:
-        """Every V2 output for the network's raw `outputs`, by name: arrays, or bytes for BYTES."""
-        raise NotImplementedError
-
-    def check_request_sizes(self, sizes: Sequence[Size]) -> None:
-        """Refuse (ValueError) a V2 request whose images cannot share one output tensor."""
-
-    ranked_output: ClassVar[str | None] = None
-    """The V2 output of one score per class, which Triton's classification extension ranks (None:
-    the task has no classes)."""
-
-    def class_scores(self, postprocess: Any, outputs: np.ndarray) -> np.ndarray:
-        """(N, classes) scores of `ranked_output`, for the classification extension."""
-        raise NotImplementedError(f"{self.name} has no classes to rank")
-
     # -- answers --------------------------------------------------------------------------------
     def json_answer(self, manifest: Manifest, answer: Answer) -> Answer:
         """The answer as JSON (TorchServe, `train-kit predict`): as it is, unless it holds arrays."""
         return answer
-
-    def typed_response(self, manifest: Manifest, answers: list[Answer]) -> Message:
-        """The typed API's response message for `answers`, without its `model` (the caller sets it)."""
-        raise NotImplementedError
-
-    # -- feedback -------------------------------------------------------------------------------
-    def feedback_record(
-        self, image: bytes, extension: str, answer: Any, manifest: Manifest, size: Size
-    ) -> Record:
-        """A correction's CSV row (and files), checked against the model; `size` is the image's."""
-        raise FeedbackError(f"model {manifest.name!r} answers {self.name}; it takes no feedback")
-
-
-def label_scores(scores: dict[str, float], labels: Sequence[str]) -> list[Any]:
-    """Every label's score, in the model's label order, as the typed API's `LabelScore`s."""
-    from serving.wire import tasks_pb2 as pb
-
-    return [pb.LabelScore(label=label, score=scores[label]) for label in labels]
 
 
 def json_mask(mask: np.ndarray, classes: Sequence[str]) -> Answer:

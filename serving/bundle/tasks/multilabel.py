@@ -8,17 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving.bundle.quoting import shown
 from serving.bundle.scores import sigmoid
-from serving.bundle.tasks.base import (
-    FeedbackError,
-    FeedbackLayout,
-    OutputTensor,
-    Record,
-    ServedTask,
-    Size,
-)
-from serving.wire import tasks_pb2 as pb
+from serving.bundle.tasks.base import FeedbackLayout, ServedTask, Size
 
 if TYPE_CHECKING:
     from serving.bundle.manifest import Manifest
@@ -54,10 +45,8 @@ class MultiLabelPostprocess:
 
 class MultiLabelTask(ServedTask):
     name = "multilabel"
-    call = "Classify"
     postprocess = MultiLabelPostprocess
     feedback = FeedbackLayout("labels.csv", "labels")
-    ranked_output = "scores"
 
     def thresholds(self, postprocess: MultiLabelPostprocess) -> list[float]:
         return list(postprocess.thresholds)
@@ -71,48 +60,6 @@ class MultiLabelTask(ServedTask):
         ):
             return ["thresholds that differ from the manifest's"]
         return []
-
-    def v2_outputs(self, manifest: Manifest) -> list[OutputTensor]:
-        return [
-            OutputTensor("scores", "FP32", (-1, len(manifest.labels))),
-            OutputTensor("labels", "BYTES", (-1,)),
-        ]
-
-    def v2_encode(
-        self, postprocess: MultiLabelPostprocess, outputs: np.ndarray, sizes: Sequence[Size]
-    ) -> dict[str, np.ndarray | list[bytes]]:
-        scores = postprocess.scores(outputs)
-        # Planet-style: the labels over their thresholds, space-separated ("" when none is).
-        on = [" ".join(labels).encode() for labels in postprocess.on_labels(scores)]
-        return {"scores": scores.astype(np.float32), "labels": on}
-
-    def class_scores(self, postprocess: MultiLabelPostprocess, outputs: np.ndarray) -> np.ndarray:
-        return postprocess.scores(outputs)
-
-    def typed_response(self, manifest: Manifest, answers: list[dict[str, Any]]) -> pb.ClassifyResponse:
-        return pb.ClassifyResponse(
-            results=[
-                pb.Classification(
-                    labels=a["labels"],
-                    scores=[
-                        pb.LabelScore(label=label, score=a["scores"][label]) for label in manifest.labels
-                    ],
-                )
-                for a in answers
-            ]
-        )
-
-    def feedback_record(
-        self, image: bytes, extension: str, answer: Sequence[str], manifest: Manifest, size: Size
-    ) -> Record:
-        known = manifest.labels
-        unknown = [label for label in answer if label not in known]
-        if unknown:
-            raise FeedbackError(f"unknown label {shown(unknown[0])}; the model knows {known}")
-        if len(set(answer)) != len(answer):
-            raise FeedbackError("a label is given twice")
-        tags = [label for label in known if label in answer]  # in the model's order
-        return Record(image, extension, {"tags": " ".join(tags)})
 
 
 TASK = MultiLabelTask()

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from serving.bundle.scores import softmax
-from serving.bundle.tasks.base import OutputTensor, ServedTask, Size
+from serving.bundle.tasks.base import ServedTask
 
-if TYPE_CHECKING:
-    from serving.bundle.manifest import Manifest
-
-__all__ = ["LABEL", "PROBABILITIES", "SingleLabelPostprocess", "SingleLabelTask"]
-
-PROBABILITIES, LABEL = "probabilities", "label"
+__all__ = ["SingleLabelPostprocess", "SingleLabelTask"]
 
 
 @dataclass(frozen=True)
@@ -44,20 +39,3 @@ class SingleLabelPostprocess:
 
 class SingleLabelTask(ServedTask):
     postprocess = SingleLabelPostprocess
-    ranked_output = PROBABILITIES
-
-    def v2_outputs(self, manifest: Manifest) -> list[OutputTensor]:
-        return [
-            OutputTensor(PROBABILITIES, "FP32", (-1, len(manifest.labels))),
-            OutputTensor(LABEL, "BYTES", (-1,)),
-        ]
-
-    def v2_encode(
-        self, postprocess: SingleLabelPostprocess, outputs: np.ndarray, sizes: Sequence[Size]
-    ) -> dict[str, np.ndarray | list[bytes]]:
-        probabilities = postprocess.probabilities(outputs)
-        labels = [postprocess.labels[int(i)].encode() for i in probabilities.argmax(axis=1)]
-        return {PROBABILITIES: probabilities.astype(np.float32), LABEL: labels}
-
-    def class_scores(self, postprocess: SingleLabelPostprocess, outputs: np.ndarray) -> np.ndarray:
-        return postprocess.probabilities(outputs)

@@ -10,6 +10,7 @@ import torch
 from torchvision.transforms import v2
 
 from training.data import ImageDataset, ItemList, LabelledData, get_transforms
+from training.data.transforms import Squish
 from training.errors import DataError
 
 from .helpers import tag_source
@@ -58,7 +59,7 @@ def test_datasets_give_sized_uint8_images_with_their_targets(src: LabelledData) 
 def test_training_transforms_apply_to_training_only(src: LabelledData) -> None:
     train, valid, _ = src.transform((get_transforms()[0], []), size=16).datasets()
     assert [type(t) for t in train.tfm.transforms[1:]] == [type(t) for t in get_transforms()[0]]
-    assert [type(t) for t in valid.tfm.transforms] == [v2.Resize]
+    assert [type(t) for t in valid.tfm.transforms] == [Squish]
 
 
 def test_add_test_gives_a_test_dataset_with_validation_transforms_and_empty_targets(
