@@ -89,7 +89,7 @@ class Requests:
 def null_bundle(tmp: Path, jpegs: list[bytes], size: int) -> Path:
     """A multilabel bundle whose network is one Linear layer on the mean colour (seeded weights)."""
     preprocess = ImagePreprocess(size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    example = np.stack([preprocess.prepare(jpeg)[0] for jpeg in jpegs[:8]])
+    example = np.stack([preprocess.prepare_item(jpeg).item for jpeg in jpegs[:8]])
     torch.manual_seed(0)
     spec = LinearSpec(len(LABELS))
     network = Network.from_module(spec, build(spec).eval())

@@ -57,12 +57,12 @@ DEFAULT_BUNDLE = DEFAULT_BUNDLES["multilabel"]  # the other benchmarks measure t
 
 def build_bundle(tmp: Path, size: int, task: str = "multilabel") -> Path:
     """A resnet18 at `size` px trained for one epoch on the task's demo set, exported like `make demo`."""
-    from training.config import TrainConfig
     from training.demo.pose import build_pose_set
     from training.demo.scenes import build_multilabel_scenes
     from training.demo.segmentation import build_segmentation_scenes
     from training.export import export_stage
     from training.run import run_training
+    from training.tasks import config_for
 
     if task != "pose" and not FASHION_MNIST.is_dir():
         sys.exit(f"no {DEFAULT_BUNDLES[task]} and no {FASHION_MNIST} to build one: run `make demo`")
@@ -74,18 +74,10 @@ def build_bundle(tmp: Path, size: int, task: str = "multilabel") -> Path:
     else:
         build_multilabel_scenes(data, n_train=256, n_valid=64, seed=0)
     run = tmp / f"run-{task}"
-    cfg = TrainConfig(
-        task=task,
-        data=data,
-        arch="resnet18",
-        pretrained=False,
-        size=size,
-        bs=32,
-        epochs=1,
-        lr=1e-3,
-        num_workers=0,
-        out=run,
-    )
+    cfg = config_for({
+        "task": task, "data": data, "arch": "resnet18", "pretrained": False, "size": size, "bs": 32,
+        "epochs": 1, "lr": 1e-3, "num_workers": 0, "out": run,
+    })  # fmt: skip
     run_training(cfg)
     return export_stage(run, "stage-1", DEFAULT_BUNDLES[task].name, tmp / "exported", parity_items=32)
 
@@ -195,7 +187,7 @@ def measure(
     decoders = ThreadPoolExecutor(args.decode_threads)  # as many as the server decodes with
 
     def raw_jpeg(k: int) -> int:
-        prepared = decoders.map(preprocess.prepare, jpeg_batches[k % len(jpeg_batches)])
+        prepared = decoders.map(preprocess.prepare_item, jpeg_batches[k % len(jpeg_batches)])
         outputs = session.run(None, {input_name: np.stack([item for item, _ in prepared])})[0]
         post(outputs, jpeg_sizes)
         return bs

@@ -47,3 +47,17 @@ def test_every_bundle_task_has_a_codec_on_the_wire() -> None:
     from serving.server.codecs import CODECS
 
     assert sorted(CODECS) == sorted(TASKS)
+
+
+def test_the_cli_and_its_health_probe_import_no_torch() -> None:
+    """`serve-kit --help`, `settings` and `health` (the container's probe, every 10 s) load neither
+    torch nor the bundle package: each call would cost seconds and a gigabyte."""
+    code = (
+        "import sys\n"
+        "import serving, serving.cli\n"
+        "from serving.server.probe import check_health\n"
+        "print([m for m in ('torch', 'torchvision', 'onnxruntime', 'serving.bundle') if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
