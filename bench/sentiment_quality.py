@@ -109,8 +109,8 @@ def train_and_score(
     data: Path, csv_name: str, arch: str, seed: int, work: Path, split: Split, encoder: Path | None
 ) -> dict[str, Any]:
     """One run of the kit's defaults (`arch`, `seed`), exported and scored through its bundle."""
-    from training.config import TrainConfig
     from training.run import run_training
+    from training.tasks import config_for
 
     out = work / f"{csv_name}-{arch}-{seed}"
     options: dict[str, Any] = {"task": "sentiment", "arch": arch, "data": data, "csv": csv_name}
@@ -120,7 +120,7 @@ def train_and_score(
     if encoder is not None:
         options |= {"encoder": encoder, "lm_epochs": 0}
     began = time.perf_counter()
-    run_training(TrainConfig.model_validate(options))
+    run_training(config_for(options))
     trained = time.perf_counter() - began
     # each export in a process of its own, as `train-kit export` runs: torch's exporter fixes the
     # token axis of a second LSTM exported in one process (`refuse_fixed_axes`)

@@ -24,9 +24,10 @@ Generated from the code by `python docs/write_reference.py` (`make docs`); a tes
 Each flag of `train-kit` and each setting of `serve-kit` is described here, and only here; the other
 pages show them at work.
 
-`train-kit train`, `lr-find` and `finetune` read one `TrainConfig`: each flag is also a key of a
-`--config` TOML file (flags win), and a flag's default is the config's (the task's, where
-[the training page](training.md) says a task has its own).
+`train-kit train <task>` and `lr-find <task>` read that task's options (its settings class in
+`training/tasks/<task>.py`, on the shared ones of `training/config.py`): each flag is also a key of a
+`--config` TOML file (flags win), a key the task does not read is refused, and a flag's default is
+the task's own (its run folder is `runs/<task>`). `finetune` reads the task of the bundle it tunes.
 """
 
 
@@ -34,14 +35,12 @@ def generate() -> str:
     from serving.cli import app as serve_kit
     from serving.server.settings import ServerSettings
     from training.cli import app as train_kit
-    from training.config import TrainConfig
 
     lines = [HEADER]
-    defaults = {name: field for name, field in TrainConfig.model_fields.items()}
     for cli, app in (("train-kit", train_kit), ("serve-kit", serve_kit)):
         lines.append(f"## `{cli}`\n")
         for path, command in _commands(typer.main.get_command(app), [cli]):
-            lines += _command(path, command, defaults if cli == "train-kit" else {})
+            lines += _command(path, command)
     lines.append("## serve-kit settings\n")
     lines.append(
         "Defaults < a TOML or YAML file (`--config`, `SERVE_CONFIG_FILE`) < `SERVE_*` environment "
@@ -61,7 +60,7 @@ def _commands(command: Any, path: list[str]) -> list[tuple[list[str], Any]]:
     return [(path, command)]
 
 
-def _command(path: list[str], command: Any, defaults: dict[str, Any]) -> list[str]:
+def _command(path: list[str], command: Any) -> list[str]:
     arguments = " ".join(
         p.name.upper() for p in command.params if not hasattr(p, "opts") or not _is_option(p)
     )
@@ -72,13 +71,10 @@ def _command(path: list[str], command: Any, defaults: dict[str, Any]) -> list[st
         lines += ["| flag | default | meaning |", "| --- | --- | --- |"]
         for option in options:
             flag = " / ".join(f"`{o}`" for o in [*option.opts, *option.secondary_opts])
-            field = defaults.get(option.name)
             default = option.default
-            if isinstance(option.show_default, str):  # the config's flags say their defaults so
+            if isinstance(option.show_default, str):  # flags made from a model's fields say their defaults so
                 default = option.show_default
-            elif default is None and field is not None and field.default is not PydanticUndefined:
-                default = field.default
-            meaning = option.help or (field.description if field is not None else "") or ""
+            meaning = option.help or ""
             lines.append(f"| {flag} | {_shown(default)} | {_cell(meaning)} |")
         lines.append("")
     return lines

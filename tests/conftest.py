@@ -61,11 +61,11 @@ def tag_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tag_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder holding a finished `stage-1` (resnet18, 32 px, 2 epochs) on the tag images."""
-    from training.config import TrainConfig
     from training.run import run_training
+    from training.tasks.multilabel import MultilabelConfig
 
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(
+    cfg = MultilabelConfig(
         data=tag_images,
         arch="resnet18",
         pretrained=False,
@@ -150,12 +150,12 @@ def point_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def seg_run(seg_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished U-Net `stage-1` (resnet18, 32 px, 2 epochs) on the rectangles."""
-    from training.config import TrainConfig
     from training.run import run_training
+    from training.tasks.segmentation import SegmentationConfig
 
     out = tmp_path_factory.mktemp("seg-run")
-    cfg = TrainConfig(
-        task="segmentation", data=seg_images, suffix=".png", arch="resnet18", pretrained=False, size=32,
+    cfg = SegmentationConfig(
+        data=seg_images, arch="resnet18", pretrained=False, size=32,
         bs=8, epochs=2, lr=3e-3, num_workers=0, out=out,
     )  # fmt: skip
     run_training(cfg)
@@ -165,12 +165,12 @@ def seg_run(seg_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pose_run(point_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished point regressor `stage-1` (resnet18, 32 px, 8 epochs) on the discs."""
-    from training.config import TrainConfig
     from training.run import run_training
+    from training.tasks.pose import PoseConfig
 
     out = tmp_path_factory.mktemp("pose-run")
-    cfg = TrainConfig(
-        task="pose", data=point_images, suffix=".png", arch="resnet18", pretrained=False, size=32,
+    cfg = PoseConfig(
+        data=point_images, suffix=".png", arch="resnet18", pretrained=False, size=32,
         bs=16, epochs=8, lr=3e-3, num_workers=0, out=out,
     )  # fmt: skip
     run_training(cfg)
@@ -250,12 +250,12 @@ def review_texts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sentiment_run(review_texts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder after `train-kit train sentiment` (the default: hybrid) at toy size: `lm`,
     `encoder.pt`, `ngram`, `clf-1`, `clf-2`, `clf`."""
-    from training.config import TrainConfig
     from training.run import run_training
+    from training.tasks.sentiment import SentimentConfig
 
     out = tmp_path_factory.mktemp("sentiment-run")
-    cfg = TrainConfig(
-        task="sentiment", data=review_texts, vocab_size=120, max_tokens=48, emb=24, hidden=32, layers=2,
+    cfg = SentimentConfig(
+        data=review_texts, vocab_size=120, max_tokens=48, emb=24, hidden=32, layers=2,
         bs=8, bptt=16, lm_epochs=1, epochs=2, lr=2e-2, ngram_buckets=4096, out=out,
     )  # fmt: skip
     run_training(cfg)

@@ -21,9 +21,10 @@ from typing import Annotated, Any, get_args
 import typer
 
 from training.cli_data import data_app
-from training.cli_options import IMAGE_ONLY, SENTIMENT_ONLY, config_command, option
+from training.cli_options import config_command, option
 from training.cli_shared import console, user_errors
 from training.errors import ConfigError
+from training.tasks import TASKS
 
 app = typer.Typer(
     help="Train image and text models the fastai way: tags, classes, segmentation, pose, sentiment.",
@@ -31,14 +32,19 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts say `models/<name>[/<version>]`: brackets are text, not markup
 )
 app.add_typer(data_app, name="data")
-
-
-class Task(enum.StrEnum):
-    multilabel = "multilabel"
-    classify = "classify"
-    segmentation = "segmentation"
-    pose = "pose"
-    sentiment = "sentiment"
+train_app = typer.Typer(
+    help="Train a task: one stage with fit_one_cycle (sentiment: its ULMFiT stages); metrics JSON at "
+    "the end. `train-kit train <task> --help` lists that task's options.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(train_app, name="train")
+lr_find_app = typer.Typer(
+    help="Sweep learning rates for a task that trains in stages; print the suggestions, plot them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(lr_find_app, name="lr-find")
 
 
 @app.command("save-body")
@@ -75,30 +81,18 @@ def lr_find(
     console.print(f"suggested learning rate: {found.suggestion:.2e} ({found.rule})  (plot: {plot})")
 
 
-config_command(
-    app,
-    "lr-find",
-    lr_find,
-    task_type=Task,
-    skip=SENTIMENT_ONLY | {"lr", "epochs", "pct_start", "stage", "resume"},
-    own=[
-        option("start_lr", float, 1e-7, "lowest rate of the sweep"),
-        option("end_lr", float, 10.0, "highest rate of the sweep"),
-        option("num_it", int, 100, "mini-batches in the sweep"),
-        option("suggest", str, "valley", "the rule that picks the rate: valley | steep | minimum | slide"),
-    ],
-)
+LR_FIND_OWN = [
+    option("start_lr", float, 1e-7, "lowest rate of the sweep"),
+    option("end_lr", float, 10.0, "highest rate of the sweep"),
+    option("num_it", int, 100, "mini-batches in the sweep"),
+    option("suggest", str, "valley", "the rule that picks the rate: valley | steep | minimum | slide"),
+]
+LR_FIND_SKIPS = {"lr", "epochs", "pct_start", "stage", "resume"}
+"""Options of a stage that a sweep has no use for: it picks the rate and trains nothing to keep."""
 
 
 def train(cfg: Any) -> None:
     """Train one stage with fit_one_cycle (sentiment: its ULMFiT stages); metrics JSON at the end."""
-    _train(cfg)
-
-
-config_command(app, "train", train, task_type=Task)
-
-
-def _train(cfg: Any) -> None:
     from training.distributed import current_ranks
     from training.progress import RichReporter
     from training.run import run_training
@@ -126,12 +120,15 @@ def per_label_table(report: dict[str, dict[str, float]]) -> Any:
     return table
 
 
-def sentiment(cfg: Any) -> None:
-    """The same as `train sentiment`: tokenizer, language model (→ encoder.pt), classifier (→ clf)."""
-    _train(cfg)
-
-
-config_command(app, "sentiment", sentiment, task="sentiment", skip=IMAGE_ONLY)
+for task in TASKS.values():  # each task's own options, and no other's
+    config_command(train_app, task.name, train, task.settings, help=task.settings.__doc__)
+    for older in task.older_commands:
+        config_command(app, older, train, task.settings, help=f"The same as `train {task.name}`.")
+    if task.recipe is None:  # a task that trains in stages
+        config_command(
+            lr_find_app, task.name, lr_find, task.settings, own=LR_FIND_OWN, skip=LR_FIND_SKIPS,
+            help=task.settings.__doc__,
+        )  # fmt: skip
 
 
 def main() -> None:

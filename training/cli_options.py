@@ -1,9 +1,10 @@
-"""The flags of every command that reads a `TrainConfig`, made from its fields: one definition.
+"""The flags of a command made from a pydantic model's fields: one definition per option.
 
 Each field is a flag (`max_rotate` → `--max-rotate`, a bool → `--x/--no-x`), its help is the field's
-`description` and its shown default the config's (and each task's own, from `TASK_DEFAULTS`). A flag
-that is not given arrives as None, so a `--config` file or the default decides. `config_command`
-registers a function of a `TrainConfig` as a typer command with these flags beside its own.
+`description` and its shown default the field's (a task's settings class holds the task's own). A
+flag that is not given arrives as None, so a `--config` file or the default decides. `config_command`
+registers a function of a task's options as a typer command with these flags (and `--config`) beside
+its own; `options_command` does the same for any model (a demo data set's options).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from training.cli_shared import user_errors
-from training.config import TASK_DEFAULTS, TrainConfig, load_config
+from training.config import TrainConfig, load_config
+from training.errors import ConfigError
 
-__all__ = ["IMAGE_ONLY", "SENTIMENT_ONLY", "config_command", "config_flags", "option"]
+__all__ = ["config_command", "model_flags", "option", "options_command"]
 
 FLAG_DECLS = {
     "do_flip": "--flip/--no-flip",
@@ -32,35 +35,27 @@ FLAG_DECLS = {
 }
 """Flags whose names are not the field's: fastai's words, or a switch that only turns on."""
 
-SENTIMENT_ONLY = frozenset(
-    {"text_col", "extra_csv", "vocabulary", "vocab_size", "max_tokens", "emb", "hidden", "layers", "bptt"}
-    | {"lm_epochs", "lm_lr", "encoder", "ngram_buckets"}
-)
-"""Keys only sentiment reads."""
-IMAGE_ONLY = frozenset(
-    {"folder", "suffix", "image_col", "label_delim", "valid_list", "valid_pct", "codes", "void"}
-    | {"mask_folder", "mask_suffix", "points", "x_col", "y_col", "flip_pairs", "weights", "pretrained"}
-    | {"normalize", "size", "thresh", "do_flip", "flip_vert", "max_rotate", "max_zoom", "max_lighting"}
-    | {"max_warp", "p_affine", "p_lighting", "unfreeze", "from_stage", "stage", "num_workers", "pct_start"}
-    | {"channels_last", "compile", "batch_tfms"}
-)
-"""Keys only the image tasks read."""
 
-
-def config_flags(skip: Iterable[str] = (), task: str | None = None) -> list[inspect.Parameter]:
-    """One keyword parameter per `TrainConfig` field (but `task` and `skip`), typed for typer;
-    defaults shown for `task` alone where the command has one."""
+def model_flags(model: type[BaseModel], skip: Iterable[str] = ()) -> list[inspect.Parameter]:
+    """One keyword parameter per field of `model` (but `task` and `skip`), typed for typer: the
+    data folder first, then the model's own options before those it shares with others."""
     skipped = {"task", *skip}
-    fields = TrainConfig.model_fields.items()
-    return [_flag(name, field, task) for name, field in fields if name not in skipped]
+    fields = model.model_fields
+    return [_flag(name, fields[name]) for name in _own_first(model) if name not in skipped]
 
 
-def _flag(name: str, field: FieldInfo, task: str | None) -> inspect.Parameter:
+def _own_first(model: type[BaseModel]) -> list[str]:
+    """Field names by the class that declares them, the most derived first (`data` leads)."""
+    declared = [name for cls in model.__mro__ for name in vars(cls).get("__annotations__", {})]
+    names = dict.fromkeys(["data", *declared])
+    return [name for name in names if name in model.model_fields]
+
+
+def _flag(name: str, field: FieldInfo) -> inspect.Parameter:
     kind = _cli_type(field.annotation)
     dashed = "--" + name.replace("_", "-")
     decl = FLAG_DECLS.get(name) or (f"{dashed}/--no-{dashed[2:]}" if kind is bool else dashed)
-    shown = _shown_default(name, field, task)
-    return option(name, kind | None, None, field.description or "", decl=decl, show_default=shown)
+    return option(name, kind | None, None, field.description or "", decl=decl, show_default=_shown(field))
 
 
 def option(
@@ -87,57 +82,66 @@ def _cli_type(annotation: Any) -> Any:
     return str
 
 
-def _shown_default(name: str, field: FieldInfo, task: str | None) -> str | bool:
-    """The default as help shows it: the config's, then each task's own (`bs: 64; sentiment: 32`),
-    or the one task's where a command trains only that task."""
-    if task is not None and name in TASK_DEFAULTS.get(task, {}):
-        return _text(TASK_DEFAULTS[task][name])
-    tasks = TASK_DEFAULTS.items() if task is None else ()
-    per_task = [f"{other}: {_text(values[name])}" for other, values in tasks if name in values]
+def _shown(field: FieldInfo) -> str | bool:
+    """The default as help shows it (none where there is none to show)."""
     default = field.default
-    shown = [] if default in (None, PydanticUndefined) or default == [] else [_text(default)]
-    return "; ".join(shown + per_task) or False
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, str) and not value.strip():
-        return repr(value)
-    if isinstance(value, list):
-        return " ".join(map(str, value))
-    return str(value)
+    if default in (None, PydanticUndefined) or default == []:
+        return False
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, str) and not default.strip():
+        return repr(default)
+    if isinstance(default, list):
+        return " ".join(map(str, default))
+    return str(default)
 
 
 def config_command(
     app: typer.Typer,
     name: str,
     run: Callable[..., None],
+    settings: type[TrainConfig],
     *,
     own: list[inspect.Parameter] = (),  # type: ignore[assignment]
     skip: Iterable[str] = (),
-    task: str | None = None,
-    task_type: type | None = None,
+    help: str | None = None,
 ) -> None:
-    """Register `run(cfg, **own)` as `name`: a TASK argument (unless `task` fixes it), `--config`,
-    a flag for every config field not in `skip`, then the command's `own` parameters."""
+    """Register `run(cfg, **own)` as `name`: `--config`, a flag for every option of `settings` not in
+    `skip`, then the command's `own` parameters."""
     own_names = [p.name for p in own]
 
     def command(**given: Any) -> None:
         extras = {key: given.pop(key) for key in own_names}
-        chosen = task or str(getattr(given["task"], "value", given["task"]))
-        given["task"] = chosen
-        cfg = load_config(given.pop("config"), given)
-        run(cfg, **extras)
+        run(load_config(settings, given.pop("config"), given), **extras)
 
-    head = []
-    if task is None:
-        head.append(inspect.Parameter("task", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=task_type))
     config = Annotated[Path | None, typer.Option("--config", help="TOML file of options; flags override it")]
-    head.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=config))
-    params = [*head, *config_flags(skip, task), *own]
+    head = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=config)
+    _register(app, name, command, [head, *model_flags(settings, skip), *own], help or run.__doc__)
+
+
+def options_command(
+    app: typer.Typer, name: str, run: Callable[[Any], None], options: type[BaseModel], help: str | None
+) -> None:
+    """Register `run(options)` as `name`, with a flag for every field of `options`."""
+
+    def command(**given: Any) -> None:
+        try:
+            chosen = options.model_validate({k: v for k, v in given.items() if v is not None})
+        except ValidationError as err:
+            raise ConfigError(str(err)) from None
+        run(chosen)
+
+    _register(app, name, command, model_flags(options), help)
+
+
+def _register(
+    app: typer.Typer,
+    name: str,
+    command: Callable[..., None],
+    params: list[inspect.Parameter],
+    help: str | None,
+) -> None:
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = run.__doc__
-    command.__name__ = run.__name__
-    app.command(name)(user_errors(command))
+    command.__name__ = name.replace("-", "_")
+    app.command(name, help=help)(user_errors(command))

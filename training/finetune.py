@@ -19,7 +19,6 @@ import torch
 from serving.bundle import load_bundle
 from serving.bundle.pipeline import ImagePreprocess
 from training.checkpoint import write_json_atomic
-from training.config import TrainConfig, load_config
 from training.data import ItemList, LabelledData
 from training.data.bunch import DataBunch, Stats
 from training.errors import ConfigError, DataError
@@ -29,6 +28,7 @@ from training.metrics import Metric, metric_name
 from training.models import layer_groups
 from training.run import stage_meta, train_transforms
 from training.tasks import TaskSetup, TrainingTask, task_for
+from training.tasks.image_config import ImageConfig
 
 __all__ = ["FinetuneReport", "finetune"]
 
@@ -128,7 +128,7 @@ def finetune(
 
 def _config(
     path: Path | None,
-    task: TrainingTask,
+    task: TrainingTask[Any],
     data: Path,
     out: Path,
     pipeline: Any,
@@ -137,7 +137,7 @@ def _config(
     bs: int | None,
     seed: int,
     num_workers: int | None,
-) -> TrainConfig:
+) -> ImageConfig:
     """The original run's options (from its `--config` file, if given), with what the bundle fixes:
     its task, architecture, input size, threshold, Void code and point names."""
     fixed: dict[str, Any] = {"task": task.name, "data": data, "out": out, "arch": pipeline.network.spec.arch}
@@ -149,11 +149,13 @@ def _config(
         "from_stage": None,
         "resume": False,
     }
-    return load_config(path, fixed | task.fixed_config(pipeline.postprocess))
+    cfg = task.load_config(path, fixed | task.fixed_config(pipeline.postprocess))
+    assert isinstance(cfg, ImageConfig)  # the tasks that take feedback take images
+    return cfg
 
 
 def _read_feedback(
-    folder: Path, task: TrainingTask, setup: TaskSetup, cfg: TrainConfig
+    folder: Path, task: TrainingTask[Any], setup: TaskSetup, cfg: ImageConfig
 ) -> tuple[ItemList, torch.Tensor]:
     """The stored records as items and targets, encoded with the model's own classes."""
     layout = task.served.feedback

@@ -1,4 +1,4 @@
-"""A whole run from a `TrainConfig`: data, network, stage handling, fit, metrics file — or, for a
+"""A whole run from a task's options: data, network, stage handling, fit, metrics file — or, for a
 task with a recipe of its own (sentiment's three stages), that recipe.
 
 The CLI is a thin shell over these functions, so tests and notebooks can call them directly.
@@ -29,16 +29,17 @@ from training.lr_suggestions import DEFAULT_RULE
 from training.metrics import metric_name
 from training.models import Pretrained, create_model, layer_groups
 from training.tasks import TaskSetup, setup_task, task_for
+from training.tasks.image_config import ImageConfig
 
-__all__ = ["build_learner", "run_lr_find", "run_training", "stage_meta", "train_transforms"]
+__all__ = ["build_learner", "run_lr_find", "run_stage", "run_training", "stage_meta", "train_transforms"]
 
 
-def build_learner(cfg: TrainConfig, reporter: Reporter | None = None) -> Learner[DataBunch]:
+def build_learner(cfg: ImageConfig, reporter: Reporter | None = None) -> Learner[DataBunch]:
     """Data and network as `cfg` says, weights from `from_stage` if named, frozen if pretrained."""
     return _build(cfg, reporter)[0]
 
 
-def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[DataBunch], TaskSetup]:
+def _build(cfg: ImageConfig, reporter: Reporter | None = None) -> tuple[Learner[DataBunch], TaskSetup]:
     torch.manual_seed(cfg.seed)  # the network's initial weights, reproducibly
     task = setup_task(cfg)
     train_tfms = train_transforms(cfg, task)
@@ -84,7 +85,7 @@ def _build(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[Learner[
     return learn, task
 
 
-def _stats(cfg: TrainConfig, previous: dict[str, Any] | None) -> Stats | None:
+def _stats(cfg: ImageConfig, previous: dict[str, Any] | None) -> Stats | None:
     """A continued stage keeps its stats; a pretrained body gets the input scaling its weights were
     trained with; else the data's own (None: computed from a sample)."""
     if previous is not None:
@@ -97,7 +98,7 @@ def _stats(cfg: TrainConfig, previous: dict[str, Any] | None) -> Stats | None:
     return None
 
 
-def train_transforms(cfg: TrainConfig, task: TaskSetup) -> Transforms:
+def train_transforms(cfg: ImageConfig, task: TaskSetup) -> Transforms:
     """The per-item augmentations `cfg` asks for; uncovered mask pixels get the task's Void code.
     With `batch_tfms` only the perspective warp stays per item (the batch path does the rest)."""
     batched = cfg.batch_tfms
@@ -115,7 +116,7 @@ def train_transforms(cfg: TrainConfig, task: TaskSetup) -> Transforms:
     )
 
 
-def batch_augment(cfg: TrainConfig, task: TaskSetup) -> BatchAugment:
+def batch_augment(cfg: ImageConfig, task: TaskSetup) -> BatchAugment:
     """The batch path's flips, turns, rotation, zoom and lighting, as `cfg` asks for them."""
     return BatchAugment(
         targets=task.targets,
@@ -131,7 +132,7 @@ def batch_augment(cfg: TrainConfig, task: TaskSetup) -> BatchAugment:
     )
 
 
-def stage_meta(cfg: TrainConfig, task: TaskSetup, classes: list[str], stats: Stats) -> dict[str, Any]:
+def stage_meta(cfg: ImageConfig, task: TaskSetup, classes: list[str], stats: Stats) -> dict[str, Any]:
     """What a checkpoint says about itself: enough to resume it, continue from it, or export it."""
     return {
         "task": cfg.task,
@@ -139,12 +140,11 @@ def stage_meta(cfg: TrainConfig, task: TaskSetup, classes: list[str], stats: Sta
         "classes": classes,
         "size": cfg.size,
         "stats": [list(s) for s in stats],
-        "thresh": cfg.thresh,
         "config": cfg.model_dump(mode="json"),
     }
 
 
-def _previous_stage(cfg: TrainConfig) -> dict[str, Any] | None:
+def _previous_stage(cfg: ImageConfig) -> dict[str, Any] | None:
     if not cfg.from_stage:
         return None
     path = cfg.out / f"{cfg.from_stage}.pt"
@@ -172,6 +172,11 @@ def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str
     recipe = task_for(cfg.task).recipe
     if recipe is not None:
         return recipe(cfg, reporter)
+    return run_stage(_staged(cfg), reporter)
+
+
+def run_stage(cfg: ImageConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """One `fit_one_cycle` stage of an image task, its metrics file and plot; returns the metrics."""
     learn, task = _build(cfg, reporter)
     if not cfg.resume and learn.is_main:
         show_batch(learn.data, cfg.out / f"{cfg.stage}.batch.png")
@@ -201,8 +206,17 @@ def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str
     return result
 
 
+def _staged(cfg: TrainConfig) -> ImageConfig:
+    """`cfg` as the options of a task that trains in `fit_one_cycle` stages (the image tasks')."""
+    if not isinstance(cfg, ImageConfig):
+        raise ConfigError(
+            f"{cfg.task} trains by its own recipe (train-kit train {cfg.task}); it has no stages"
+        )
+    return cfg
+
+
 def run_lr_find(
-    cfg: TrainConfig, start_lr: float, end_lr: float, num_it: int, rule: str = DEFAULT_RULE
+    cfg: ImageConfig, start_lr: float, end_lr: float, num_it: int, rule: str = DEFAULT_RULE
 ) -> tuple[LRFind, Path]:
     """Sweep rates on the configured learner; `rule` picks the suggestion. The plot (every rule's
     rate marked) goes to `<out>/lr_find.png`, the sweep itself to `<out>/lr_find.json`."""

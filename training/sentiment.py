@@ -22,8 +22,8 @@ AWD-LSTM classifier on a language model (ULMFiT), or both added together (`hybri
    the embedding. In a hybrid, its logits are added to the frozen n-gram branch's, from zero.
    Texts are cut to `max_tokens`, exactly as the exported bundle cuts them.
 
-The options are a `TrainConfig` with `task="sentiment"` (its defaults suit the demo reviews on a
-CPU). Every stage is a checkpoint as for images; `<out>/clf.metrics.json` holds the classifier's accuracy
+The options are a `SentimentConfig` (`training.tasks.sentiment`; its defaults suit the demo reviews on
+a CPU). Every stage is a checkpoint as for images; `<out>/clf.metrics.json` holds the classifier's accuracy
 beside the majority-class baseline, and the language model's perplexity; `<out>/clf.curves.png` plots the
 classifier's fits (losses and accuracy per epoch).
 """
@@ -34,7 +34,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -45,7 +45,6 @@ from serving.bundle.networks.hybrid import HybridClassifier, HybridSpec
 from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
 from serving.bundle.tokenizer import TextTokenizer
 from training.checkpoint import atomic_save, load_checkpoint, write_json_atomic
-from training.config import TrainConfig
 from training.curves import plot_curves
 from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
 from training.data.splitters import subsampled
@@ -57,20 +56,23 @@ from training.metrics import accuracy
 from training.models import text_layer_groups
 from training.ngram_fit import fit_ngram_branch
 
+if TYPE_CHECKING:  # the task module runs this recipe: it imports this module, not the other way round
+    from training.tasks.sentiment import SentimentConfig
+
 __all__ = ["load_encoder", "run_sentiment", "valid_column"]
 
 ENCODER_FILE = "encoder.pt"
 DISCRIMINATIVE = 2.6  # ULMFiT: each layer group's rate is the next one's / 2.6
 
 
-def valid_column(cfg: TrainConfig) -> str:
+def valid_column(cfg: SentimentConfig) -> str:
     """The boolean CSV column marking validation rows: texts are split by it, never at random."""
     if not cfg.valid_col:
         raise ConfigError("sentiment splits by a boolean CSV column: give --valid-col (default is_valid)")
     return cfg.valid_col
 
 
-def _check(cfg: TrainConfig) -> float:
+def _check(cfg: SentimentConfig) -> float:
     """Options sentiment cannot take, refused before anything is written; returns the classifier
     head's one rate (the groups below get ULMFiT's falling rates)."""
     if isinstance(cfg.lr, tuple):
@@ -82,7 +84,7 @@ def _check(cfg: TrainConfig) -> float:
     return cfg.lr
 
 
-def run_sentiment(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+def run_sentiment(cfg: SentimentConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Tokenizer → language model (or `cfg.encoder`) → classifier; returns the metrics it wrote."""
     _check(cfg)
     torch.manual_seed(cfg.seed)
@@ -115,7 +117,7 @@ def run_sentiment(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[st
 
 
 def train_language_model(
-    cfg: TrainConfig,
+    cfg: SentimentConfig,
     src: LabelledData,
     tokenizer: TextTokenizer,
     spec: AwdLstmSpec,
@@ -162,7 +164,7 @@ def train_language_model(
 
 
 def train_classifier(
-    cfg: TrainConfig,
+    cfg: SentimentConfig,
     src: LabelledData,
     tokenizer: TextTokenizer,
     spec: AwdLstmSpec,
@@ -239,7 +241,7 @@ def train_classifier(
     }
 
 
-def unfreeze_gradually(learn: Learner, cfg: TrainConfig) -> None:
+def unfreeze_gradually(learn: Learner, cfg: SentimentConfig) -> None:
     """ULMFiT: the head (`clf-1`), then the last LSTM too (`clf-2`), then all (`clf`), each group's
     rate 2.6× below the next."""
     lr = _check(cfg)
@@ -252,7 +254,7 @@ def unfreeze_gradually(learn: Learner, cfg: TrainConfig) -> None:
     fit_stage(learn, cfg, "clf", cfg.epochs, slice(lr / 10 / spread, lr / 10))
 
 
-def fit_ngram_stage(learn: Learner, cfg: TrainConfig, stage: str) -> None:
+def fit_ngram_stage(learn: Learner, cfg: SentimentConfig, stage: str) -> None:
     """The n-gram branch fitted to its optimum (`training.ngram_fit`), saved as `stage` with one
     record in its history; with `resume`, a stage already on disk is loaded instead."""
     if cfg.resume and learn.stage_path(stage).is_file():
@@ -270,7 +272,7 @@ def fit_ngram_stage(learn: Learner, cfg: TrainConfig, stage: str) -> None:
     learn.save(stage)
 
 
-def fit_stage(learn: Learner, cfg: TrainConfig, stage: str, epochs: int, lr: float | slice) -> None:
+def fit_stage(learn: Learner, cfg: SentimentConfig, stage: str, epochs: int, lr: float | slice) -> None:
     """One cycle (ULMFiT's momentums); with `resume`, a stage already on disk continues from its last
     epoch, or, finished, only loads its weights."""
     resume = cfg.resume and learn.stage_path(stage).is_file()
@@ -311,7 +313,7 @@ def load_encoder(path: Path) -> tuple[TextTokenizer, AwdLstmSpec, dict[str, torc
     return tokenizer, spec, state["model"]
 
 
-def _extra_texts(cfg: TrainConfig) -> list[str]:
+def _extra_texts(cfg: SentimentConfig) -> list[str]:
     """The unlabelled texts of `extra_csv` (its `text_col`), if the data folder has that file."""
     if cfg.extra_csv is None or not (cfg.data / cfg.extra_csv).is_file():
         return []

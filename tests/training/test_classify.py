@@ -13,8 +13,8 @@ from serving.bundle import load_bundle
 from serving.bundle.tasks.single_label import SingleLabelPostprocess
 from tests.conftest import COLOURS, write_colour_folders
 from training.cli import app
-from training.config import TrainConfig
 from training.run import run_training
+from training.tasks.classify import ClassifyConfig
 
 runner = CliRunner()
 
@@ -28,8 +28,8 @@ def colour_folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def classify_bundle(colour_folders: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`models/colours` exported by `train-kit export` from a 2-epoch resnet18 stage."""
     run, models = tmp_path_factory.mktemp("classify-run"), tmp_path_factory.mktemp("classify-models")
-    cfg = TrainConfig(
-        task="classify", data=colour_folders, arch="resnet18", pretrained=False, size=32, bs=12, epochs=2,
+    cfg = ClassifyConfig(
+        data=colour_folders, arch="resnet18", pretrained=False, size=32, bs=12, epochs=2,
         lr=1e-3, num_workers=0, out=run,
     )  # fmt: skip
     result = run_training(cfg)

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from serving.bundle import load_bundle
 from training.cli import app
-from training.config import TrainConfig
 from training.export import ExportError, export_stage
 from training.run import build_learner
+from training.tasks.multilabel import MultilabelConfig
 
 
 def versions(models: Path) -> list[str]:
@@ -28,7 +28,7 @@ def versions(models: Path) -> list[str]:
 
 def test_a_round_trip_predicts_what_the_learner_predicts(trained_run: Path, bundle_path: Path) -> None:
     state = torch.load(trained_run / "stage-1.pt", weights_only=True)
-    cfg = TrainConfig.model_validate(
+    cfg = MultilabelConfig.model_validate(
         {**state["meta"]["config"], "from_stage": "stage-1", "stage": "check", "unfreeze": True}
     )
     learn = build_learner(cfg)

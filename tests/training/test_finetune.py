@@ -20,11 +20,11 @@ from serving.wire import tasks_pb2 as pb
 from serving.wire.tasks_pb2_grpc import TasksStub
 from tests.conftest import COLOURS
 from tests.serving.servers import running_server
-from training.config import TrainConfig
 from training.errors import DataError
 from training.export import export_stage
 from training.finetune import finetune
 from training.run import run_training
+from training.tasks.multilabel import MultilabelConfig
 
 SIZE = 32
 
@@ -73,7 +73,7 @@ def test_feedback_on_a_rare_tag_fine_tunes_a_better_version_that_the_server_swap
     data = write_rare_square_set(tmp_path / "data")
     run = tmp_path / "run"
     run_training(
-        TrainConfig(
+        MultilabelConfig(
             data=data,
             arch="resnet18",
             pretrained=False,

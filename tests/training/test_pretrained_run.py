@@ -18,12 +18,13 @@ from tests.conftest import write_colour_folders
 from tests.serving.payloads import images_input
 from tests.serving.servers import running_server
 from training.cli import app
-from training.config import TrainConfig
 from training.errors import ExportError
 from training.export import export_stage
 from training.pretrained import pretrained_file
 from training.run import run_training
+from training.tasks import config_for
 from training.tasks.base import Resolution
+from training.tasks.multilabel import MultilabelConfig
 
 runner = CliRunner()
 QUICK = ["--size", "32", "--bs", "16", "--num-workers", "0"]
@@ -72,7 +73,7 @@ def test_lr_find_sweeps_the_head_over_the_frozen_pretrained_body(tag_images: Pat
 def test_an_unfrozen_mixed_precision_stage_moves_the_body_at_discriminative_rates(
     run: Path, tag_images: Path
 ) -> None:
-    cfg = TrainConfig(
+    cfg = MultilabelConfig(
         data=tag_images, size=32, bs=16, num_workers=0, epochs=1, lr=(1e-4, 1e-3), unfreeze=True,
         fp16=True, from_stage="stage-1", stage="stage-2", out=run,
     )  # fmt: skip
@@ -116,10 +117,11 @@ def test_every_other_image_task_starts_from_the_packaged_body_and_exports(
     task: str, data: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     folder: Path = request.getfixturevalue(data)
-    cfg = TrainConfig(
-        task=task, data=folder, suffix=".png", size=32, bs=8, epochs=1, lr=3e-3, num_workers=0,
-        unfreeze=True, out=tmp_path / "run",
-    )  # fmt: skip
+    layout = {"suffix": ".png"} if task == "pose" else {}  # pose names its images in a CSV
+    cfg = config_for({
+        "task": task, "data": folder, **layout, "size": 32, "bs": 8, "epochs": 1, "lr": 3e-3,
+        "num_workers": 0, "unfreeze": True, "out": tmp_path / "run",
+    })  # fmt: skip
     run_training(cfg)
     resolution: Resolution = "native" if task == "segmentation" else "squish"  # a U-Net-Lite at any size
     exported = export_stage(tmp_path / "run", "stage-1", task, tmp_path / "models", 8, resolution=resolution)

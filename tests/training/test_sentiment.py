@@ -14,9 +14,10 @@ from serving.bundle.networks.ngrams import ngram_ids
 from serving.bundle.text_preprocess import TextPreprocess
 from serving.bundle.tokenizer import TextTokenizer
 from training.checkpoint import load_checkpoint
-from training.config import TrainConfig
 from training.errors import ConfigError
 from training.sentiment import load_encoder, run_sentiment
+from training.tasks.multilabel import MultilabelConfig
+from training.tasks.sentiment import SentimentConfig
 
 
 def encoder_weights(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -62,8 +63,8 @@ def test_gradual_unfreezing_trains_the_head_then_the_last_lstm_then_everything(s
 def test_a_saved_encoder_starts_a_classifier_without_a_new_language_model(
     sentiment_run: Path, review_texts: Path, tmp_path: Path
 ) -> None:
-    cfg = TrainConfig(
-        task="sentiment", arch="ulmfit", data=review_texts, encoder=sentiment_run / "encoder.pt",
+    cfg = SentimentConfig(
+        arch="ulmfit", data=review_texts, encoder=sentiment_run / "encoder.pt",
         lm_epochs=0, max_tokens=48, bs=8, epochs=1, out=tmp_path,
     )  # fmt: skip
     result = run_sentiment(cfg)
@@ -78,9 +79,7 @@ def test_a_file_that_is_not_an_encoder_is_refused_by_name(sentiment_run: Path, r
     with pytest.raises(ConfigError, match=r"clf-1\.pt: not a text encoder"):
         load_encoder(sentiment_run / "clf-1.pt")
     with pytest.raises(ConfigError, match="--lm-epochs 0 needs --encoder"):
-        run_sentiment(
-            TrainConfig(task="sentiment", data=review_texts, lm_epochs=0, out=sentiment_run / "never")
-        )
+        run_sentiment(SentimentConfig(data=review_texts, lm_epochs=0, out=sentiment_run / "never"))
 
 
 def test_the_bundle_carries_the_tokenizer_and_limit_and_passed_parity(sentiment_bundle: Path) -> None:
@@ -128,7 +127,7 @@ def test_a_killed_run_resumes_reusing_its_tokenizer_and_finished_stages(
     for name in ("lm.pt", "encoder.pt", "ngram.pt", "clf-1.pt", "clf-2.pt"):
         shutil.copy(sentiment_run / name, tmp_path / name)
     before = {name: (tmp_path / name).read_bytes() for name in ("lm.pt", "ngram.pt", "clf-1.pt", "clf-2.pt")}
-    cfg = TrainConfig.model_validate(
+    cfg = SentimentConfig.model_validate(
         load_checkpoint(sentiment_run / "clf.pt")["meta"]["config"] | {"out": tmp_path, "resume": True}
     )
     result = run_sentiment(cfg)
@@ -192,8 +191,8 @@ def test_the_ngram_arch_needs_no_language_model_and_exports_a_bundle_that_answer
 ) -> None:
     from training.export import export_stage
 
-    cfg = TrainConfig(
-        task="sentiment", arch="ngram", data=review_texts, vocab_size=120, max_tokens=48, bs=16,
+    cfg = SentimentConfig(
+        arch="ngram", data=review_texts, vocab_size=120, max_tokens=48, bs=16,
         ngram_buckets=4096, out=tmp_path / "run",
     )  # fmt: skip
     result = run_sentiment(cfg)
@@ -211,14 +210,12 @@ def test_an_encoder_is_refused_for_the_ngram_arch_and_a_resnet_for_sentiment(
 ) -> None:
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match="--arch ngram has none"):
-        run_sentiment(
-            TrainConfig(task="sentiment", arch="ngram", data=review_texts, encoder=Path("e.pt"), out=out)
-        )
+        run_sentiment(SentimentConfig(arch="ngram", data=review_texts, encoder=Path("e.pt"), out=out))
     assert not out.exists()  # refused before anything is written
     with pytest.raises(ValueError, match="--arch resnet34 is not a sentiment network"):
-        TrainConfig(task="sentiment", arch="resnet34", data=review_texts)
+        SentimentConfig(arch="resnet34", data=review_texts)
     with pytest.raises(ValueError, match="--arch hybrid is not a multilabel network"):
-        TrainConfig(task="multilabel", arch="hybrid", data=review_texts)
+        MultilabelConfig(arch="hybrid", data=review_texts)
 
 
 def test_the_parity_texts_of_a_large_validation_set_stay_within_the_byte_limit(tmp_path: Path) -> None:
@@ -232,7 +229,7 @@ def test_the_parity_texts_of_a_large_validation_set_stay_within_the_byte_limit(t
     with (tmp_path / "reviews.csv").open("w", newline="") as f:
         csv.writer(f).writerows([["text", "label", "is_valid"], *rows])
     preprocess = TextPreprocess(TextTokenizer.train(["good bad"] * 10, 100), max_tokens=64, truncate=True)
-    cfg = TrainConfig(task="sentiment", data=tmp_path)
+    cfg = SentimentConfig(data=tmp_path)
     texts = parity_texts(cfg, preprocess, 32)
     assert len(texts) == 14 and all(len(preprocess.prepare(text)) <= 64 for text in texts)
 

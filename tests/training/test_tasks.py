@@ -16,11 +16,13 @@ from serving.bundle.runtimes import OnnxRuntime
 from serving.bundle.tasks.pose import PosePostprocess
 from serving.bundle.tasks.segmentation import SegmentationPostprocess
 from training.body import save_body_weights
-from training.config import TrainConfig
 from training.losses import PixelCrossEntropy
 from training.metrics import background_logits, mean_iou, mean_pixel_error, mean_points, pixel_accuracy
 from training.models import Pretrained, create_model, layer_groups
 from training.run import build_learner
+from training.tasks.multilabel import MultilabelConfig
+from training.tasks.pose import PoseConfig
+from training.tasks.segmentation import SegmentationConfig
 
 
 def metrics_of(run: Path) -> dict[str, dict[str, float]]:
@@ -28,8 +30,8 @@ def metrics_of(run: Path) -> dict[str, dict[str, float]]:
 
 
 def test_each_task_finds_its_data_where_its_demo_set_puts_it(tmp_path: Path) -> None:
-    seg = TrainConfig(task="segmentation", data=tmp_path)
-    pose = TrainConfig(task="pose", data=tmp_path)
+    seg = SegmentationConfig(data=tmp_path)
+    pose = PoseConfig(data=tmp_path)
     assert (seg.folder, str(seg.out), seg.codes, seg.void) == (
         "images",
         "runs/segmentation",
@@ -42,8 +44,8 @@ def test_each_task_finds_its_data_where_its_demo_set_puts_it(tmp_path: Path) -> 
         "runs/pose",
         ["centre"],
     )
-    assert TrainConfig(task="segmentation", data=tmp_path, folder="frames").folder == "frames"
-    assert TrainConfig(data=tmp_path).folder == "train"
+    assert SegmentationConfig(data=tmp_path, folder="frames").folder == "frames"
+    assert MultilabelConfig(data=tmp_path).folder == "train"
 
 
 def test_void_pixels_change_neither_loss_nor_metrics() -> None:
@@ -152,8 +154,7 @@ def test_a_unet_stage_gives_its_encoder_to_another_task(seg_run: Path, tmp_path:
 def test_show_batch_marks_the_points(point_images: Path, tmp_path: Path) -> None:
     from training.data.show import show_batch
 
-    cfg = TrainConfig(
-        task="pose",
+    cfg = PoseConfig(
         data=point_images,
         suffix=".png",
         arch="resnet18",
@@ -170,13 +171,11 @@ def test_show_batch_marks_the_points(point_images: Path, tmp_path: Path) -> None
 
 
 def test_every_task_has_a_training_and_a_serving_module_and_a_config_name() -> None:
-    from typing import get_args
-
     from serving.bundle.tasks import TASKS as SERVED
-    from training.config import TaskName
     from training.tasks import TASKS
 
-    assert set(TASKS) == set(SERVED) == set(get_args(TaskName))
+    config_names = {task.settings.task_name() for task in TASKS.values()}
+    assert set(TASKS) == set(SERVED) == config_names
     assert all(task.served is SERVED[name] for name, task in TASKS.items())
 
 

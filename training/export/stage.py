@@ -19,7 +19,6 @@ from serving.bundle.export import write_bundle
 from serving.bundle.manifest import Precision
 from serving.bundle.pipeline import Network, Pipeline
 from training.checkpoint import load_checkpoint
-from training.config import TrainConfig
 from training.errors import ConfigError, ExportError
 from training.tasks import TASKS
 from training.tasks.base import ExportOptions, Resolution
@@ -64,8 +63,7 @@ def export_stage(
         )
     spec = task.spec(meta)
     model = Network(spec, state["model"]).build()
-    # Checkpoints of `train-kit sentiment` before one TrainConfig held no task in their config.
-    cfg = TrainConfig.model_validate({"task": task.name, **meta["config"]})
+    cfg = task.saved_config(meta["config"])  # older checkpoints: no task, or every task's keys
     plan = task.export_plan(meta, cfg, model, ExportOptions(parity_items, tolerance, resolution))
     tries: list[Precision] = ["fp16", "fp32"] if precision == "auto" else [precision]
     for candidate in tries:

@@ -1,12 +1,15 @@
 """The task registry: a task's name → its training side (`TrainingTask`). One module per task,
 mirroring `serving.bundle.tasks` (each module's `served` is its serving twin).
 
-Adding a task is a module here with a `TASK`, one line in `TASKS`, its name in
-`training.config.TaskName`, and its serving twin; nothing else in `training` names a task.
+A task module holds the task's name, its options (`settings`: the flags of `train-kit train <task>`,
+its TOML keys and defaults, its run folder `runs/<task>`), its demo data (`train-kit data <task>`) and
+everything it trains and exports by. Adding a task is a module here with a `TASK`, one line in
+`TASKS`, and its serving twin; nothing else in `training` names a task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from serving.bundle.networks import NetworkSpec
@@ -15,19 +18,33 @@ from training.errors import ConfigError
 from training.tasks import classify, multilabel, pose, segmentation, sentiment
 from training.tasks.base import ExportPlan, TaskSetup, TrainingTask
 
-__all__ = ["TASKS", "ExportPlan", "TaskSetup", "TrainingTask", "setup_task", "spec_from_meta", "task_for"]
+__all__ = [
+    "TASKS",
+    "ExportPlan",
+    "TaskSetup",
+    "TrainingTask",
+    "config_for",
+    "setup_task",
+    "spec_from_meta",
+    "task_for",
+]
 
-TASKS: dict[str, TrainingTask] = {
+TASKS: dict[str, TrainingTask[Any]] = {
     task.name: task for task in (multilabel.TASK, segmentation.TASK, pose.TASK, sentiment.TASK, classify.TASK)
 }
 
 
-def task_for(name: str) -> TrainingTask:
+def task_for(name: str) -> TrainingTask[Any]:
     """The task called `name`, or a `ConfigError` naming the tasks this kit trains."""
     try:
         return TASKS[name]
     except KeyError:
         raise ConfigError(f"task {name!r} is not one this kit trains ({', '.join(TASKS)})") from None
+
+
+def config_for(values: Mapping[str, Any]) -> TrainConfig:
+    """The options of the task `values["task"]` names, validated by that task's settings class."""
+    return task_for(str(values["task"])).settings.model_validate(dict(values))
 
 
 def setup_task(cfg: TrainConfig) -> TaskSetup:

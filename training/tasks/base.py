@@ -1,18 +1,20 @@
 """What every training task answers: the one contract a new task implements on the training side.
 
 A task module (`multilabel.py`, `segmentation.py`, ...) holds everything that differs by task in the
-kit: its data answers, network spec, loss, metrics and baseline (`setup`), the postprocess its
-bundle pickles and how its export is checked (`export_plan`), and how `finetune` reads its feedback.
-Its serving twin (`served`) lives in `serving.bundle.tasks`. The rest of `training` asks the
-registry (`training.tasks.task_for`) and never branches on a task's name.
+kit: its name, its options (`settings`, a `TrainConfig` subclass: the flags of `train-kit train
+<task>`, the keys of its `--config` file, and its defaults), the demo data `train-kit data <task>`
+builds (`demo_data`), its data answers, network spec, loss, metrics and baseline (`setup`), the
+postprocess its bundle pickles and how its export is checked (`export_plan`), and how `finetune`
+reads its feedback. Its serving twin (`served`) lives in `serving.bundle.tasks`. The rest of
+`training` asks the registry (`training.tasks.task_for`) and never branches on a task's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -22,22 +24,25 @@ from serving.bundle.export import ParityCheck
 from serving.bundle.networks import NetworkSpec
 from serving.bundle.pipeline import Preprocess
 from serving.bundle.tasks import ServedTask
-from training.config import TrainConfig
+from training.config import TrainConfig, load_config
 from training.data import ItemList, LabelledData
 from training.data.batch_transforms import TargetKind
 from training.data.labellers import Labeller
 from training.errors import ConfigError
 from training.learner import LossFunc, Reporter
 from training.metrics import Metric
+from training.tasks.demo_data import DemoData
 
 __all__ = ["Baseline", "ExportOptions", "ExportPlan", "Recipe", "Resolution", "TaskSetup", "TrainingTask"]
+
+C = TypeVar("C", bound=TrainConfig)
 
 Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(training targets, validation targets) → predictions for the validation items."""
 Resolution = Literal["squish", "native"]
 """How an exported image model takes an image: squashed to the training size, or (a segmenter) at
 its own resolution."""
-Recipe = Callable[[TrainConfig, Reporter | None], dict[str, Any]]
+Recipe = Callable[[C, Reporter | None], dict[str, Any]]
 """A whole run of a task that is not one `fit_one_cycle` stage on a DataBunch (ULMFiT's three)."""
 
 
@@ -86,39 +91,55 @@ class ExportPlan:
     check: ParityCheck
 
 
-class TrainingTask:
+class TrainingTask(Generic[C]):
     """One task's training side. Subclasses set the class attributes and override what differs."""
 
     name: ClassVar[str]
+    settings: type[C]
+    """The task's options: `train-kit train <task>`'s flags, its TOML keys, its defaults."""
     served: ClassVar[ServedTask]
     """The serving twin: what the bundle answers, and the feedback layout the server writes."""
     spec_type: ClassVar[type[NetworkSpec]]
+    demo_data: ClassVar[type[DemoData] | None] = None
+    """What `train-kit data <task>` builds (None: the task has no demo data command)."""
+    older_commands: ClassVar[tuple[str, ...]] = ()
+    """Top-level `train-kit` names that run `train <task>` too, kept for the scripts that use them."""
+
+    def load_config(self, path: Path | None, overrides: dict[str, Any]) -> C:
+        """This task's options from a TOML file (if any) and flags: a key it does not take is refused."""
+        return load_config(self.settings, path, overrides)
+
+    def saved_config(self, values: Mapping[str, Any]) -> C:
+        """The options a checkpoint was trained with. Checkpoints from before each task had its own
+        options hold every task's keys: those this task does not read are dropped."""
+        known = {key: value for key, value in values.items() if key in self.settings.model_fields}
+        return self.settings.model_validate(known | {"task": self.name})
 
     def spec(self, meta: dict[str, Any]) -> NetworkSpec:
         """The network spec a checkpoint's `meta` was trained with."""
         return self.spec_type(**meta["spec"])
 
     # -- training ---------------------------------------------------------------------------------
-    def setup(self, cfg: TrainConfig) -> TaskSetup:
+    def setup(self, cfg: C) -> TaskSetup:
         """Data, network, loss, metrics and baseline for one stage of `fit_one_cycle`."""
         raise ConfigError(
             f"{self.name} trains by its own recipe (train-kit train {self.name}); it has no stages"
         )
 
     @property
-    def recipe(self) -> Recipe | None:
+    def recipe(self) -> Recipe[C] | None:
         """A run of its own instead of one stage (None: the kit's `run_training` stage)."""
         return None
 
     # -- export -----------------------------------------------------------------------------------
-    def postprocess(self, classes: list[str], cfg: TrainConfig) -> Any:
+    def postprocess(self, classes: list[str], cfg: C) -> Any:
         """The bundle's postprocess (a class of `serving.bundle.tasks.<task>`)."""
         raise NotImplementedError
 
     def export_plan(
         self,
         meta: dict[str, Any],
-        cfg: TrainConfig,
+        cfg: C,
         model: nn.Module,
         options: ExportOptions,
     ) -> ExportPlan:
@@ -126,7 +147,7 @@ class TrainingTask:
         raise NotImplementedError
 
     # -- fine-tuning on feedback ------------------------------------------------------------------
-    def feedback_labeller(self, folder: Path, setup: TaskSetup, cfg: TrainConfig) -> Labeller | None:
+    def feedback_labeller(self, folder: Path, setup: TaskSetup, cfg: C) -> Labeller | None:
         """How to label the records a feedback store holds in `folder` (None: no fine-tuning)."""
         return None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -15,16 +15,18 @@ from torch import nn
 from serving.bundle import Parity
 from serving.bundle.pipeline import ImagePreprocess
 from serving.bundle.runtimes import OnnxRuntime
-from training.config import TrainConfig
 from training.data import ColumnSplitter, FileListSplitter, RandomSplitter
 from training.data.splitters import Splitter, subsampled
 from training.errors import ConfigError, DataError, ExportError
 from training.tasks.base import ExportOptions, ExportPlan, TrainingTask
+from training.tasks.image_config import ImageConfig, SplitImagesConfig
 
 __all__ = ["ImageTask", "choose_splitter"]
 
+IC = TypeVar("IC", bound=ImageConfig)
 
-def choose_splitter(cfg: TrainConfig) -> Splitter:
+
+def choose_splitter(cfg: SplitImagesConfig) -> Splitter:
     """A `valid_col` wins; else the valid list if the file exists; else a seeded random split;
     cut to `max_train` / `max_valid` items where given."""
     splitter: Splitter
@@ -37,7 +39,7 @@ def choose_splitter(cfg: TrainConfig) -> Splitter:
     return subsampled(splitter, cfg.max_train, cfg.max_valid, cfg.split_seed)
 
 
-class ImageTask(TrainingTask):
+class ImageTask(TrainingTask[IC]):
     """A task whose bundle takes images, squished to the stage's size and normalized by its stats."""
 
     def measure(
@@ -49,7 +51,7 @@ class ImageTask(TrainingTask):
     def export_plan(
         self,
         meta: dict[str, Any],
-        cfg: TrainConfig,
+        cfg: IC,
         model: nn.Module,
         options: ExportOptions,
     ) -> ExportPlan:
@@ -65,12 +67,13 @@ class ImageTask(TrainingTask):
         postprocess = self.postprocess(list(meta["classes"]), cfg)
         if native:
             postprocess = dataclasses.replace(postprocess, native=True)
-        batch = self.parity_batch(cfg, preprocess, options.parity_items)
+        trained, batch = self.parity_batches(cfg, preprocess, options.parity_items)
 
         def check(_rounded: nn.Module, onnx_path: Path) -> Parity:
-            # Against the stage's own fp32 weights, not the fp16-rounded ones the bundle keeps.
+            # The stage's own fp32 weights on what its loaders fed it, against the bundle's ONNX
+            # graph on what the bundle prepares from the same files: preprocessing is checked too.
             with torch.inference_mode():
-                expected = model.eval()(torch.from_numpy(batch)).float().numpy()
+                expected = model.eval()(torch.from_numpy(trained)).float().numpy()
             actual = OnnxRuntime(onnx_path).run(batch)
             parity = self.measure(expected, actual, postprocess, batch.shape[-1], options.tolerance)
             if parity.tolerance is not None and parity.max_abs_diff > parity.tolerance:
@@ -83,14 +86,23 @@ class ImageTask(TrainingTask):
 
         return ExportPlan(preprocess, postprocess, batch, check)
 
-    def parity_batch(self, cfg: TrainConfig, preprocess: ImagePreprocess, n: int) -> np.ndarray:
-        """Up to `n` validation images of the run's own data, prepared by the bundle's preprocessing."""
+    def parity_batches(self, cfg: IC, preprocess: ImagePreprocess, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to `n` validation images of the run's own data, twice, in the same order: as the
+        stage's validation loader feeds them to its network, and as the bundle prepares them from
+        the files. At native resolution the bundle pads where training squished: both are the
+        bundle's."""
         try:
-            valid = self.setup(cfg).src.valid
+            src = self.setup(cfg).src
         except DataError as err:
             raise DataError(
                 f"the parity check reads validation images from the run's data at {cfg.data}, "
                 f"and could not: {err}. Export from the folder the run was started in."
             ) from err
-        paths = [Path(p) for p in valid.items[:n]]
-        return preprocess([preprocess.decode(p.read_bytes()) for p in paths]).numpy()
+        paths = [Path(p) for p in src.valid.items[:n]]
+        prepared = preprocess([preprocess.decode(p.read_bytes()) for p in paths])
+        if preprocess.resize == "pad":
+            return prepared, prepared
+        stats = (preprocess.mean, preprocess.std)
+        data = src.transform(([], []), size=preprocess.size).databunch(bs=n, num_workers=0, device="cpu")
+        x, _ = next(iter(data.normalize(stats).valid_dl))  # the first batch holds them (bs=n)
+        return x[: len(paths)].numpy(), prepared

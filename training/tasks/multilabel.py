@@ -1,37 +1,77 @@
 """Multi-label images (planet-style tags): space-separated tags from a CSV column, BCE loss, accuracy
-at a threshold and F-beta; exported with one threshold per label, checked tag for tag."""
+at a threshold and F-beta; exported with one threshold per label, checked tag for tag. Its demo data:
+planet-like scenes of real Fashion-MNIST items."""
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 from torch import nn
 
 from serving.bundle import Parity
 from serving.bundle.networks.cnn import CnnSpec
 from serving.bundle.tasks import multilabel as served
 from serving.bundle.tasks.multilabel import MultiLabelPostprocess
-from training.config import TrainConfig
 from training.data import ItemList, TagsFromColumn
 from training.data.labellers import Labeller
 from training.errors import ExportError
 from training.metrics import accuracy_thresh, fbeta, frequency_logits, per_label_report
 from training.tasks.base import TaskSetup
+from training.tasks.demo_data import DemoData
 from training.tasks.image import ImageTask, choose_splitter
+from training.tasks.image_config import CsvImagesConfig
 from training.tasks.parity import MIN_AGREEMENT
 
-__all__ = ["TASK"]
+__all__ = ["TASK", "MultilabelConfig", "Scenes"]
 
 
-class MultiLabelTask(ImageTask):
+class MultilabelConfig(CsvImagesConfig):
+    """Tags (planet-style): images named in a CSV, space-separated tags in another of its columns."""
+
+    task: Literal["multilabel"] = "multilabel"
+    label_col: str = Field("tags", description="the CSV column holding the labels")
+    label_delim: str = Field(" ", description="what separates tags in the label column")
+    thresh: float = Field(0.2, gt=0, lt=1, description="score above which a tag is predicted")
+
+
+class Scenes(DemoData):
+    """Planet-like scenes of real Fashion-MNIST items: labels.csv + train/*.jpg + valid.txt."""
+
+    out: Path = Field(Path("data/scenes"), description="folder to create")
+    n_train: int = Field(4000, description="training scenes")
+    n_valid: int = Field(1000, description="validation scenes")
+    size: int = Field(64, description="canvas size in pixels: at 64 each item is about its own 28 px")
+    seed: int = Field(0, description="seed of the data set: the same seed, the same files")
+    source: Path | None = Field(None, description="folder of the Fashion-MNIST *-ubyte.gz files")
+    overwrite: bool = Field(False, description="replace an existing folder")
+
+    def build(self) -> str:
+        from training.demo.fashion_mnist import FASHION_MNIST_DIR
+        from training.demo.scenes import build_multilabel_scenes
+
+        summary = build_multilabel_scenes(
+            self.out, self.n_train, self.n_valid, self.size, self.seed, self.source or FASHION_MNIST_DIR,
+            overwrite=self.overwrite,
+        )  # fmt: skip
+        common = sorted(summary.train_tag_counts.items(), key=lambda kv: -kv[1])
+        return (
+            f"wrote {summary.n_train} training and {summary.n_valid} validation scenes to {self.out}\n"
+            "tags (training count): " + ", ".join(f"{t} {n}" for t, n in common)
+        )
+
+
+class MultiLabelTask(ImageTask[MultilabelConfig]):
     name = "multilabel"
+    settings = MultilabelConfig
     served = served.TASK
     spec_type = CnnSpec
+    demo_data = Scenes
 
-    def setup(self, cfg: TrainConfig) -> TaskSetup:
+    def setup(self, cfg: MultilabelConfig) -> TaskSetup:
         items = ItemList.from_csv(
             cfg.data, cfg.csv, column=cfg.image_col, folder=cfg.folder, suffix=cfg.suffix
         )
@@ -49,7 +89,7 @@ class MultiLabelTask(ImageTask):
             per_label=partial(per_label_report, classes=list(src.classes), thresh=cfg.thresh),
         )
 
-    def postprocess(self, classes: list[str], cfg: TrainConfig) -> MultiLabelPostprocess:
+    def postprocess(self, classes: list[str], cfg: MultilabelConfig) -> MultiLabelPostprocess:
         return MultiLabelPostprocess(tuple(classes), tuple([float(cfg.thresh)] * len(classes)))
 
     def measure(
@@ -76,7 +116,7 @@ class MultiLabelTask(ImageTask):
             items=len(want),
         )
 
-    def feedback_labeller(self, folder: Path, setup: TaskSetup, cfg: TrainConfig) -> Labeller:
+    def feedback_labeller(self, folder: Path, setup: TaskSetup, cfg: MultilabelConfig) -> Labeller:
         return TagsFromColumn("tags")  # the column the feedback store writes
 
     def fixed_config(self, postprocess: MultiLabelPostprocess) -> dict[str, Any]:

