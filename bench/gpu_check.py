@@ -70,7 +70,7 @@ def served_runtimes(model: nn.Module, device: torch.device, size: int, seconds: 
     try:
         from serving.bundle.networks.cnn import CnnSpec
         from serving.bundle.pipeline import Network
-        from serving.bundle.runtimes import TorchRuntime
+        from serving.bundle.torch_runtime import TorchRuntime
     except ImportError as err:
         return {"skipped": f"serving not importable here ({err})"}
     network = Network.from_module(CnnSpec("resnet34", 17), copy.deepcopy(model).float().cpu())
@@ -105,8 +105,7 @@ def served_engine(bundle_dir: str | None, device: torch.device, seconds: float) 
     import asyncio
 
     from serving.bundle import load_bundle
-    from serving.bundle.cuda_graphs import GraphMode
-    from serving.bundle.runtimes import Device
+    from serving.bundle.runtimes import Device, GraphMode
     from serving.server.batcher import BatchingConfig
     from serving.server.prometheus import ServerMetrics
     from serving.server.served_model import ServedModel

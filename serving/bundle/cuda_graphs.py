@@ -23,15 +23,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from serving.bundle.runtimes import GraphMode, buckets
+
 __all__ = ["GraphMode", "GraphedForward", "buckets"]
-
-GraphMode = Literal["off", "capture", "compile"]
-
-
-def buckets(max_batch: int) -> list[int]:
-    """Powers of two below `max_batch`, then `max_batch` itself: 1, 2, 4, ..., max."""
-    sizes = [1 << i for i in range(max_batch.bit_length()) if 1 << i < max_batch]
-    return [*sizes, max_batch]
 
 
 class GraphedForward:

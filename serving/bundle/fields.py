@@ -12,7 +12,7 @@ import math
 import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-import torch
+import numpy as np
 
 __all__ = ["field_problems"]
 
@@ -81,8 +81,8 @@ def _scalar_problems(value: Any, hint: Any, where: str) -> list[str]:
         ok = type(value) in (int, float) and math.isfinite(value)
     elif hint is str:
         ok = type(value) is str
-    elif hint is torch.Tensor:
-        ok = type(value) is torch.Tensor
+    elif hint is np.ndarray:  # weights: numbers, never objects
+        ok = type(value) is np.ndarray and value.dtype.kind in "biuf"
     elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if type(value) is not hint:
             return [f"{where} is a {type(value).__name__}, not a {hint.__name__}"]

@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from serving.bundle.cuda_graphs import GraphMode
 from serving.bundle.errors import BundleError
 from serving.bundle.flow import Input, predict
 from serving.bundle.manifest import MANIFEST, ONNX_MODEL, PIPELINE, Manifest, read_manifest
 from serving.bundle.pipeline import ImagePreprocess, Pipeline
 from serving.bundle.read import check_consistency, read_pipeline, read_verified
-from serving.bundle.runtimes import Device, OnnxRuntime, Runtime, RuntimeName, TorchRuntime
+from serving.bundle.runtimes import Device, GraphMode, OnnxRuntime, Runtime, RuntimeName
 from serving.bundle.tasks import TASKS, ServedTask, task_for
 from serving.bundle.write import is_version
 
@@ -55,6 +54,8 @@ class Bundle:
             if name == "onnx":
                 self._runtimes[key] = self._onnx_runtime(device)
             elif name == "torch":
+                from serving.bundle.torch_runtime import TorchRuntime  # torch only when it is chosen
+
                 self._runtimes[key] = TorchRuntime(self.pipeline.network, device, graphs, max_batch)
             else:
                 raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")

@@ -37,7 +37,8 @@ __all__ = [
     "read_manifest",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: pipeline.pkl is a plain pickle whose weights are bytes (no torch to read it); 1: torch.save'd."""
 MAX_INPUT_SIZE = 4096  # pixels a side; a bundle asking for more is damaged or hostile
 MAX_TOKENS = 65_536  # a text bundle's token limit, likewise
 MANIFEST, PIPELINE, ONNX_MODEL = "manifest.json", "pipeline.pkl", "model.onnx"
@@ -91,7 +92,7 @@ channels amplifies fp16 rounding), then fp32."""
 
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    format_version: Literal[1] = 1  # FORMAT_VERSION
+    format_version: Literal[1, 2] = 2  # FORMAT_VERSION; format 1 bundles still load
     name: str
     version: int
     task: str  # a name in `serving.bundle.tasks`' registry, checked when the bundle loads

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
 from serving.bundle.flow import Input, Prepared, Run, Size, pad_to_largest, stack_items
 from serving.bundle.images import MAX_PIXELS, decode_pixels, resize_pixels, scale_pixels
 from serving.bundle.manifest import Precision
-from serving.bundle.networks import NetworkSpec, build
+from serving.bundle.networks.specs import NetworkSpec
 from serving.bundle.text_preprocess import TextPreprocess
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "ImagePreprocess",
@@ -115,29 +117,64 @@ Preprocess = ImagePreprocess | TextPreprocess
 @dataclass(frozen=True)
 class Network:
     """A network's spec and weights (fp16, or fp32 where fp16 fails parity): enough to rebuild it
-    without the training kit."""
+    without the training kit. The weights are numpy arrays, so a bundle unpickles without torch;
+    only `build` (the PyTorch runtime, the exporter) needs it."""
 
     spec: NetworkSpec
-    state: dict[str, torch.Tensor]
+    state: dict[str, np.ndarray]
 
     @classmethod
     def from_module(cls, spec: NetworkSpec, module: nn.Module, precision: Precision = "fp16") -> Network:
-        dtype = torch.float16 if precision == "fp16" else torch.float32
-        state = {
-            k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()
-            for k, v in module.state_dict().items()
-        }
+        dtype = np.float16 if precision == "fp16" else np.float32
+        state = {}
+        for name, value in module.state_dict().items():
+            array = value.detach().cpu().numpy()
+            state[name] = array.astype(dtype) if value.is_floating_point() else array
         return cls(spec, state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Each weight as (dtype, shape, bytes): plain data, so unpickling names no global beyond
+        the pipeline's own classes (not even numpy's array constructors)."""
+        weights = {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in self.state.items()}
+        return {"spec": self.spec, "weights": weights}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "state" in state:  # format 1: torch.save'd tensors, as the PyTorch unpickler built them
+            weights = {k: v.numpy() for k, v in state["state"].items()}
+        else:
+            weights = {k: _array(*v) for k, v in state["weights"].items()}
+        object.__setattr__(self, "spec", state["spec"])
+        object.__setattr__(self, "state", weights)
 
     @property
     def precision(self) -> Precision:
         """fp16 if the weights are stored in it (every bundle before fp32 existed), else fp32."""
-        return "fp16" if any(v.dtype == torch.float16 for v in self.state.values()) else "fp32"
+        return (
+            "fp16"
+            if any(str(v.dtype) in ("float16", "torch.float16") for v in self.state.values())
+            else "fp32"
+        )
 
-    def build(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+    def build(self, dtype: torch.dtype | None = None) -> nn.Module:
+        """The network with these weights, in `dtype` (default float32); `state` may also hold
+        tensors (a training checkpoint's)."""
+        import torch
+
+        from serving.bundle.networks import build
+
+        dtype = dtype or torch.float32
         model = build(self.spec)
-        model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in self.state.items()})
+        tensors = {k: torch.as_tensor(v) for k, v in self.state.items()}
+        model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()})
         return model.to(dtype).eval()
+
+
+def _array(dtype: str, shape: tuple[int, ...], data: bytes) -> np.ndarray:
+    """A weight from its pickled parts: numbers only, and exactly as many bytes as its shape holds."""
+    kind = np.dtype(dtype)
+    if kind.kind not in "biuf" or len(data) != kind.itemsize * int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"a weight of {len(data)} bytes cannot be a {dtype} array of shape {shape}")
+    return np.frombuffer(data, kind).reshape(shape).copy()
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
 """Reading a bundle safely: every file's sha256 before anything is parsed, a restricted unpickler,
 and a pipeline checked against its manifest before anything of it runs.
 
-`pipeline.pkl` goes through an unpickler that resolves exactly `pipeline_classes()` and the two
-globals a tensor needs (not even torch's wider list of "safe" globals), so a pickle naming any other
-(os.system, builtins.eval, ...) is refused before anything in it runs; then every field of every
-object it made is checked (types, shapes, ranges) before the pipeline is used.
+`pipeline.pkl` goes through an unpickler that resolves exactly `pipeline_classes()` (its weights
+are plain bytes), so a pickle naming any other global (os.system, builtins.eval, numpy's array
+constructors, ...) is refused before anything in it runs; then every field of every object it made
+is checked (types, shapes, ranges) before the pipeline is used. Reading one needs no torch.
 
-Format 1 bundles written before the classes moved into `serving.bundle` name them by their old
-modules; `LEGACY_NAMES` maps those names to the same classes.
+Format 1 bundles (`torch.save`'d: a zip whose tensors torch rebuilds) are read through `torch.load`
+with the same unpickler plus the two globals a tensor needs; those written before the classes moved
+into `serving.bundle` name them by their old modules, which `LEGACY_NAMES` maps to the same classes.
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from serving.bundle.errors import BundleError
 from serving.bundle.fields import field_problems
 from serving.bundle.manifest import MANIFEST, MAX_INPUT_SIZE, MAX_TOKENS, ONNX_MODEL, PIPELINE, Manifest
-from serving.bundle.networks import NETWORK_SPECS, AwdLstmSpec, CnnSpec, UnetSpec, spec_problems
+from serving.bundle.networks.specs import (
+    NETWORK_SPECS,
+    AwdLstmSpec,
+    CnnSpec,
+    HybridSpec,
+    LinearSpec,
+    NgramSpec,
+    UnetSpec,
+    spec_problems,
+)
 from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline
 from serving.bundle.tasks import TASKS, task_for
 from serving.bundle.tasks.multilabel import MultiLabelPostprocess
@@ -37,6 +45,7 @@ from serving.bundle.tokenizer import TextTokenizer
 
 __all__ = [
     "LEGACY_NAMES",
+    "MOVED_SPECS",
     "check_consistency",
     "pipeline_classes",
     "read_pipeline",
@@ -60,6 +69,19 @@ LEGACY_NAMES: dict[str, type] = {
 }
 """Where format-1 bundles exported before `serving.bundle` existed name the pipeline's classes."""
 
+MOVED_SPECS: dict[str, type] = {
+    f"serving.bundle.networks.{module}.{spec.__name__}": spec
+    for module, spec in (
+        ("cnn", CnnSpec),
+        ("unet", UnetSpec),
+        ("awd_lstm", AwdLstmSpec),
+        ("ngrams", NgramSpec),
+        ("hybrid", HybridSpec),
+        ("linear", LinearSpec),
+    )
+}
+"""Where format-1 bundles name the network specs, before they moved to `serving.bundle.networks.specs`."""
+
 
 def pipeline_classes() -> tuple[type, ...]:
     """Exactly the classes a `pipeline.pkl` may hold: the pipeline's own, the network specs, the
@@ -81,30 +103,56 @@ def allowed_globals() -> dict[str, object]:
     """Every global a `pipeline.pkl` may name, by its pickled name: the pipeline classes (also under
     their format-1 names) and what torch needs to rebuild a tensor (storages are torch's own)."""
     allowed: dict[str, object] = {f"{c.__module__}.{c.__qualname__}": c for c in pipeline_classes()}
-    allowed |= LEGACY_NAMES
-    allowed |= {
+    return allowed | LEGACY_NAMES | MOVED_SPECS
+
+
+@functools.cache
+def _tensor_globals() -> dict[str, object]:
+    """What `torch.load` needs beyond the pipeline classes to rebuild a format-1 bundle's tensors."""
+    import torch
+
+    return {
         "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
         "collections.OrderedDict": collections.OrderedDict,
     }
-    return allowed
 
 
 class _PipelineUnpickler(pickle.Unpickler):
+    tensors = False  # format 1: torch's tensor globals too
+
     def find_class(self, module: str, name: str) -> Any:
         found = allowed_globals().get(f"{module}.{name}")
+        if found is None and self.tensors:
+            found = _tensor_globals().get(f"{module}.{name}")
         if found is None:
             raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
         return found
 
 
-class _RestrictedPickle:
-    """The pickle module `torch.load` is given: its unpickler resolves only `allowed_globals()`."""
+class _TensorUnpickler(_PipelineUnpickler):
+    tensors = True
 
-    Unpickler = _PipelineUnpickler
+
+class _RestrictedPickle:
+    """The pickle module `torch.load` is given for a format-1 bundle: its unpickler resolves only
+    `allowed_globals()` and a tensor's."""
+
+    Unpickler = _TensorUnpickler
 
     @staticmethod
     def load(file: Any, **kwargs: Any) -> Any:
-        return _PipelineUnpickler(file, **kwargs).load()
+        return _TensorUnpickler(file, **kwargs).load()
+
+
+def _unpickled(data: bytes) -> Any:
+    """A format-2 pickle with the restricted unpickler; a format-1 one (a zip) through `torch.load`."""
+    if data[:2] == b"PK":
+        import torch
+
+        return torch.load(
+            io.BytesIO(data), map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle
+        )
+    return _PipelineUnpickler(io.BytesIO(data)).load()
 
 
 def read_pipeline(path: Path, data: bytes | None = None) -> Pipeline:
@@ -113,9 +161,8 @@ def read_pipeline(path: Path, data: bytes | None = None) -> Pipeline:
 
     Pass `data` (the bytes whose hash was checked) so that what is parsed is what was verified.
     """
-    source = io.BytesIO(data) if data is not None else path
     try:
-        pipeline = torch.load(source, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle)
+        pipeline = _unpickled(data if data is not None else path.read_bytes())
     except pickle.UnpicklingError as err:
         raise BundleError(
             f"{path}: refused, the pickle names something outside the pipeline classes ({err})"

@@ -1,4 +1,5 @@
-"""Runtimes: the same network run by ONNX Runtime (the fp16 `model.onnx`) or by PyTorch.
+"""Runtimes: the same network run by ONNX Runtime (the fp16 `model.onnx`) or by PyTorch
+(`serving.bundle.torch_runtime`, imported only when chosen: the ONNX path never loads torch).
 
 Both take a prepared float32 batch (N, C, H, W) as a NumPy array and return float32 outputs, on
 the CPU or, with `device="cuda"`, on the GPU. On CUDA, ONNX Runtime runs with IO binding (the batch
@@ -9,20 +10,27 @@ when it loads a model, so an operator sees which runtime and device were picked.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
-import torch
 
-from serving.bundle.cuda_graphs import GraphedForward, GraphMode
-from serving.bundle.pipeline import Network
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["Device", "OnnxRuntime", "Runtime", "RuntimeName", "TorchRuntime", "cuda_available"]
+__all__ = ["Device", "GraphMode", "OnnxRuntime", "Runtime", "RuntimeName", "buckets", "cuda_available"]
 
 RuntimeName = Literal["onnx", "torch"]
 Device = Literal["cpu", "cuda"]
+GraphMode = Literal["off", "capture", "compile"]
+"""CUDA graphs for the PyTorch runtime on a GPU (`serving.bundle.cuda_graphs`)."""
+
+
+def buckets(max_batch: int) -> list[int]:
+    """The batch sizes CUDA graphs are captured for: powers of two below `max_batch`, then
+    `max_batch` itself: 1, 2, 4, ..., max."""
+    sizes = [1 << i for i in range(max_batch.bit_length()) if 1 << i < max_batch]
+    return [*sizes, max_batch]
 
 
 class Runtime(Protocol):
@@ -59,7 +67,7 @@ class OnnxRuntime:
 
     def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """A batch on a device comes to the host first: ONNX Runtime binds host or its own memory."""
-        if isinstance(batch, torch.Tensor):
+        if not isinstance(batch, np.ndarray):  # a tensor, on a device
             batch = batch.cpu().numpy()
         integer = np.issubdtype(batch.dtype, np.integer)  # a text model's token ids stay int64
         inputs = np.ascontiguousarray(batch, dtype=np.int64 if integer else np.float32)
@@ -86,61 +94,11 @@ class OnnxRuntime:
         return f"onnxruntime {ort.__version__} on {self.device} ({provider}{binding})"
 
 
-class TorchRuntime:
-    """The pickled network rebuilt in PyTorch: fp32 on the CPU (fp16 weights upcast), fp16 on CUDA (fp32
-    for a network whose weights had to stay fp32),
-    where batches up to `max_batch` can replay CUDA graphs (`serving.bundle.cuda_graphs`)."""
-
-    name = "torch"
-
-    def __init__(
-        self, network: Network, device: Device = "cpu", graphs: GraphMode = "off", max_batch: int = 64
-    ) -> None:
-        self.dtype = torch.float16 if device == "cuda" and network.precision == "fp16" else torch.float32
-        self.device = torch.device(device)
-        self.model = network.build(self.dtype).to(self.device)
-        self.cuda = device == "cuda"
-        if self.cuda:  # tensor cores want NHWC; on the CPU the default layout is the faster one here
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.graphs: GraphMode = graphs if self.cuda else "off"
-        self.forward: Callable[[torch.Tensor], torch.Tensor] = self.model
-        if self.graphs != "off":
-            self.forward = GraphedForward(self.model, max_batch, self.graphs)
-        self.staging = torch.empty(0)  # pinned host memory, grown to the largest batch, reused
-
-    def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
-        """A host batch is uploaded once (pinned, non-blocking); one already on the device is used there."""
-        if not isinstance(batch, torch.Tensor) and np.issubdtype(batch.dtype, np.integer):
-            # a text model's token ids: no precision, no layout
-            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.int64)).to(self.device)
-        elif isinstance(batch, torch.Tensor):
-            inputs = batch.to(self.device, self.dtype)
-        else:
-            host = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-            inputs = (self._upload(host) if self.cuda else host).to(self.dtype)
-        if self.cuda and inputs.is_floating_point():
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            return self.forward(inputs).float().cpu().numpy()
-
-    def _upload(self, host: torch.Tensor) -> torch.Tensor:
-        """Through one reused pinned buffer: pinning a fresh one per batch costs more than the copy.
-        Reuse is safe because `run` waits for its outputs, so the previous upload has finished."""
-        if self.staging.numel() < host.numel():
-            self.staging = torch.empty(host.numel(), dtype=torch.float32, pin_memory=True)
-        staged = self.staging[: host.numel()].view(host.shape).copy_(host)
-        return staged.to(self.device, non_blocking=True)
-
-    def describe(self) -> str:
-        precision = str(self.dtype).removeprefix("torch.")
-        layout = ", channels_last" if self.cuda else ""
-        graphs = f", CUDA graphs by {self.graphs}" if self.graphs != "off" else ""
-        return f"torch {torch.__version__} on {self.device.type} ({precision}{layout}{graphs})"
-
-
 def cuda_available(runtime: RuntimeName) -> bool:
     """Whether `runtime` can run on a GPU here (onnxruntime-gpu's provider, or torch with CUDA)."""
     if runtime == "torch":
+        import torch
+
         return torch.cuda.is_available()
     import onnxruntime as ort
 

@@ -7,13 +7,12 @@ reads); a failed export inside `staged` leaves nothing at all.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import torch
 
 from serving.bundle.durable import fsync_dir, write_atomically
 from serving.bundle.manifest import MANIFEST, Manifest, manifest_json
@@ -24,7 +23,9 @@ __all__ = ["discard", "is_version", "next_version", "publish", "staged", "stagin
 
 
 def write_pipeline(pipeline: Pipeline, path: Path) -> None:
-    torch.save(pipeline, path)
+    """A plain pickle (format 2): the weights are bytes, so reading it needs neither torch nor numpy's
+    unpickling globals."""
+    path.write_bytes(pickle.dumps(pipeline, protocol=5))
 
 
 def publish(staging: Path, models: Path, manifest: Manifest) -> Path:

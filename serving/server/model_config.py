@@ -7,7 +7,7 @@ the batch limit and queue delay it batches with, the tensors it takes and answer
 
 from __future__ import annotations
 
-from serving.bundle.cuda_graphs import buckets
+from serving.bundle.runtimes import buckets
 from serving.server.codecs import OutputTensor
 from serving.server.served_model import ServedModel
 from serving.server.statistics import Duration

@@ -20,15 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from serving.bundle import Bundle
-from serving.bundle.cuda_graphs import GraphMode, buckets
-from serving.bundle.device_images import ItemDecodeError, prepare_on_device
 from serving.bundle.flow import Input, Prepared, answer
 from serving.bundle.images import ImageDecodeError
 from serving.bundle.pipeline import ImagePreprocess, Size, stack_items
-from serving.bundle.runtimes import Device, Runtime, RuntimeName
+from serving.bundle.runtimes import Device, GraphMode, Runtime, RuntimeName, buckets
 from serving.bundle.text_preprocess import TextError
 from serving.server.batcher import BatchingConfig, DynamicBatcher
 from serving.server.codecs import codec_for
@@ -40,7 +37,7 @@ __all__ = ["ItemError", "ServedModel", "TooManyItemsError"]
 
 log = logging.getLogger(__name__)
 
-Item = np.ndarray | torch.Tensor
+Item = Any
 """A prepared item: an image (C, H, W), float32 in host memory or already on the inference device,
 or a text's int64 token ids (T,)."""
 
@@ -175,6 +172,8 @@ class ServedModel:
         return self.preprocess.prepare_item(data, self.max_image_pixels)
 
     async def _prepare_on_gpu(self, images: Sequence[bytes]) -> tuple[list[Item], list[Size]]:
+        from serving.bundle.device_images import ItemDecodeError, prepare_on_device  # torch, on a GPU host
+
         preprocess = self.preprocess
         assert isinstance(preprocess, ImagePreprocess)  # prepare_on_gpu is for image models only
         try:

@@ -40,3 +40,10 @@ def test_a_slice_of_a_body_is_a_plain_sequential_of_its_stages() -> None:
     body = body_for("resnet18").build()
     first = body[:6]
     assert type(first) is torch.nn.Sequential and len(first) == 6 and first[0] is body[0]
+
+
+def test_the_specs_know_every_body_by_name() -> None:
+    """`specs.ARCHS` (torch-free, for checking a bundle on a host without torch) names `BODIES`."""
+    from serving.bundle.networks.specs import ARCHS
+
+    assert tuple(BODIES) == ARCHS

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from serving.bundle import BundleError, load_bundle, sha256_file
+from serving.bundle import FORMAT_VERSION, BundleError, load_bundle, sha256_file
 
 
 def copy_bundle(bundle_path: Path, tmp_path: Path) -> Path:
@@ -141,8 +141,8 @@ def test_a_malicious_pickle_is_refused_and_runs_nothing(bundle_path: Path, tmp_p
 
 def test_a_newer_format_version_is_a_clear_error(bundle_path: Path, tmp_path: Path) -> None:
     folder = copy_bundle(bundle_path, tmp_path)
-    rewrite_manifest(folder, format_version=2)
-    with pytest.raises(BundleError, match="format version 2 is newer"):
+    rewrite_manifest(folder, format_version=FORMAT_VERSION + 1)
+    with pytest.raises(BundleError, match="format version 3 is newer"):
         load_bundle(folder)
 
 

@@ -8,7 +8,7 @@ import torch
 from serving.bundle.cuda_graphs import GraphedForward, buckets
 from serving.bundle.networks.cnn import CnnSpec, build_cnn
 from serving.bundle.pipeline import Network
-from serving.bundle.runtimes import TorchRuntime
+from serving.bundle.torch_runtime import TorchRuntime
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,8 @@ def test_a_mixed_batch_on_the_cpu_equals_the_host_path_in_order() -> None:
     assert batch.dtype == torch.float32 and batch.shape == (5, 3, 48, 48)
     assert sizes == [(90, 120), (64, 40), (50, 70), (30, 40), (200, 100)]
     # torchvision's resize on the device and Pillow's on the host differ by at most one grey level
-    grey_levels = (batch.numpy() - host_prepared(MIXED)) * np.asarray(PREPROCESS.std).reshape(1, 3, 1, 1) * 255
+    std = np.asarray(PREPROCESS.std).reshape(1, 3, 1, 1)
+    grey_levels = (batch.numpy() - host_prepared(MIXED)) * std * 255
     assert np.abs(grey_levels).max() <= 1 + 1e-3
 
 

@@ -1,19 +1,26 @@
-"""Bundles written before `serving.bundle` existed still load: their `pipeline.pkl` names the pipeline's
-classes by the old flat modules (`serving.pipeline.ImagePreprocess`, ...), which the reader maps to
-the same classes, and no other old-looking name gets through the restricted unpickler."""
+"""Format-1 bundles still load: `torch.save`'d pipelines whose weights are tensors, including those
+written before `serving.bundle` existed, whose `pipeline.pkl` names the pipeline's classes by the old
+flat modules (`serving.pipeline.ImagePreprocess`, ...), which the reader maps to the same classes;
+no other old-looking name gets through the restricted unpickler."""
 
 from __future__ import annotations
 
+import copyreg
 import io
 import json
+import pickle
 import shutil
+import types
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from serving.bundle import BundleError, load_bundle, sha256_file
-from serving.bundle.read import LEGACY_NAMES
+from serving.bundle.pipeline import Network
+from serving.bundle.read import LEGACY_NAMES, MOVED_SPECS, read_pipeline
 from tests.serving.payloads import TEXTS
 
 OLD_NAMES = {  # each class's name now → where the previous layout (commit c0f28e8) defined it
@@ -23,9 +30,9 @@ OLD_NAMES = {  # each class's name now → where the previous layout (commit c0f
     "serving.bundle.tasks.multilabel.MultiLabelPostprocess": "serving.pipeline.MultiLabelPostprocess",
     "serving.bundle.tasks.segmentation.SegmentationPostprocess": "serving.pipeline.SegmentationPostprocess",
     "serving.bundle.tasks.pose.PosePostprocess": "serving.pipeline.PosePostprocess",
-    "serving.bundle.networks.cnn.CnnSpec": "serving.networks.CnnSpec",
-    "serving.bundle.networks.unet.UnetSpec": "serving.unet.UnetSpec",
-    "serving.bundle.networks.awd_lstm.AwdLstmSpec": "serving.awd_lstm.AwdLstmSpec",
+    "serving.bundle.networks.specs.CnnSpec": "serving.networks.CnnSpec",
+    "serving.bundle.networks.specs.UnetSpec": "serving.unet.UnetSpec",
+    "serving.bundle.networks.specs.AwdLstmSpec": "serving.awd_lstm.AwdLstmSpec",
     "serving.bundle.tokenizer.TextTokenizer": "serving.text.TextTokenizer",
     "serving.bundle.text_preprocess.TextPreprocess": "serving.text_pipeline.TextPreprocess",
     "serving.bundle.tasks.single_label.SingleLabelPostprocess": "serving.text_pipeline.SentimentPostprocess",
@@ -38,9 +45,40 @@ def opcode(name: str) -> bytes:
     return f"c{module}\n{attribute}\n".encode()
 
 
-def renamed(bundle: Path, folder: Path, renames: dict[str, str]) -> Path:
-    """A copy of `bundle` whose `pipeline.pkl` names classes as `renames` says, its hash updated."""
+class _Format1Pickler(pickle.Pickler):
+    """Pickles a `Network` as format 1 did: its fields as they are, the weights as tensors."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is Network:
+            tensors = {k: torch.from_numpy(v.copy()) for k, v in obj.state.items()}
+            return copyreg.__newobj__, (Network,), {"spec": obj.spec, "state": tensors}
+        return NotImplemented
+
+
+FORMAT_1_PICKLE = types.ModuleType("format_1_pickle")  # the `pickle_module` torch.save is given
+FORMAT_1_PICKLE.Pickler = _Format1Pickler  # type: ignore[attr-defined]
+FORMAT_1_PICKLE.Unpickler = pickle.Unpickler  # type: ignore[attr-defined]
+
+
+def as_format_1(bundle: Path, folder: Path, spec_names: dict[str, str] | None = None) -> Path:
+    """A copy of `bundle` as format 1 wrote it: `torch.save`'d, tensors for weights, the manifest
+    saying format 1; `spec_names` rename classes in the pickle, as `renamed` does."""
     shutil.copytree(bundle, folder)
+    path = folder / "pipeline.pkl"
+    pipeline = read_pipeline(path)
+    torch.save(pipeline, path, pickle_module=FORMAT_1_PICKLE, _use_new_zipfile_serialization=True)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return _renamed_in_place(folder, spec_names or {})
+
+
+def renamed(bundle: Path, folder: Path, renames: dict[str, str]) -> Path:
+    """A format-1 copy of `bundle` whose `pipeline.pkl` names classes as `renames` says, its hash updated."""
+    return as_format_1(bundle, folder, renames)
+
+
+def _renamed_in_place(folder: Path, renames: dict[str, str]) -> Path:
     path = folder / "pipeline.pkl"
     with zipfile.ZipFile(path) as old:  # torch.save writes a zip; the pickle is `<archive>/data.pkl`
         members = [(info, old.read(info)) for info in old.infolist()]
@@ -123,7 +161,23 @@ def test_a_bundle_pickled_under_the_old_module_names_loads_and_answers_the_same(
 def test_an_old_looking_name_outside_the_legacy_table_is_refused(
     bundle_path: Path, tmp_path: Path, intruder: str
 ) -> None:
-    folder = renamed(bundle_path, tmp_path / "evil" / "1", {"serving.bundle.networks.cnn.CnnSpec": intruder})
+    folder = renamed(
+        bundle_path, tmp_path / "evil" / "1", {"serving.bundle.networks.specs.CnnSpec": intruder}
+    )
     assert intruder in globals_named(folder)
     with pytest.raises(BundleError, match="refused"):
         load_bundle(folder)
+
+
+@pytest.mark.parametrize("fixture", ["bundle_path", "sentiment_bundle"])
+def test_a_format_1_bundle_from_before_the_specs_moved_loads_and_answers_the_same(
+    request: pytest.FixtureRequest, fixture: str, tmp_path: Path, tag_images: Path
+) -> None:
+    bundle: Path = request.getfixturevalue(fixture)
+    moved = {f"{cls.__module__}.{cls.__qualname__}": old for old, cls in MOVED_SPECS.items()}
+    old = as_format_1(bundle, tmp_path / "old" / "1", moved)
+    assert globals_named(old) & set(MOVED_SPECS)  # the spec by its module of format 1
+    current, legacy = load_bundle(bundle), load_bundle(old)
+    assert legacy.manifest.format_version == 1 and current.manifest.format_version == 2
+    inputs = inputs_for(current.manifest.task, tag_images, tag_images, tag_images)
+    assert legacy.predict(inputs) == current.predict(inputs)

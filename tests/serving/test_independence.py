@@ -34,8 +34,8 @@ def test_the_bundle_and_the_training_tasks_load_no_protocol_code() -> None:
     code = (
         "import sys\n"
         "import serving.bundle, serving.bundle.tasks, serving.torchserve_handler, training.tasks\n"
-        "loaded = [m for m in sys.modules if m.split('.')[0] in ('grpc', 'google') or m.startswith('serving.wire')]\n"
-        "print(loaded)\n"
+        "protocol = ('grpc', 'google', 'serving.wire')\n"
+        "print([m for m in sys.modules if m.startswith(protocol)])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -61,3 +61,20 @@ def test_the_cli_and_its_health_probe_import_no_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_a_prediction_on_the_onnx_runtime_never_imports_torch(bundle_path: Path, tag_images: Path) -> None:
+    """The ONNX path is torch-free: the bundle unpickles (weights are bytes), checks, decodes, resizes,
+    scales, runs and answers with Pillow, numpy and ONNX Runtime alone; a host without torch serves."""
+    image = sorted((tag_images / "train").iterdir())[0]
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch fails\n"
+        "from pathlib import Path\n"
+        "from serving.bundle import load_bundle\n"
+        f"answers = load_bundle({str(bundle_path)!r}).predict([Path({str(image)!r})])\n"
+        "print(sorted(answers[0]), [m for m in sys.modules if m.startswith('torch') and sys.modules[m]])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['labels', 'scores'] []"

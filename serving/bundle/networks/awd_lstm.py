@@ -15,28 +15,14 @@ what it is batched with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
+
+from serving.bundle.networks.specs import AwdLstmSpec
 
 __all__ = ["AwdLstmSpec", "LanguageModel", "TextClassifier", "TextEncoder", "build_text_network"]
 
 PAD = 0  # serving.bundle.tokenizer.PAD, repeated to keep this module free of the tokenizer dependency
-
-
-@dataclass(frozen=True)
-class AwdLstmSpec:
-    vocab_size: int
-    emb: int = 256
-    hidden: int = 512
-    layers: int = 3
-    embed_p: float = 0.05
-    input_p: float = 0.25
-    hidden_p: float = 0.15
-    output_p: float = 0.1
-    n_classes: int | None = None
-    """None: a language model (next-token logits); else a classifier with this many classes."""
 
 
 class VariationalDropout(nn.Module):

@@ -7,12 +7,11 @@ it is all a runtime needs to construct the module before loading the state dict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from serving.bundle.networks.bodies import body_for
+from serving.bundle.networks.specs import CnnSpec
 
 __all__ = ["AdaptiveConcatPool2d", "CnnSpec", "build_cnn"]
 
@@ -27,17 +26,6 @@ class AdaptiveConcatPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.max(x), self.avg(x)], dim=1)
-
-
-@dataclass(frozen=True)
-class CnnSpec:
-    """A body (`serving.bundle.networks.bodies`) and a pooled, fully connected head with `n_out`
-    outputs."""
-
-    arch: str
-    n_out: int
-    hidden: int = 512
-    dropout: float = 0.5
 
 
 def build_cnn(spec: CnnSpec, body: nn.Sequential | None = None) -> nn.Sequential:

@@ -9,29 +9,14 @@ so before the LSTM trains the hybrid answers exactly as the n-gram branch does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from serving.bundle.networks.awd_lstm import AwdLstmSpec, TextClassifier
-from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
+from serving.bundle.networks.awd_lstm import TextClassifier
+from serving.bundle.networks.ngrams import NgramClassifier
+from serving.bundle.networks.specs import HybridSpec
 
 __all__ = ["HybridClassifier", "HybridSpec"]
-
-
-@dataclass(frozen=True)
-class HybridSpec:
-    lstm: AwdLstmSpec
-    ngrams: NgramSpec
-
-    @property
-    def vocab_size(self) -> int:
-        return self.lstm.vocab_size
-
-    @property
-    def n_classes(self) -> int | None:
-        return self.lstm.n_classes
 
 
 class HybridClassifier(nn.Module):

@@ -6,18 +6,11 @@ measures the server's own cost per request with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
+from serving.bundle.networks.specs import LinearSpec
+
 __all__ = ["LinearSpec", "build_linear"]
-
-
-@dataclass(frozen=True)
-class LinearSpec:
-    """Mean over the pixels of each of 3 channels, then one Linear layer with `n_out` outputs."""
-
-    n_out: int
 
 
 def build_linear(spec: LinearSpec) -> nn.Sequential:

@@ -16,29 +16,16 @@ so a text's answer rests on what training saw; padding is feature 0 and counts f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
+
+from serving.bundle.networks.specs import NgramSpec
 
 __all__ = ["NgramClassifier", "NgramSpec", "ngram_ids"]
 
 _MIX = 1640531527
 """2^32 / golden ratio, mod 2^32 (Knuth's multiplicative hash): pairs spread evenly over the buckets.
 A pair's key is below 2^32 (vocabularies are at most 65,536), so key × _MIX never overflows int64."""
-
-
-@dataclass(frozen=True)
-class NgramSpec:
-    vocab_size: int
-    n_classes: int
-    buckets: int = 1 << 20
-    """Hashed bigram slots. About 200,000 distinct bigrams occur in 1,200 reviews; at 2^20 slots a few
-    share one, which cost nothing measurable (0.873 against 0.870 at 4 M)."""
-
-    @property
-    def features(self) -> int:
-        return self.vocab_size + self.buckets
 
 
 def ngram_ids(tokens: torch.Tensor, vocab_size: int, buckets: int) -> torch.Tensor:

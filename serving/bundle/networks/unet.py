@@ -10,21 +10,14 @@ per pixel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional
 
 from serving.bundle.networks.bodies import body_for
+from serving.bundle.networks.specs import UnetSpec
 
 __all__ = ["Unet", "UnetSpec", "build_unet"]
-
-
-@dataclass(frozen=True)
-class UnetSpec:
-    arch: str
-    n_classes: int
 
 
 def _conv(in_channels: int, out_channels: int) -> nn.Sequential:
