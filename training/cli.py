@@ -51,8 +51,10 @@ app.add_typer(lr_find_app, name="lr-find")
 @user_errors
 def save_body(
     to: Annotated[Path, typer.Argument(help="weights file to write (the body publisher's state dict)")],
+    out: Annotated[
+        Path, typer.Option(help="run folder holding the stage: its train --out (runs/<task> by default)")
+    ],
     stage: Annotated[str, typer.Option(help="trained stage whose body to save")] = "stage-1",
-    out: Annotated[Path, typer.Option(help="run folder holding the stage")] = Path("runs/classify"),
 ) -> None:
     """Save a trained stage's body (torchvision's or EfficientNet-PyTorch's names), for `--weights`
     in another task."""
@@ -124,7 +126,7 @@ for task in TASKS.values():  # each task's own options, and no other's
     config_command(train_app, task.name, train, task.settings, help=task.settings.__doc__)
     for older in task.older_commands:
         config_command(app, older, train, task.settings, help=f"The same as `train {task.name}`.")
-    if task.recipe is None:  # a task that trains in stages
+    if task.sweeps_rates:  # a task whose options build one learner to sweep
         config_command(
             lr_find_app, task.name, lr_find, task.settings, own=LR_FIND_OWN, skip=LR_FIND_SKIPS,
             help=task.settings.__doc__,
@@ -138,9 +140,13 @@ def main() -> None:
 @app.command("export")
 @user_errors
 def export(
-    stage: Annotated[str, typer.Option(help="the trained stage to export")] = "stage-1",
+    out: Annotated[
+        Path, typer.Option(help="run folder holding the stage: its train --out (runs/<task> by default)")
+    ],
+    stage: Annotated[
+        str, typer.Option(help="the trained stage to export (an image task's --stage; sentiment: clf)")
+    ] = "stage-1",
     name: Annotated[str, typer.Option(help="model name in the repository")] = "planet",
-    out: Annotated[Path, typer.Option(help="run folder holding the stage")] = Path("runs/multilabel"),
     models: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
     parity_items: Annotated[
         int, typer.Option(help="validation items for the parity check (texts: all, up to 2000 or this)")
@@ -158,6 +164,13 @@ def export(
             help="the weights: auto (fp16 where it passes the parity check, else fp32) | fp16 | fp32"
         ),
     ] = "auto",
+    cpu_graph: Annotated[
+        bool,
+        typer.Option(
+            help="image models: also write model.cpu.onnx for CPU hosts (int8 calibrated on training "
+            "images, else fp32) where one passes the same parity check"
+        ),
+    ] = True,
 ) -> None:
     """Write a bundle (pipeline.pkl + model.onnx + manifest) as the next version, if it checks out."""
     from serving.bundle import read_manifest
@@ -169,7 +182,17 @@ def export(
         raise ConfigError(f"--resolution {resolution!r}: choose squish or native")
     if precision not in get_args(WeightPrecision):
         raise ConfigError(f"--precision {precision!r}: choose {', '.join(get_args(WeightPrecision))}")
-    folder = export_stage(out, stage, name, models, parity_items, tolerance, resolution, precision)  # type: ignore[arg-type]
+    folder = export_stage(
+        out,
+        stage,
+        name,
+        models,
+        parity_items,
+        tolerance,
+        resolution,
+        precision,
+        cpu_graph,  # type: ignore[arg-type]
+    )
     manifest = read_manifest(folder)
     parity = manifest.parity
     agreeing = "pixels with the same class" if parity.measure == "logit" else "items with the same answer"
@@ -179,6 +202,12 @@ def export(
         f"max {parity.measure} difference "
         f"{parity.max_abs_diff:.2e}, {agreeing} {parity.agreement:.2%}"
     )
+    if manifest.cpu_graph is not None:
+        cpu = manifest.cpu_graph
+        console.print(
+            f"  and model.cpu.onnx ({cpu.precision}) for CPU hosts: max {cpu.parity.measure} difference "
+            f"{cpu.parity.max_abs_diff:.2e}, {agreeing} {cpu.parity.agreement:.2%}"
+        )
 
 
 @app.command("finetune")

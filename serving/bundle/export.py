@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime
 import torch
 
+from serving.bundle.cpu_graph import write_cpu_graph
 from serving.bundle.manifest import (
     MAX_TOKENS,
     ONNX_MODEL,
@@ -49,12 +50,14 @@ def write_bundle(
     name: str,
     example: np.ndarray,
     check: ParityCheck | None = None,
+    calibration: np.ndarray | None = None,
 ) -> Path:
     """Publish `pipeline` as the next version of `models/<name>`; returns its folder.
 
     `example` is a prepared batch of at least two items (images, or padded token ids) the exporter
     traces; `check` measures ONNX against the network (default: the largest raw-output
-    difference on `example`, recorded with no tolerance)."""
+    difference on `example`, recorded with no tolerance). With `calibration` (prepared training
+    images), a CPU graph that passes the same check is written too (`serving.bundle.cpu_graph`)."""
     task = task_for(pipeline.task)
     post, pre = pipeline.postprocess, pipeline.preprocess
     model = pipeline.network.build()
@@ -71,7 +74,25 @@ def write_bundle(
             max_length=described.max_length,
             fp16=pipeline.network.precision == "fp16",
         )
-        parity = (check or _raw_parity(example))(model, staging / ONNX_MODEL)
+        check = check or _raw_parity(example)
+        parity = check(model, staging / ONNX_MODEL)
+        cpu_graph = None
+        if calibration is not None and described.image is not None:
+
+            def export_fp32(network: torch.nn.Module, batch: np.ndarray, path: Path) -> None:
+                to_onnx(
+                    network,
+                    torch.from_numpy(batch[:2]),
+                    path,
+                    task.onnx_output,
+                    spatial=task.spatial,
+                    fp16=False,
+                )
+
+            fp32 = pipeline.network.precision == "fp32"
+            cpu_graph = write_cpu_graph(
+                model, example, calibration, staging, export_fp32, check, skip_fp32=fp32
+            )
         n = task.outputs_per_item(post)
         out_shape = [-1, n, -1, -1] if task.spatial else [-1, n]
         manifest = Manifest(
@@ -87,6 +108,7 @@ def write_bundle(
             outputs=[TensorSpec(name=task.onnx_output, shape=out_shape, dtype="FP32")],
             parity=parity,
             precision=pipeline.network.precision,
+            cpu_graph=cpu_graph,
             libraries=library_versions(),
             files={},
         )

@@ -15,7 +15,7 @@ import numpy as np
 
 from serving.bundle.errors import BundleError
 from serving.bundle.flow import Input, predict
-from serving.bundle.manifest import MANIFEST, ONNX_MODEL, PIPELINE, Manifest, read_manifest
+from serving.bundle.manifest import CPU_ONNX_MODEL, MANIFEST, ONNX_MODEL, PIPELINE, Manifest, read_manifest
 from serving.bundle.pipeline import ImagePreprocess, Pipeline
 from serving.bundle.read import check_consistency, read_pipeline, read_verified
 from serving.bundle.runtimes import Device, GraphMode, OnnxRuntime, Runtime, RuntimeName
@@ -34,6 +34,8 @@ class Bundle:
     pipeline: Pipeline
     onnx_model: bytes = field(repr=False)
     threads: int | None = None
+    cpu_onnx_model: bytes | None = field(default=None, repr=False)
+    """`model.cpu.onnx`, where the bundle has one (`Manifest.cpu_graph`)."""
     _runtimes: dict[str, Runtime] = field(default_factory=dict, repr=False)
 
     @property
@@ -47,26 +49,35 @@ class Bundle:
         device: Device = "cpu",
         graphs: GraphMode = "off",
         max_batch: int = 64,
+        cpu_graph: bool = True,
     ) -> Runtime:
-        """Built once per (runtime, device, graphs); `graphs` and `max_batch` matter to torch on CUDA only."""
-        key = f"{name}:{device}:{graphs}:{max_batch}"
+        """Built once per (runtime, device, graphs, graph); `graphs` and `max_batch` matter to torch on
+        CUDA only; ONNX on a CPU runs `model.cpu.onnx` where the bundle has one, unless `cpu_graph` is off."""
+        on_cpu_graph = name == "onnx" and device == "cpu" and cpu_graph and self.cpu_onnx_model is not None
+        key = f"{name}:{device}:{graphs}:{max_batch}:{on_cpu_graph}"
         if key not in self._runtimes:
             if name == "onnx":
-                self._runtimes[key] = self._onnx_runtime(device)
+                self._runtimes[key] = self._onnx_runtime(device, on_cpu_graph)
             elif name == "torch":
-                from serving.bundle.torch_runtime import TorchRuntime  # torch only when it is chosen
-
-                self._runtimes[key] = TorchRuntime(self.pipeline.network, device, graphs, max_batch)
+                self._runtimes[key] = _torch_runtime()(self.pipeline.network, device, graphs, max_batch)
             else:
                 raise ValueError(f"unknown runtime {name!r}; choose onnx or torch")
         return self._runtimes[key]
 
-    def _onnx_runtime(self, device: Device) -> OnnxRuntime:
-        """An ONNX Runtime session on `model.onnx`, whose graph must be the one the manifest describes:
-        one input of the pipeline's rank, and the manifest's output with its fixed axes."""
-        path = self.path / ONNX_MODEL
+    def _onnx_runtime(self, device: Device, cpu_graph: bool = False) -> OnnxRuntime:
+        """An ONNX Runtime session on `model.onnx` (or `model.cpu.onnx`), whose graph must be the one
+        the manifest describes: one input of the pipeline's rank, and the manifest's output with its
+        fixed axes."""
+        path = self.path / (CPU_ONNX_MODEL if cpu_graph else ONNX_MODEL)
+        model = self.cpu_onnx_model if cpu_graph else self.onnx_model
+        assert model is not None
+        label = (
+            f"{path.name} {self.manifest.cpu_graph.precision}"
+            if self.manifest.cpu_graph and cpu_graph
+            else path.name
+        )
         try:
-            runtime = OnnxRuntime(self.onnx_model, self.threads, device)
+            runtime = OnnxRuntime(model, self.threads, device, label)
         except Exception as err:  # ORT raises its own types for a graph it cannot load
             raise BundleError(
                 f"{path}: not a model ONNX Runtime can load ({type(err).__name__}: {err})"
@@ -114,6 +125,18 @@ class Bundle:
         return predict(self.pipeline, _read(inputs), self.runtime(runtime).run)
 
 
+def _torch_runtime() -> Any:  # the class `TorchRuntime`
+    """The PyTorch runtime, imported when chosen: the ONNX path never loads torch."""
+    try:
+        from serving.bundle.torch_runtime import TorchRuntime
+    except ImportError as err:
+        raise BundleError(
+            f"the torch runtime needs PyTorch, which this install lacks ({err}); install the "
+            "`torch` extra (pip install 'train-serve-kit[torch]') or serve with runtime onnx"
+        ) from None
+    return TorchRuntime
+
+
 def _read(inputs: Sequence[bytes | Path | str]) -> list[Input]:
     """Files read; bytes and str as they are."""
     return [i.read_bytes() if isinstance(i, Path) else i for i in inputs]
@@ -138,4 +161,8 @@ def load_bundle(path: Path | str, threads: int | None = None) -> Bundle:
     blobs = read_verified(folder, manifest)
     pipeline = read_pipeline(folder / PIPELINE, blobs[PIPELINE])
     check_consistency(folder, manifest, pipeline)
-    return Bundle(folder, manifest, pipeline, blobs[ONNX_MODEL], threads)
+    if (manifest.cpu_graph is None) != (CPU_ONNX_MODEL not in blobs):
+        raise BundleError(
+            f"{folder / MANIFEST}: describes a CPU graph and lists {CPU_ONNX_MODEL} only together"
+        )
+    return Bundle(folder, manifest, pipeline, blobs[ONNX_MODEL], threads, blobs.get(CPU_ONNX_MODEL))

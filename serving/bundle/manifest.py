@@ -20,12 +20,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from serving.bundle.errors import BundleError
 
 __all__ = [
+    "CPU_ONNX_MODEL",
     "FORMAT_VERSION",
     "MANIFEST",
     "MAX_INPUT_SIZE",
     "MAX_TOKENS",
     "ONNX_MODEL",
     "PIPELINE",
+    "CpuGraph",
     "ImageInput",
     "Manifest",
     "Parity",
@@ -42,6 +44,8 @@ FORMAT_VERSION = 2
 MAX_INPUT_SIZE = 4096  # pixels a side; a bundle asking for more is damaged or hostile
 MAX_TOKENS = 65_536  # a text bundle's token limit, likewise
 MANIFEST, PIPELINE, ONNX_MODEL = "manifest.json", "pipeline.pkl", "model.onnx"
+CPU_ONNX_MODEL = "model.cpu.onnx"
+"""The CPU hosts' graph, where one passed parity (`CpuGraph`)."""
 
 
 class TensorSpec(BaseModel):
@@ -84,6 +88,16 @@ class Parity(BaseModel):
     measure: Literal["score", "logit", "pixel", "probability"] = "score"
 
 
+class CpuGraph(BaseModel):
+    """`model.cpu.onnx`: the graph a CPU host runs instead of `model.onnx` (whose fp16 weights ONNX
+    Runtime's CPU kernels convert on every run): int8 (static, per-channel, calibrated on training
+    images) where it passes the same parity check, else fp32."""
+
+    model_config = ConfigDict(extra="forbid")
+    precision: Literal["int8", "fp32"]
+    parity: Parity
+
+
 Precision = Literal["fp16", "fp32"]
 """What a bundle's weights are stored in: fp16 (half the file, the GPU's fast path) unless rounding to
 it changes the answers (TensorFlow-trained EfficientNet-Lite bodies: BatchNorm over near-constant
@@ -106,6 +120,7 @@ class Manifest(BaseModel):
     parity: Parity
     precision: Precision = "fp16"
     """The weights' precision in pipeline.pkl and model.onnx (inputs and outputs are fp32 either way)."""
+    cpu_graph: CpuGraph | None = None
     libraries: dict[str, str]
     files: dict[str, str]  # file name -> sha256
 
@@ -142,8 +157,10 @@ def manifest_json(manifest: Manifest) -> str:
     """The file's text. An fp16 bundle leaves `precision` out, so that servers from before the
     field existed (which refuse unknown fields) read it as they always did; only an fp32 bundle,
     which they could not serve right, says so."""
-    exclude = {"precision"} if manifest.precision == "fp16" else None
-    return manifest.model_dump_json(indent=2, exclude=exclude) + "\n"
+    exclude = {"precision"} if manifest.precision == "fp16" else set()
+    if manifest.cpu_graph is None:
+        exclude.add("cpu_graph")
+    return manifest.model_dump_json(indent=2, exclude=exclude or None) + "\n"
 
 
 def now() -> datetime:

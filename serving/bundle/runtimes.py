@@ -46,7 +46,13 @@ class OnnxRuntime:
 
     name = "onnx"
 
-    def __init__(self, model: Path | bytes, threads: int | None = None, device: Device = "cpu") -> None:
+    def __init__(
+        self,
+        model: Path | bytes,
+        threads: int | None = None,
+        device: Device = "cpu",
+        graph: str = "model.onnx",
+    ) -> None:
         import onnxruntime as ort  # here, not at import: a torch-only host need not install it
 
         options = ort.SessionOptions()
@@ -63,7 +69,7 @@ class OnnxRuntime:
             )
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
-        self.device = device
+        self.device, self.graph = device, graph
 
     def run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """A batch on a device comes to the host first: ONNX Runtime binds host or its own memory."""
@@ -91,7 +97,8 @@ class OnnxRuntime:
 
         provider = self.session.get_providers()[0]
         binding = ", IO binding" if self.device == "cuda" else ""
-        return f"onnxruntime {ort.__version__} on {self.device} ({provider}{binding})"
+        graph = "" if self.graph == "model.onnx" else f"{self.graph}, "  # the CPU graph says so
+        return f"onnxruntime {ort.__version__} on {self.device} ({graph}{provider}{binding})"
 
 
 def cuda_available(runtime: RuntimeName) -> bool:

@@ -318,6 +318,7 @@ class ModelRepository:
             self.settings.prepare_on_gpu,
             self.settings.cuda_graphs,
             self.memory,
+            self.settings.cpu_graph,
         )
         model.warm_up()
         return model

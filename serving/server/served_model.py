@@ -74,6 +74,7 @@ class ServedModel:
         prepare_on_gpu: bool = False,
         graphs: GraphMode = "off",
         memory: MemoryBudget | None = None,
+        cpu_graph: bool = True,
     ) -> None:
         self.bundle, self.metrics = bundle, metrics
         self.name, self.version = bundle.manifest.name, bundle.manifest.version
@@ -85,7 +86,9 @@ class ServedModel:
         fixed = -1 not in pre.item_shape
         on_gpu = device == "cuda" and runtime == "torch"
         self.graphs: GraphMode = graphs if on_gpu and fixed else "off"
-        self.runtime: Runtime = bundle.runtime(runtime, device, self.graphs, batching.max_batch_size)
+        self.runtime: Runtime = bundle.runtime(
+            runtime, device, self.graphs, batching.max_batch_size, cpu_graph
+        )
         self.device = device
         self.prepare_on_gpu = prepare_on_gpu and on_gpu and pre.takes == "images"
         self.decode_pool, self.max_image_pixels = decode_pool, max_image_pixels

@@ -77,6 +77,11 @@ class ServerSettings(BaseSettings):
     )
     runtime: Literal["onnx", "torch"] = Field("onnx", description="default runtime for every model")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA where present")
+    cpu_graph: bool = Field(
+        True,
+        description="ONNX on a CPU: run a bundle's model.cpu.onnx (int8 or fp32, parity-checked at export) "
+        "where it has one; off: model.onnx everywhere",
+    )
     batching: Batching = Field(default_factory=Batching)
     feedback: Feedback = Field(default_factory=Feedback)
     models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides")

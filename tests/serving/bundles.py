@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from serving.bundle.export import write_bundle
+from serving.bundle.export import ParityCheck, write_bundle
 from serving.bundle.manifest import Precision
 from serving.bundle.networks import AwdLstmSpec, CnnSpec, NetworkSpec, UnetSpec, build
 from serving.bundle.pipeline import ImagePreprocess, Network, Pipeline, Preprocess
@@ -67,12 +67,29 @@ def write_image_bundle(
     centre: float = 0.0,
     spread: float = 1.0,
     precision: Precision = "fp16",
+    cpu_graph: bool = False,
+    check: ParityCheck | None = None,
 ) -> Path:
-    """`models/<name>/<next version>` for an image task, its last layer calibrated on `images`."""
+    """`models/<name>/<next version>` for an image task, its last layer calibrated on `images`;
+    with `cpu_graph`, a `model.cpu.onnx` quantized on them too, where it passes `check`."""
     preprocess = ImagePreprocess(size, *IMAGENET)
     decoded = [preprocess.decode(i.read_bytes() if isinstance(i, Path) else i) for i in images]
     example = preprocess(decoded)
-    return _write(models, name, task, spec, preprocess, postprocess, example, centre, spread, precision)
+    calibration = example if cpu_graph else None
+    return _write(
+        models,
+        name,
+        task,
+        spec,
+        preprocess,
+        postprocess,
+        example,
+        centre,
+        spread,
+        precision,
+        calibration,
+        check,
+    )
 
 
 def write_tags(models: Path, images: Sequence[bytes | Path], name: str = "tags") -> Path:
@@ -128,12 +145,14 @@ def _write(
     centre: float,
     spread: float,
     precision: Precision = "fp16",
+    calibration: np.ndarray | None = None,
+    check: ParityCheck | None = None,
 ) -> Path:
     torch.manual_seed(0)
     model = build(spec).eval()
     calibrate(model, torch.from_numpy(example), centre, spread)
     pipeline = Pipeline(task, preprocess, Network.from_module(spec, model, precision), postprocess)
-    return write_bundle(pipeline, models, name, example)
+    return write_bundle(pipeline, models, name, example, check, calibration)
 
 
 @torch.no_grad()

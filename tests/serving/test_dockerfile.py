@@ -83,3 +83,18 @@ def test_entrypoint_and_healthcheck_are_commands_the_cli_has() -> None:
         assert command[0] in scripts and scripts[command[0]].startswith("serving.")
         assert command[1] in commands
     assert probe[1] == "health" and entrypoint[1] == "serve"
+
+
+def test_the_cpu_target_installs_no_torch() -> None:
+    """`--target cpu`: the base install only, and the base names no torch (its runtime is an extra)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = {re.split(r"[<>=!\[; ]", dep)[0] for dep in project["dependencies"]}
+    assert not base & {"torch", "torchvision"}
+    steps = instructions()
+    start = next(i for i, (op, args) in enumerate(steps) if op == "FROM" and args.endswith(" AS cpu"))
+    end = next(i for i, (op, _) in enumerate(steps) if op == "FROM" and i > start)
+    runs = " ".join(args for op, args in steps[start:end] if op == "RUN")
+    assert re.findall(r"pip install \S+ (/src\S*)", runs) == ["/src"]
+    assert "torch" not in runs
+    (healthcheck,) = [args for op, args in steps[start:end] if op == "HEALTHCHECK"]
+    assert healthcheck.endswith('CMD ["serve-kit", "health"]')

@@ -40,13 +40,15 @@ def export_stage(
     tolerance: float = 1e-2,
     resolution: Resolution = "squish",
     precision: WeightPrecision = "auto",
+    cpu_graph: bool = True,
 ) -> Path:
     """Publish `run/<stage>.pt` as the next version of `models/<name>`; returns its folder.
 
     `tolerance` bounds scores and probabilities (multilabel, classify, sentiment); the other tasks
     have fixed bounds (see above). `resolution="native"` makes a segmenter answer each image at its
     own resolution instead of squashing it to the training size. `precision` is the weights' (see the
-    module's docstring)."""
+    module's docstring). `cpu_graph`: an image bundle also gets `model.cpu.onnx`, int8 calibrated on
+    training images, else fp32, where one passes the same parity check (`serving.bundle.cpu_graph`)."""
     if parity_items < 2:
         raise ConfigError(f"--parity-items must be at least 2, got {parity_items}")
     if not name or "/" in name or name.startswith("."):
@@ -70,7 +72,8 @@ def export_stage(
         network = Network.from_module(spec, model, candidate)
         pipeline = Pipeline(task.name, plan.preprocess, network, plan.postprocess)
         try:
-            return write_bundle(pipeline, models, name, plan.example, plan.check)
+            calibration = plan.calibration if cpu_graph else None
+            return write_bundle(pipeline, models, name, plan.example, plan.check, calibration)
         except ExportError as err:
             if candidate == tries[-1]:
                 raise
