@@ -189,9 +189,9 @@ def export(
         models,
         parity_items,
         tolerance,
-        resolution,
-        precision,
-        cpu_graph,  # type: ignore[arg-type]
+        resolution,  # type: ignore[arg-type]
+        precision,  # type: ignore[arg-type]
+        cpu_graph,
     )
     manifest = read_manifest(folder)
     parity = manifest.parity

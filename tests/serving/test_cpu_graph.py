@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from serving.bundle import Parity, load_bundle
+from serving.bundle.export import ParityCheck
 from serving.bundle.networks import CnnSpec
 from serving.bundle.tasks.multilabel import MultiLabelPostprocess
 from tests.serving import bundles
@@ -18,17 +19,19 @@ from tests.serving import bundles
 POST = MultiLabelPostprocess(("red", "green", "blue", "square"), (0.5,) * 4)
 
 
-def tags_bundle(models: Path, tag_images: Path, **options: object) -> Path:
+def tags_bundle(models: Path, tag_images: Path, check: ParityCheck | None = None) -> Path:
+    """A tags bundle with a CPU graph, quantized on 16 training images, where it passes `check`."""
     images = sorted((tag_images / "train").iterdir())[:16]
+    spec = CnnSpec("resnet18", 4)
     return bundles.write_image_bundle(
-        models, "tags", "multilabel", CnnSpec("resnet18", 4), POST, images, **options
+        models, "tags", "multilabel", spec, POST, images, cpu_graph=True, check=check
     )
 
 
 def test_an_int8_graph_for_cpu_hosts_is_written_checked_and_run_on_the_cpu(
     tmp_path: Path, tag_images: Path
 ) -> None:
-    folder = tags_bundle(tmp_path, tag_images, cpu_graph=True)
+    folder = tags_bundle(tmp_path, tag_images)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["cpu_graph"]["precision"] == "int8" and "model.cpu.onnx" in manifest["files"]
     bundle = load_bundle(folder)
@@ -51,7 +54,7 @@ def test_a_cpu_graph_that_fails_the_check_is_left_out_and_the_bundle_still_publi
             raise ValueError("answers differ")
         return Parity(tolerance=None, max_abs_diff=0.0, agreement=1.0, items=2)
 
-    folder = tags_bundle(tmp_path, tag_images, cpu_graph=True, check=refuse_cpu_graphs)
+    folder = tags_bundle(tmp_path, tag_images, refuse_cpu_graphs)
     assert checked == ["model.onnx", ".cpu.int8.onnx", ".cpu.fp32.onnx"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert "cpu_graph" not in manifest and set(manifest["files"]) == {"model.onnx", "pipeline.pkl"}
@@ -63,7 +66,7 @@ def test_a_manifest_and_files_that_disagree_on_the_cpu_graph_are_refused(
 ) -> None:
     from serving.bundle import BundleError
 
-    folder = tags_bundle(tmp_path, tag_images, cpu_graph=True)
+    folder = tags_bundle(tmp_path, tag_images)
     manifest = json.loads((folder / "manifest.json").read_text())
     del manifest["cpu_graph"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
