@@ -135,14 +135,14 @@ class Network:
     def __getstate__(self) -> dict[str, Any]:
         """Each weight as (dtype, shape, bytes): plain data, so unpickling names no global beyond
         the pipeline's own classes (not even numpy's array constructors)."""
-        weights = {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in self.state.items()}
+        weights = {k: _parts(v) for k, v in self.state.items()}
         return {"spec": self.spec, "weights": weights}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "state" in state:  # format 1: torch.save'd tensors, as the PyTorch unpickler built them
             weights = {k: v.numpy() for k, v in state["state"].items()}
         else:
-            weights = {k: _array(*v) for k, v in state["weights"].items()}
+            weights = {k: _array(v) for k, v in state["weights"].items()}
         object.__setattr__(self, "spec", state["spec"])
         object.__setattr__(self, "state", weights)
 
@@ -169,8 +169,20 @@ class Network:
         return model.to(dtype).eval()
 
 
-def _array(dtype: str, shape: tuple[int, ...], data: bytes) -> np.ndarray:
-    """A weight from its pickled parts: numbers only, and exactly as many bytes as its shape holds."""
+def _parts(weight: Any) -> Any:
+    """An array as (dtype, shape, bytes); anything else as it is (which the reader's field check
+    refuses by name, rather than failing here)."""
+    if isinstance(weight, np.ndarray):
+        return (weight.dtype.str, weight.shape, weight.tobytes())
+    return weight
+
+
+def _array(parts: Any) -> Any:
+    """A weight from its pickled parts: numbers only, and exactly as many bytes as its shape holds;
+    what is not such parts stays as it is, for the field check to name."""
+    if not (isinstance(parts, tuple) and len(parts) == 3 and isinstance(parts[2], bytes)):
+        return parts
+    dtype, shape, data = parts
     kind = np.dtype(dtype)
     if kind.kind not in "biuf" or len(data) != kind.itemsize * int(np.prod(shape, dtype=np.int64)):
         raise ValueError(f"a weight of {len(data)} bytes cannot be a {dtype} array of shape {shape}")

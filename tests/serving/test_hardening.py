@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from PIL import Image
@@ -206,6 +207,11 @@ def _set(obj: object, name: str, value: object) -> None:
             "thresholds outside",
         ),
         ("bundle_path", lambda p: p.network.state.update(extra=[1, 2]), "network.state['extra'] is list"),
+        (
+            "bundle_path",
+            lambda p: p.network.state.update(extra=np.array([{"a": 1}], dtype=object)),
+            "cannot be a |O array of shape (1,)",  # objects never travel as weights
+        ),
         ("bundle_path", lambda p: _set(p.network.spec, "n_out", 4.0), "spec.n_out is float"),
         ("sentiment_bundle", lambda p: _set(p.preprocess.tokenizer, "spec", 12), "tokenizer.spec is int"),
         (
@@ -223,5 +229,32 @@ def test_a_pipeline_whose_fields_are_of_the_wrong_kind_is_refused(
     request: pytest.FixtureRequest,
 ) -> None:
     tampered = _with_pipeline(request.getfixturevalue(fixture), tmp_path, change)
+    with pytest.raises(BundleError, match=re.escape(message)):
+        load_bundle(tampered)
+
+
+@pytest.mark.parametrize(
+    ("parts", "message"),
+    [
+        (("<f4", (10,), b"abc"), "a weight of 3 bytes cannot be a <f4 array of shape (10,)"),
+        (("|O", (1,), b"12345678"), "cannot be a |O array"),
+    ],
+)
+def test_a_weight_whose_bytes_do_not_make_its_array_is_refused(
+    parts: tuple[object, ...],
+    message: str,
+    bundle_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A format-2 weight is (dtype, shape, bytes): only numbers, and exactly the bytes its shape holds."""
+    import serving.bundle.pipeline
+
+    def hostile(weight: object) -> object:
+        return parts
+
+    monkeypatch.setattr(serving.bundle.pipeline, "_parts", hostile)
+    tampered = _with_pipeline(bundle_path, tmp_path, lambda p: None)
+    monkeypatch.undo()
     with pytest.raises(BundleError, match=re.escape(message)):
         load_bundle(tampered)
