@@ -1,5 +1,6 @@
-"""A whole run from a task's options: data, network, stage handling, fit, metrics file — or, for a
-task with a recipe of its own (sentiment's three stages), that recipe.
+"""A whole run from a task's options: the task plans its stages (`TrainingTask.stages`: an image
+task one `fit_one_cycle` stage, sentiment ULMFiT's several) and the one runner, `training.stages`,
+fits, resumes, saves and scores each of them the same way.
 
 The CLI is a thin shell over these functions, so tests and notebooks can call them directly.
 """
@@ -12,150 +13,25 @@ from typing import Any
 
 import torch
 
-from serving.bundle.networks.bodies import body_for
-from training.checkpoint import load_checkpoint, write_json_atomic
+from training.checkpoint import write_json_atomic
 from training.config import TrainConfig
-from training.curves import plot_curves
-from training.data import get_transforms, imagenet_stats
-from training.data.batch_transforms import BatchAugment
-from training.data.bunch import DataBunch, Stats
-from training.data.show import show_batch
-from training.data.transforms import Transforms
-from training.distributed import current_ranks, join
+from training.data.bunch import DataBunch
+from training.distributed import current_ranks
 from training.errors import ConfigError
+from training.image_run import build_image_learner, stage_meta, train_transforms
 from training.learner import Learner, Reporter
 from training.lr_finder import LRFind
 from training.lr_suggestions import DEFAULT_RULE
-from training.metrics import metric_name
-from training.models import Pretrained, create_model, layer_groups
-from training.tasks import TaskSetup, setup_task, task_for
+from training.stages import run_stages
+from training.tasks import task_for
 from training.tasks.image_config import ImageConfig
 
-__all__ = ["build_learner", "run_lr_find", "run_stage", "run_training", "stage_meta", "train_transforms"]
+__all__ = ["build_learner", "run_lr_find", "run_training", "stage_meta", "train_transforms", "use_threads"]
 
 
 def build_learner(cfg: ImageConfig, reporter: Reporter | None = None) -> Learner[DataBunch]:
     """Data and network as `cfg` says, weights from `from_stage` if named, frozen if pretrained."""
-    return _build(cfg, reporter)[0]
-
-
-def _build(cfg: ImageConfig, reporter: Reporter | None = None) -> tuple[Learner[DataBunch], TaskSetup]:
-    torch.manual_seed(cfg.seed)  # the network's initial weights, reproducibly
-    task = setup_task(cfg)
-    train_tfms = train_transforms(cfg, task)
-    ranks = current_ranks()  # a torchrun launch: join the group, load this rank's shards
-    device = join(ranks) if ranks is not None else None
-    data = task.src.transform(train_tfms, size=cfg.size).databunch(
-        bs=cfg.bs, num_workers=cfg.num_workers, seed=cfg.seed, device=device, ranks=ranks
-    )
-    if cfg.batch_tfms:
-        data.train_dl.batch_tfm = batch_augment(cfg, task)
-    previous = _previous_stage(cfg)
-    data.normalize(_stats(cfg, previous))
-    if previous is not None and previous["meta"]["classes"] != data.classes:
-        raise ConfigError(
-            f"--from-stage {cfg.from_stage}: trained on classes {previous['meta']['classes']}, "
-            f"but this data has {data.classes}"
-        )
-    # A stage that continues another (or itself, resumed) takes its weights from it, not from ImageNet.
-    pretrained = Pretrained(cfg.weights) if cfg.pretrained and previous is None and not cfg.resume else None
-    model = create_model(task.spec, pretrained)
-    meta = stage_meta(cfg, task, data.classes, data.stats or imagenet_stats)
-    learn = Learner(
-        data,
-        model,
-        task.loss_func,
-        task.metrics,
-        layer_groups(model),
-        wd=cfg.wd,
-        path=cfg.out,
-        reporter=reporter if ranks is None or ranks.main else None,
-        meta=meta,
-    )
-    if previous is not None:
-        learn.load_weights(previous, cfg.out / f"{cfg.from_stage}.pt")
-    if (cfg.pretrained or cfg.from_stage) and not cfg.unfreeze:
-        learn.freeze()  # the practice: fit the new head over a fixed pretrained body first
-    if cfg.fp16:
-        learn.to_fp16()
-    if cfg.channels_last:
-        learn.to_channels_last()
-    if cfg.compile:
-        learn.compile()
-    return learn, task
-
-
-def _stats(cfg: ImageConfig, previous: dict[str, Any] | None) -> Stats | None:
-    """A continued stage keeps its stats; a pretrained body gets the input scaling its weights were
-    trained with; else the data's own (None: computed from a sample)."""
-    if previous is not None:
-        mean, std = previous["meta"]["stats"]
-        return (tuple(mean), tuple(std))
-    if cfg.normalize == "imagenet":
-        return imagenet_stats
-    if cfg.normalize is None and cfg.pretrained:
-        return body_for(cfg.arch).stats
-    return None
-
-
-def train_transforms(cfg: ImageConfig, task: TaskSetup) -> Transforms:
-    """The per-item augmentations `cfg` asks for; uncovered mask pixels get the task's Void code.
-    With `batch_tfms` only the perspective warp stays per item (the batch path does the rest)."""
-    batched = cfg.batch_tfms
-    return get_transforms(
-        do_flip=cfg.do_flip and not batched,
-        flip_vert=cfg.flip_vert and not batched,
-        max_rotate=0 if batched else cfg.max_rotate,
-        max_zoom=1 if batched else cfg.max_zoom,
-        max_lighting=0 if batched else cfg.max_lighting,
-        max_warp=cfg.max_warp,
-        p_affine=cfg.p_affine,
-        p_lighting=cfg.p_lighting,
-        mask_fill=task.void or 0,
-        flip_pairs=task.flip_pairs,
-    )
-
-
-def batch_augment(cfg: ImageConfig, task: TaskSetup) -> BatchAugment:
-    """The batch path's flips, turns, rotation, zoom and lighting, as `cfg` asks for them."""
-    return BatchAugment(
-        targets=task.targets,
-        do_flip=cfg.do_flip,
-        flip_vert=cfg.flip_vert,
-        max_rotate=cfg.max_rotate,
-        max_zoom=cfg.max_zoom,
-        max_lighting=cfg.max_lighting,
-        p_affine=cfg.p_affine,
-        p_lighting=cfg.p_lighting,
-        mask_fill=task.void or 0,
-        flip_pairs=task.flip_pairs,
-    )
-
-
-def stage_meta(cfg: ImageConfig, task: TaskSetup, classes: list[str], stats: Stats) -> dict[str, Any]:
-    """What a checkpoint says about itself: enough to resume it, continue from it, or export it."""
-    return {
-        "task": cfg.task,
-        "spec": dataclasses.asdict(task.spec),
-        "classes": classes,
-        "size": cfg.size,
-        "stats": [list(s) for s in stats],
-        "config": cfg.model_dump(mode="json"),
-    }
-
-
-def _previous_stage(cfg: ImageConfig) -> dict[str, Any] | None:
-    if not cfg.from_stage:
-        return None
-    path = cfg.out / f"{cfg.from_stage}.pt"
-    if not path.is_file():
-        raise ConfigError(f"--from-stage {cfg.from_stage}: no checkpoint {path}")
-    state = load_checkpoint(path)
-    if not state.get("complete"):
-        raise ConfigError(
-            f"--from-stage {cfg.from_stage}: {path} is unfinished; finish it with --resume first"
-        )
-    return state
+    return build_image_learner(cfg, task_for(cfg.task), reporter)[0]
 
 
 def use_threads(cfg: TrainConfig) -> None:
@@ -165,54 +41,10 @@ def use_threads(cfg: TrainConfig) -> None:
 
 
 def run_training(cfg: TrainConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Train one stage; write `<out>/<stage>.pt`, `<out>/<stage>.metrics.json` and its plot
-    `<out>/<stage>.curves.png`; return the metrics.
-    A task with its own recipe runs that instead (it writes its own stages and metrics)."""
+    """Run the stages `cfg`'s task plans; each writes `<out>/<stage>.pt`, `<out>/<stage>.metrics.json`
+    and its plot `<out>/<stage>.curves.png`. Returns the last stage's metrics."""
     use_threads(cfg)
-    recipe = task_for(cfg.task).recipe
-    if recipe is not None:
-        return recipe(cfg, reporter)
-    return run_stage(_staged(cfg), reporter)
-
-
-def run_stage(cfg: ImageConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """One `fit_one_cycle` stage of an image task, its metrics file and plot; returns the metrics."""
-    learn, task = _build(cfg, reporter)
-    if not cfg.resume and learn.is_main:
-        show_batch(learn.data, cfg.out / f"{cfg.stage}.batch.png")
-    learn.fit_one_cycle(
-        cfg.epochs, cfg.learning_rate, stage=cfg.stage, resume=cfg.resume, pct_start=cfg.pct_start
-    )
-    last = learn.history[-1]
-    y_valid = learn.data.src.y_valid
-    trivial = task.baseline(learn.data.src.y_train, y_valid)
-    baseline = {metric_name(m): float(m(trivial, y_valid)) for m in learn.metrics}
-    result = {
-        "stage": cfg.stage,
-        "checkpoint": str(learn.stage_path(cfg.stage)),
-        "epochs": len(learn.history),
-        "train_loss": last.train_loss,
-        "valid_loss": last.valid_loss,
-        "metrics": last.metrics,
-        "baseline": baseline,
-        "history": [dataclasses.asdict(r) for r in learn.history],
-        "config": cfg.model_dump(mode="json"),
-    }
-    if task.per_label is not None:
-        result["per_label"] = task.per_label(*learn.get_preds())
-    if learn.is_main:
-        write_json_atomic(cfg.out / f"{cfg.stage}.metrics.json", result)
-        plot_curves(result, cfg.out / f"{cfg.stage}.curves.png")
-    return result
-
-
-def _staged(cfg: TrainConfig) -> ImageConfig:
-    """`cfg` as the options of a task that trains in `fit_one_cycle` stages (the image tasks')."""
-    if not isinstance(cfg, ImageConfig):
-        raise ConfigError(
-            f"{cfg.task} trains by its own recipe (train-kit train {cfg.task}); it has no stages"
-        )
-    return cfg
+    return run_stages(task_for(cfg.task).stages(cfg, reporter), cfg)
 
 
 def run_lr_find(

@@ -23,9 +23,11 @@ AWD-LSTM classifier on a language model (ULMFiT), or both added together (`hybri
    Texts are cut to `max_tokens`, exactly as the exported bundle cuts them.
 
 The options are a `SentimentConfig` (`training.tasks.sentiment`; its defaults suit the demo reviews on
-a CPU). Every stage is a checkpoint as for images; `<out>/clf.metrics.json` holds the classifier's accuracy
-beside the majority-class baseline, and the language model's perplexity; `<out>/clf.curves.png` plots the
-classifier's fits (losses and accuracy per epoch).
+a CPU). This module plans the stages and hands the encoder and tokenizer from one to the next; the
+one runner (`training.stages`) fits, resumes and scores each, as it does an image task's stage. So
+every stage is a checkpoint with its metrics and plot; `<out>/clf.metrics.json` holds the
+classifier's accuracy beside the majority-class baseline, and the language model's perplexity;
+`<out>/clf.curves.png` plots the classifier's fits (`clf-1`, `clf-2`, `clf`: losses and accuracy).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,8 +48,7 @@ from serving.bundle.networks.awd_lstm import AwdLstmSpec, LanguageModel, TextCla
 from serving.bundle.networks.hybrid import HybridClassifier, HybridSpec
 from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
 from serving.bundle.tokenizer import TextTokenizer
-from training.checkpoint import atomic_save, load_checkpoint, write_json_atomic
-from training.curves import plot_curves
+from training.checkpoint import atomic_save, load_checkpoint
 from training.data import ColumnSplitter, FromColumn, ItemList, LabelledData
 from training.data.splitters import subsampled
 from training.data.text import TextDataBunch
@@ -55,14 +58,16 @@ from training.losses import next_token_loss
 from training.metrics import accuracy
 from training.models import text_layer_groups
 from training.ngram_fit import fit_ngram_branch
+from training.stages import BaselineModel, OneCycle, Stage, StageFit, run_stages
 
-if TYPE_CHECKING:  # the task module runs this recipe: it imports this module, not the other way round
+if TYPE_CHECKING:  # the task module plans with this one: it imports this module, not the other way round
     from training.tasks.sentiment import SentimentConfig
 
-__all__ = ["load_encoder", "run_sentiment", "valid_column"]
+__all__ = ["SolveNgrams", "load_encoder", "run_sentiment", "sentiment_stages", "valid_column"]
 
 ENCODER_FILE = "encoder.pt"
 DISCRIMINATIVE = 2.6  # ULMFiT: each layer group's rate is the next one's / 2.6
+ULMFIT_MOMS = (0.8, 0.7)  # ULMFiT's momentums over each one cycle
 
 
 def valid_column(cfg: SentimentConfig) -> str:
@@ -81,11 +86,21 @@ def _check(cfg: SentimentConfig) -> float:
         raise ConfigError(f"--bs {cfg.bs}: a language model needs at least 2 streams")
     if cfg.encoder is not None and cfg.arch == "ngram":
         raise ConfigError("--encoder is an LSTM's; --arch ngram has none (choose hybrid or ulmfit)")
+    if cfg.lm_epochs == 0 and cfg.encoder is None and cfg.arch != "ngram":
+        raise ConfigError(f"--lm-epochs 0 needs --encoder: --arch {cfg.arch} puts a classifier on an encoder")
     return cfg.lr
 
 
 def run_sentiment(cfg: SentimentConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Tokenizer → language model (or `cfg.encoder`) → classifier; returns the metrics it wrote."""
+    """Tokenizer → language model (or `cfg.encoder`) → classifier, through the one runner; returns
+    the metrics of the last stage, `clf`."""
+    return run_stages(sentiment_stages(cfg, reporter), cfg)
+
+
+def sentiment_stages(cfg: SentimentConfig, reporter: Reporter | None = None) -> Iterator[Stage]:
+    """The run's stages, each built once the one before it has run: the language model `lm`
+    (whose encoder it hands on, saved as `encoder.pt`), then `cfg.arch`'s classifier stages.
+    The tokenizer is learnt first, outside any stage: every stage reads through it."""
     _check(cfg)
     torch.manual_seed(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -95,28 +110,39 @@ def run_sentiment(cfg: SentimentConfig, reporter: Reporter | None = None) -> dic
         .label(FromColumn(cfg.label_col))
     )
     extra = _extra_texts(cfg)
-    lm_result: dict[str, Any] = {}
-    lm_stage = cfg.out / "lm.pt"
-    encoder: dict[str, torch.Tensor] | None = None
-    if cfg.encoder is not None:
-        tokenizer, spec, encoder = load_encoder(cfg.encoder)
-    elif cfg.resume and lm_stage.is_file():  # the killed run's own tokenizer: ids must mean the same
-        meta = load_checkpoint(lm_stage)["meta"]
-        tokenizer, spec = TextTokenizer(meta["tokenizer"]), AwdLstmSpec(**meta["spec"])
-    else:
-        texts = [str(t) for t in [*src.train.items, *src.valid.items, *extra]]
-        tokenizer = TextTokenizer.train(texts, cfg.vocab_size, vocabulary=cfg.vocabulary)
-        spec = AwdLstmSpec(tokenizer.vocab_size, cfg.emb, cfg.hidden, cfg.layers)
+    tokenizer, spec, encoder = _tokenizer(cfg, src, extra)
+    lm_scores: dict[str, Any] = {}
     if cfg.lm_epochs > 0 and cfg.arch != "ngram":
-        encoder, lm_result = train_language_model(cfg, src, tokenizer, spec, encoder, extra, reporter)
-    result = train_classifier(cfg, src, tokenizer, spec, encoder, reporter)
-    result["language_model"] = lm_result
-    write_json_atomic(cfg.out / "clf.metrics.json", result)
-    plot_curves(result, cfg.out / "clf.curves.png")
-    return result
+        lm = language_model_learner(cfg, src, tokenizer, spec, encoder, extra, reporter)
+        yield Stage(
+            "lm",
+            lm,
+            OneCycle(cfg.lm_epochs, cfg.lm_lr, moms=ULMFIT_MOMS),
+            report=lambda learn: {"language_model": language_model_scores(learn, tokenizer.vocab_size)},
+        )
+        encoder = {k: v.detach().cpu() for k, v in cast(LanguageModel, lm.model).encoder.state_dict().items()}
+        save_encoder(cfg.out / ENCODER_FILE, tokenizer, spec, encoder)
+        lm_scores = language_model_scores(lm, tokenizer.vocab_size)
+    yield from classifier_stages(cfg, src, tokenizer, spec, encoder, lm_scores, reporter)
 
 
-def train_language_model(
+def _tokenizer(
+    cfg: SentimentConfig, src: LabelledData, extra: list[str]
+) -> tuple[TextTokenizer, AwdLstmSpec, dict[str, torch.Tensor] | None]:
+    """The tokenizer and LSTM spec: `cfg.encoder`'s (with its weights), a resumed run's own (ids
+    must mean the same), or a new one learnt from every text, labelled or not."""
+    if cfg.encoder is not None:
+        return load_encoder(cfg.encoder)
+    lm_stage = cfg.out / "lm.pt"
+    if cfg.resume and lm_stage.is_file():
+        meta = load_checkpoint(lm_stage)["meta"]
+        return TextTokenizer(meta["tokenizer"]), AwdLstmSpec(**meta["spec"]), None
+    texts = [str(t) for t in [*src.train.items, *src.valid.items, *extra]]
+    tokenizer = TextTokenizer.train(texts, cfg.vocab_size, vocabulary=cfg.vocabulary)
+    return tokenizer, AwdLstmSpec(tokenizer.vocab_size, cfg.emb, cfg.hidden, cfg.layers), None
+
+
+def language_model_learner(
     cfg: SentimentConfig,
     src: LabelledData,
     tokenizer: TextTokenizer,
@@ -124,8 +150,8 @@ def train_language_model(
     encoder: dict[str, torch.Tensor] | None,
     extra: list[str],
     reporter: Reporter | None,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Fit the LM on every text; save stage `lm` and `encoder.pt`; return its encoder and metrics."""
+) -> Learner[TextDataBunch]:
+    """The LM on every text (no labels), scored on 10 % of them; from `encoder` where given."""
     data = TextDataBunch.language_model(src, tokenizer, cfg.bs, cfg.bptt, extra, seed=cfg.seed)
     model = LanguageModel(spec)
     if encoder is not None:
@@ -149,28 +175,30 @@ def train_language_model(
     learn.stream_validation = True  # (N, T, vocab) outputs: averaged per batch, never stacked
     if cfg.fp16:
         learn.to_fp16()
-    fit_stage(learn, cfg, "lm", cfg.lm_epochs, cfg.lm_lr)
-    state = {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}
-    save_encoder(cfg.out / ENCODER_FILE, tokenizer, spec, state)
+    return learn
+
+
+def language_model_scores(learn: Learner[Any], vocab_size: int) -> dict[str, Any]:
+    """What the classifier's metrics say of the LM it stands on: perplexity, next-token accuracy."""
     last = learn.history[-1]
-    metrics = {
+    return {
         "perplexity": math.exp(min(last.valid_loss, 50.0)),
         "next_token_accuracy": last.metrics["accuracy"],
         "valid_loss": last.valid_loss,
         "epochs": len(learn.history),
-        "vocab_size": tokenizer.vocab_size,
+        "vocab_size": vocab_size,
     }
-    return state, metrics
 
 
-def train_classifier(
+def classifier_stages(
     cfg: SentimentConfig,
     src: LabelledData,
     tokenizer: TextTokenizer,
     spec: AwdLstmSpec,
     encoder: dict[str, torch.Tensor] | None,
+    lm_scores: dict[str, Any],
     reporter: Reporter | None,
-) -> dict[str, Any]:
+) -> Iterator[Stage]:
     """`cfg.arch`'s classifier, ending in stage `clf` (the one to export): the n-gram branch alone
     (`ngram`), ULMFiT's gradual unfreezing on the encoder (`ulmfit`: `clf-1`, `clf-2`, `clf`), or
     the n-gram branch first (stage `ngram`) and then the LSTM beside it, unfrozen as ULMFiT's."""
@@ -178,6 +206,7 @@ def train_classifier(
     classes = len(data.classes)
     ngram_spec = NgramSpec(tokenizer.vocab_size, classes, cfg.ngram_buckets)
     lstm_spec = dataclasses.replace(spec, n_classes=classes)
+    baseline = BaselineModel(majority_logits, src.y_train, src.y_valid)
 
     def learner(model: nn.Module, model_spec: NetworkSpec, groups: list[nn.Module] | None = None) -> Learner:
         meta = {
@@ -203,80 +232,72 @@ def train_classifier(
             learn.to_fp16()
         return learn
 
+    def stage(name: str, learn: Learner, fit: StageFit, freeze_to: int | None = None) -> Stage:
+        def run_facts(_: Learner[Any]) -> dict[str, Any]:
+            return {"arch": cfg.arch, "language_model": lm_scores}
+
+        return Stage(name, learn, fit, freeze_to, baseline, report=run_facts)
+
     if cfg.arch == "ngram":
-        learn = learner(NgramClassifier(ngram_spec), ngram_spec)
-        fit_ngram_stage(learn, cfg, "clf")
+        yield stage("clf", learner(NgramClassifier(ngram_spec), ngram_spec), SolveNgrams(cfg.seed))
+        return
+    if encoder is None:  # `_check` refused this already; said again for the type checker
+        raise ConfigError(f"--lm-epochs 0 needs --encoder: --arch {cfg.arch} puts a classifier on an encoder")
+    model: nn.Module
+    model_spec: NetworkSpec
+    if cfg.arch == "hybrid":
+        ngrams = NgramClassifier(ngram_spec)
+        yield stage("ngram", learner(ngrams, ngram_spec), SolveNgrams(cfg.seed))
+        model_spec = HybridSpec(lstm_spec, ngram_spec)
+        model = hybrid = HybridClassifier(model_spec)
+        hybrid.ngrams.load_state_dict(ngrams.state_dict())
+        hybrid.ngrams.requires_grad_(False)  # in no layer group: the LSTM learns what it adds
+        lstm = hybrid.lstm
     else:
-        if encoder is None:
-            raise ConfigError(
-                f"--lm-epochs 0 needs --encoder: --arch {cfg.arch} puts a classifier on an encoder"
-            )
-        model: nn.Module
-        model_spec: NetworkSpec
-        if cfg.arch == "hybrid":
-            ngrams = NgramClassifier(ngram_spec)
-            fit_ngram_stage(learner(ngrams, ngram_spec), cfg, "ngram")
-            model_spec = HybridSpec(lstm_spec, ngram_spec)
-            model = hybrid = HybridClassifier(model_spec)
-            hybrid.ngrams.load_state_dict(ngrams.state_dict())
-            hybrid.ngrams.requires_grad_(False)  # in no layer group: the LSTM learns what it adds
-            lstm = hybrid.lstm
-        else:
-            model = lstm = TextClassifier(lstm_spec)
-            model_spec = lstm_spec
-        lstm.encoder.load_state_dict(encoder)
-        learn = learner(model, model_spec, text_layer_groups(lstm))
-        unfreeze_gradually(learn, cfg)
-    last = learn.history[-1]
-    majority = int(torch.bincount(src.y_train).argmax())
-    return {
-        "stage": "clf",
-        "arch": cfg.arch,
-        "checkpoint": str(learn.stage_path("clf")),
-        "metrics": last.metrics,
-        "valid_loss": last.valid_loss,
-        "baseline": {"accuracy": float((src.y_valid == majority).float().mean())},
-        "history": [dataclasses.asdict(r) for r in learn.history],
-        "config": cfg.model_dump(mode="json"),
-    }
-
-
-def unfreeze_gradually(learn: Learner, cfg: SentimentConfig) -> None:
-    """ULMFiT: the head (`clf-1`), then the last LSTM too (`clf-2`), then all (`clf`), each group's
-    rate 2.6× below the next."""
+        model = lstm = TextClassifier(lstm_spec)
+        model_spec = lstm_spec
+    lstm.encoder.load_state_dict(encoder)
+    learn = learner(model, model_spec, text_layer_groups(lstm))
+    # ULMFiT's gradual unfreezing: the head, then the last LSTM too, then all, each group's rate
+    # 2.6x below the next
     lr = _check(cfg)
     spread = DISCRIMINATIVE ** (len(learn.layer_groups) - 1)
-    learn.freeze_to(-1)
-    fit_stage(learn, cfg, "clf-1", 1, lr)
-    learn.freeze_to(-2)
-    fit_stage(learn, cfg, "clf-2", 1, slice(lr / 2 / spread, lr / 2))
-    learn.unfreeze()
-    fit_stage(learn, cfg, "clf", cfg.epochs, slice(lr / 10 / spread, lr / 10))
+    yield stage("clf-1", learn, OneCycle(1, lr, moms=ULMFIT_MOMS), freeze_to=-1)
+    yield stage("clf-2", learn, OneCycle(1, slice(lr / 2 / spread, lr / 2), moms=ULMFIT_MOMS), freeze_to=-2)
+    yield stage(
+        "clf", learn, OneCycle(cfg.epochs, slice(lr / 10 / spread, lr / 10), moms=ULMFIT_MOMS), freeze_to=0
+    )
 
 
-def fit_ngram_stage(learn: Learner, cfg: SentimentConfig, stage: str) -> None:
-    """The n-gram branch fitted to its optimum (`training.ngram_fit`), saved as `stage` with one
-    record in its history; with `resume`, a stage already on disk is loaded instead."""
-    if cfg.resume and learn.stage_path(stage).is_file():
-        learn.history = [EpochRecord(**r) for r in learn.load(stage)["history"]]
-        return
-    began = time.perf_counter()
-    fit = fit_ngram_branch(cast(NgramClassifier, learn.model), learn.data.train_dl, seed=cfg.seed)
-    valid_loss, metrics = learn.validate()
-    learn.meta["ngram_fit"] = {"c": fit.c, "cv_accuracy": {str(c): a for c, a in fit.cv_accuracy.items()}}
-    learn.history.append(EpochRecord(1, fit.train_loss, valid_loss, metrics, time.perf_counter() - began))
-    if learn.reporter is not None:
-        learn.reporter.fit_begin(1, 0, 0)
-        learn.reporter.epoch_end(learn.history[-1])
-        learn.reporter.fit_end()
-    learn.save(stage)
+def majority_logits(train_targets: torch.Tensor, valid_targets: torch.Tensor) -> torch.Tensor:
+    """Every validation text given the training set's most frequent class."""
+    counts = torch.bincount(train_targets)
+    logits = torch.zeros(len(valid_targets), len(counts))
+    logits[:, int(counts.argmax())] = 1.0
+    return logits
 
 
-def fit_stage(learn: Learner, cfg: SentimentConfig, stage: str, epochs: int, lr: float | slice) -> None:
-    """One cycle (ULMFiT's momentums); with `resume`, a stage already on disk continues from its last
-    epoch, or, finished, only loads its weights."""
-    resume = cfg.resume and learn.stage_path(stage).is_file()
-    learn.fit_one_cycle(epochs, lr, stage=stage, resume=resume, moms=(0.8, 0.7))
+@dataclass(frozen=True)
+class SolveNgrams:
+    """The n-gram branch fitted to its optimum (`training.ngram_fit`), not by epochs: one record in
+    its history, saved once solved; resumed, a solved stage is loaded as it is."""
+
+    seed: int
+
+    def __call__(self, learn: Learner[Any], stage: str, resume: bool) -> None:
+        if resume:
+            learn.history = [EpochRecord(**r) for r in learn.load(stage)["history"]]
+            return
+        began = time.perf_counter()
+        fit = fit_ngram_branch(cast(NgramClassifier, learn.model), learn.data.train_dl, seed=self.seed)
+        valid_loss, metrics = learn.validate()
+        learn.meta["ngram_fit"] = {"c": fit.c, "cv_accuracy": {str(c): a for c, a in fit.cv_accuracy.items()}}
+        learn.history.append(EpochRecord(1, fit.train_loss, valid_loss, metrics, time.perf_counter() - began))
+        if learn.reporter is not None:
+            learn.reporter.fit_begin(1, 0, 0)
+            learn.reporter.epoch_end(learn.history[-1])
+            learn.reporter.fit_end()
+        learn.save(stage)
 
 
 def save_encoder(

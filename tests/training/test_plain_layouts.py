@@ -49,7 +49,7 @@ def test_every_config_key_is_a_flag_of_each_command_that_reads_it(task: str) -> 
     training = TASKS[task]
     keys = set(training.settings.model_fields) - {"task"}
     assert keys <= flags_of("train", task)
-    if training.recipe is None:  # a task that trains in stages has a learning rate sweep
+    if training.sweeps_rates:  # a task whose options build one learner has a learning rate sweep
         assert keys - LR_FIND_SKIPS <= flags_of("lr-find", task)
     for older in training.older_commands:
         assert keys <= flags_of(older)

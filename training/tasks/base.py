@@ -3,7 +3,8 @@
 A task module (`multilabel.py`, `segmentation.py`, ...) holds everything that differs by task in the
 kit: its name, its options (`settings`, a `TrainConfig` subclass: the flags of `train-kit train
 <task>`, the keys of its `--config` file, and its defaults), the demo data `train-kit data <task>`
-builds (`demo_data`), its data answers, network spec, loss, metrics and baseline (`setup`), the
+builds (`demo_data`), the stages its run is made of (`stages`: an image task's one, built from its
+data answers, network spec, loss, metrics and baseline in `setup`; sentiment's several), the
 postprocess its bundle pickles and how its export is checked (`export_plan`), and how `finetune`
 reads its feedback. Its serving twin (`served`) lives in `serving.bundle.tasks`. The rest of
 `training` asks the registry (`training.tasks.task_for`) and never branches on a task's name.
@@ -11,7 +12,7 @@ reads its feedback. Its serving twin (`served`) lives in `serving.bundle.tasks`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -31,9 +32,10 @@ from training.data.labellers import Labeller
 from training.errors import ConfigError
 from training.learner import LossFunc, Reporter
 from training.metrics import Metric
+from training.stages import Stage
 from training.tasks.demo_data import DemoData
 
-__all__ = ["Baseline", "ExportOptions", "ExportPlan", "Recipe", "Resolution", "TaskSetup", "TrainingTask"]
+__all__ = ["Baseline", "ExportOptions", "ExportPlan", "Resolution", "TaskSetup", "TrainingTask"]
 
 C = TypeVar("C", bound=TrainConfig)
 
@@ -42,8 +44,6 @@ Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Resolution = Literal["squish", "native"]
 """How an exported image model takes an image: squashed to the training size, or (a segmenter) at
 its own resolution."""
-Recipe = Callable[[C, Reporter | None], dict[str, Any]]
-"""A whole run of a task that is not one `fit_one_cycle` stage on a DataBunch (ULMFiT's three)."""
 
 
 @dataclass
@@ -89,6 +89,9 @@ class ExportPlan:
     postprocess: Any
     example: np.ndarray
     check: ParityCheck
+    calibration: np.ndarray | None = None
+    """Training images, prepared as the bundle prepares them, to calibrate an int8 CPU graph
+    (`serving.bundle.cpu_graph`); None: the bundle gets no CPU graph."""
 
 
 class TrainingTask(Generic[C]):
@@ -104,6 +107,8 @@ class TrainingTask(Generic[C]):
     """What `train-kit data <task>` builds (None: the task has no demo data command)."""
     older_commands: ClassVar[tuple[str, ...]] = ()
     """Top-level `train-kit` names that run `train <task>` too, kept for the scripts that use them."""
+    sweeps_rates: ClassVar[bool] = False
+    """Whether `train-kit lr-find <task>` sweeps rates for it: one learner built from its options."""
 
     def load_config(self, path: Path | None, overrides: dict[str, Any]) -> C:
         """This task's options from a TOML file (if any) and flags: a key it does not take is refused."""
@@ -120,16 +125,16 @@ class TrainingTask(Generic[C]):
         return self.spec_type(**meta["spec"])
 
     # -- training ---------------------------------------------------------------------------------
-    def setup(self, cfg: C) -> TaskSetup:
-        """Data, network, loss, metrics and baseline for one stage of `fit_one_cycle`."""
-        raise ConfigError(
-            f"{self.name} trains by its own recipe (train-kit train {self.name}); it has no stages"
-        )
+    def stages(self, cfg: C, reporter: Reporter | None = None) -> Iterable[Stage]:
+        """The stages `train-kit train <task>` runs, in order, each built when its turn comes;
+        `training.stages.run_stages` fits, resumes, saves and scores them all alike."""
+        raise NotImplementedError
 
-    @property
-    def recipe(self) -> Recipe[C] | None:
-        """A run of its own instead of one stage (None: the kit's `run_training` stage)."""
-        return None
+    def setup(self, cfg: C) -> TaskSetup:
+        """Data, network, loss, metrics and baseline of an image stage (the data block's answers)."""
+        raise ConfigError(
+            f"{self.name} builds its own learners (train-kit train {self.name}); it has no image setup"
+        )
 
     # -- export -----------------------------------------------------------------------------------
     def postprocess(self, classes: list[str], cfg: C) -> Any:

