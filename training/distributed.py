@@ -6,6 +6,7 @@ torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; the run joins a process group (glo
 each rank trains on its own shard (DistributedSampler), gradients are averaged by DDP, validation
 predictions are gathered so every rank computes the same metrics over the whole validation set, and
 only rank 0 writes checkpoints, plots, metrics and progress. Nothing here is home-made distribution.
+The learner meets torchrun through one callback, `DistributedTraining`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import distributed as dist
 
-__all__ = ["Ranks", "current_ranks", "gather_in_order", "join"]
+from training.callbacks.core import Callback, Fit
+
+__all__ = ["DistributedTraining", "Ranks", "current_ranks", "gather_in_order", "join"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,28 @@ def gather_in_order(local: torch.Tensor, total: int, ranks: Ranks) -> torch.Tens
     dist.all_gather(parts, local.contiguous())
     interleaved = torch.stack(parts, dim=1)  # (rows per rank, world, ...)
     return interleaved.reshape(-1, *local.shape[1:])[:total]
+
+
+class DistributedTraining(Callback):
+    """Under torchrun (the learner's data has `ranks`): train through DDP, and make the epoch's
+    training loss the mean over every rank's items. Alone, it does nothing."""
+
+    order = 30  # after a resume's freeze_to: DDP must see the final trainable set
+
+    def before_fit(self, fit: Fit) -> None:
+        """Wrapped per fit, after freezing: DDP syncs the gradients of the parameters that require
+        them when it is built, and frozen ones must not be waited for."""
+        learn = fit.learn
+        if learn.data.ranks is None:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [learn.device.index] if learn.device.type == "cuda" else None
+        learn.trained = DistributedDataParallel(learn.model, device_ids=device_ids)
+
+    def after_train(self, fit: Fit) -> None:
+        if fit.learn.data.ranks is None:
+            return
+        sums = torch.stack([fit.loss_sum.float(), torch.tensor(float(fit.items), device=fit.loss_sum.device)])
+        dist.all_reduce(sums)
+        fit.loss_sum, fit.items = sums[0], int(sums[1])

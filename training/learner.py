@@ -1,87 +1,67 @@
-"""The learner: a plain PyTorch training loop a reader can follow top to bottom.
+"""The learner: a plain PyTorch training loop a reader can follow top to bottom, with fastai's
+callback seam.
 
 Verbs, named for what the user means: `fit`, `fit_one_cycle`, `lr_find`, `freeze`, `freeze_to`,
-`unfreeze`, `to_fp16`, `save`, `load`, `get_preds`. Layer groups (early body, late body, head)
-carry discriminative learning rates: `max_lr=slice(1e-5, 1e-3)` spreads rates geometrically.
+`unfreeze`, `to_fp16`, `to_channels_last`, `compile`, `save`, `load`, `validate`, `get_preds`,
+`predict`. Layer groups (early body, late body, head) carry discriminative learning rates:
+`max_lr=slice(1e-5, 1e-3)` spreads rates geometrically.
 
-Each epoch of a fit given a `stage` ends with an atomic checkpoint of model, optimizer,
-scheduler, epoch and history; `resume=True` continues a killed run from the last one.
+`run` is the whole loop: each batch's forward, loss, backward and step, each epoch's validation
+and history row, every step announced to callbacks (`training.callbacks`). What varies is a
+callback: mixed precision and torch.compile (`to_fp16`, `compile`), DDP under torchrun
+(`training.distributed`), a checkpoint after each epoch of a fit given a `stage` and `resume=True`
+(`training.checkpoint`), progress (a `Reporter`), and the learning-rate sweep (`training.lr_finder`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
-from torch import distributed as dist
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
 
-from training.checkpoint import atomic_save, load_checkpoint
+from training.callbacks import (
+    Callback,
+    CancelFit,
+    Compile,
+    EpochRecord,
+    Events,
+    Fit,
+    MixedPrecision,
+    Reporter,
+    ReportProgress,
+)
+from training.checkpoint import Checkpoints, FitPlan, load_stage, load_weights, save_stage
 from training.data.block import ItemList
 from training.data.bunch import DataBunch, DeviceLoader
 from training.data.datasets import ImageDataset
 from training.data.interface import Loader, TrainingData
 from training.data.transforms import sized
-from training.distributed import gather_in_order
+from training.distributed import DistributedTraining, gather_in_order
 from training.errors import ConfigError
 from training.lr_finder import LRFind, lr_find
 from training.lr_suggestions import DEFAULT_RULE
 from training.metrics import Metric, metric_name
 
-__all__ = ["EpochRecord", "Learner", "LossFunc", "Reporter"]
+__all__ = ["Callback", "EpochRecord", "Learner", "LossFunc", "Reporter"]
 
 LossFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_RESUME_MUST_MATCH = ("task", "spec", "classes", "size", "stats")  # what makes it the same model and data
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 D = TypeVar("D", bound=TrainingData)
-
-
-@dataclass
-class EpochRecord:
-    """One row of the training table."""
-
-    epoch: int
-    train_loss: float
-    valid_loss: float
-    metrics: dict[str, float]
-    seconds: float
-
-
-class Reporter(Protocol):
-    """What the loop tells the outside world; the CLI draws rich progress bars and a table."""
-
-    def fit_begin(self, epochs: int, start_epoch: int, batches: int) -> None: ...
-
-    def batch_end(self, loss: torch.Tensor) -> None:
-        """After each training batch; `loss` is still on the device (reading it waits for it)."""
-
-    def epoch_end(self, record: EpochRecord) -> None: ...
-
-    def fit_end(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What a fit was asked to do: a resumed run must be asked the same."""
-
-    kind: str
-    epochs: int
-    lrs: tuple[float, ...]
-    steps_per_epoch: int  # the schedule's length depends on it: a changed batch size is another fit
+C = TypeVar("C", bound=Callback)
 
 
 class Learner(Generic[D]):
     """Trains `model` on `data` with `loss_func`, reporting `metrics` on the validation set.
 
     `data` is anything with the loaders the loop uses (`TrainingData`): an image `DataBunch` or a
-    `TextDataBunch`; `predict` reads image files and so needs a `DataBunch`."""
+    `TextDataBunch`; `predict` reads image files and so needs a `DataBunch`. `cbs` join the
+    learner's own callbacks (checkpoints, DDP under torchrun, progress to `reporter`) in every fit."""
 
     def __init__(
         self,
@@ -95,6 +75,7 @@ class Learner(Generic[D]):
         path: Path = Path("runs"),
         reporter: Reporter | None = None,
         meta: dict[str, Any] | None = None,
+        cbs: Sequence[Callback] = (),
     ) -> None:
         self.data, self.loss_func, self.metrics = data, loss_func, list(metrics)
         self.model = model.to(data.device)
@@ -104,14 +85,36 @@ class Learner(Generic[D]):
         self.meta: dict[str, Any] = dict(meta or {})  # plain data saved with every checkpoint
         self.history: list[EpochRecord] = []
         self.n_frozen = 0
-        self.amp_dtype: torch.dtype | None = None
         self.opt: Optimizer | None = None
         self.stream_validation = False  # True for language models: see `validate`
-        self.compile_backend: str | None = None  # set by `compile()`: DDP's wrapper is compiled too
+        self.cbs: list[Callback] = [Checkpoints(), DistributedTraining(), ReportProgress(), *cbs]
 
     @property
     def device(self) -> torch.device:
         return self.data.device
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype `to_fp16` chose (None: fp32 throughout)."""
+        precision = self._callback(MixedPrecision)
+        return None if precision is None else precision.dtype
+
+    @property
+    def compile_backend(self) -> str | None:
+        """The backend `compile` chose (None: eager)."""
+        compiled = self._callback(Compile)
+        return None if compiled is None else compiled.backend
+
+    def add_cb(self, cb: Callback) -> Learner[D]:
+        """Run `cb` in every fit from now on (and in `lr_find` if it `shapes_the_step`)."""
+        self.cbs.append(cb)
+        return self
+
+    def _callback(self, kind: type[C]) -> C | None:
+        return next((cb for cb in self.cbs if isinstance(cb, kind)), None)
+
+    def _replace_callback(self, cb: Callback) -> None:
+        self.cbs = [*(other for other in self.cbs if type(other) is not type(cb)), cb]
 
     # ---- freezing and learning rates -------------------------------------------------------
 
@@ -149,12 +152,13 @@ class Learner(Generic[D]):
         ratio = (lr.stop / lr.start) ** (1 / (n - 1))
         return [float(lr.start * ratio**i) for i in range(n)]
 
-    def to_fp16(self) -> Learner:
+    def to_fp16(self) -> Learner[D]:
         """Mixed precision: fp16 autocast + loss scaling on CUDA, bf16 autocast on the CPU."""
-        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self._replace_callback(MixedPrecision(dtype))
         return self
 
-    def to_channels_last(self) -> Learner:
+    def to_channels_last(self) -> Learner[D]:
         """NHWC weights and batches: oneDNN's and cuDNN's fast layout for convolutions."""
         self.model.to(memory_format=torch.channels_last)
         to_channels_last = getattr(self.data, "to_channels_last", None)
@@ -162,11 +166,10 @@ class Learner(Generic[D]):
             to_channels_last()
         return self
 
-    def compile(self, backend: str = "inductor") -> Learner:
+    def compile(self, backend: str = "inductor") -> Learner[D]:
         """Train through `torch.compile` (TorchInductor: fused kernels on CPU and CUDA). The first
         batches pay the compilation; validation, checkpoints and export use the plain module."""
-        self.compile_backend = backend
-        self.trained = torch.compile(self.trained, backend=backend)  # type: ignore[assignment]
+        self._replace_callback(Compile(backend))
         return self
 
     # ---- fitting ---------------------------------------------------------------------------
@@ -175,7 +178,7 @@ class Learner(Generic[D]):
         self, epochs: int, lr: float | slice = 1e-3, stage: str | None = None, resume: bool = False
     ) -> None:
         """Train `epochs` epochs at constant rates."""
-        plan = _Plan("constant", epochs, tuple(self.lr_range(lr)), len(self.data.train_dl))
+        plan = FitPlan("constant", epochs, tuple(self.lr_range(lr)), len(self.data.train_dl))
         self._fit(plan, lambda opt, steps: None, stage, resume)
 
     def fit_one_cycle(
@@ -191,7 +194,7 @@ class Learner(Generic[D]):
     ) -> None:
         """Leslie Smith's one cycle: rates warm up to `max_lr` then anneal far below it, while
         momentum (Adam's beta1) moves the opposite way."""
-        plan = _Plan("one_cycle", epochs, tuple(self.lr_range(max_lr)), len(self.data.train_dl))
+        plan = FitPlan("one_cycle", epochs, tuple(self.lr_range(max_lr)), len(self.data.train_dl))
 
         def schedule(opt: Optimizer, total_steps: int) -> LRScheduler:
             return OneCycleLR(
@@ -216,7 +219,7 @@ class Learner(Generic[D]):
 
     def _fit(
         self,
-        plan: _Plan,
+        plan: FitPlan,
         schedule: Callable[[Optimizer, int], LRScheduler | None],
         stage: str | None,
         resume: bool,
@@ -224,61 +227,65 @@ class Learner(Generic[D]):
         if plan.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {plan.epochs}")
         self.opt = opt = self.make_optimizer(plan.lrs)
-        steps_per_epoch = len(self.data.train_dl)
-        sched = schedule(opt, plan.epochs * steps_per_epoch)
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        start = 0
-        if resume:
-            start = self._restore(stage, plan, opt, sched, scaler)
-        self._wrap_for_ranks()  # after a resume's freeze_to: DDP must see the final trainable set
-        if self.reporter:
-            self.reporter.fit_begin(plan.epochs, start, steps_per_epoch)
-        for epoch in range(start, plan.epochs):
-            began = time.perf_counter()
-            train_loss = self._train_epoch(epoch, opt, sched, scaler)
-            valid_loss, metrics = self.validate()
-            record = EpochRecord(epoch + 1, train_loss, valid_loss, metrics, time.perf_counter() - began)
-            self.history.append(record)
-            if stage is not None and self.is_main:
-                self.save(stage, plan=plan, sched=sched, scaler=scaler, epoch=epoch + 1)
-            if self.reporter:
-                self.reporter.epoch_end(record)
-        if self.reporter:
-            self.reporter.fit_end()
+        fit = Fit(
+            self,
+            opt,
+            plan.epochs,
+            scaler=torch.amp.GradScaler(self.device.type, enabled=False),
+            plan=plan,
+            sched=schedule(opt, plan.epochs * plan.steps_per_epoch),
+            stage=stage,
+            resume=resume,
+        )
+        self.run(fit, self.cbs)
 
-    def _train_epoch(
-        self, epoch: int, opt: Optimizer, sched: LRScheduler | None, scaler: torch.amp.GradScaler
-    ) -> float:
+    def run(self, fit: Fit, cbs: Sequence[Callback]) -> None:
+        """The loop: epochs from `fit.start_epoch` (a resume moves it) to `fit.epochs`, each a pass
+        over the training data then, if `fit.validates`, validation and a row of `history`; every
+        step announced to `cbs`. A callback ends it early by raising `CancelFit`; `after_fit` runs
+        however it ends."""
+        events = Events(cbs)
+        try:
+            events("before_fit", fit)
+            for epoch in range(fit.start_epoch, fit.epochs):
+                fit.epoch = epoch
+                began = time.perf_counter()
+                events("before_epoch", fit)
+                train_loss = self._train_epoch(fit, events)
+                if fit.validates:
+                    valid_loss, metrics = self.validate()
+                    seconds = time.perf_counter() - began
+                    self.history.append(EpochRecord(epoch + 1, train_loss, valid_loss, metrics, seconds))
+                events("after_epoch", fit)
+        except CancelFit:
+            pass
+        finally:
+            events("after_fit", fit)
+
+    def _train_epoch(self, fit: Fit, events: Events) -> float:
+        """One pass over the training data; returns the mean loss over its items."""
         self.trained.train()
-        self.data.train_dl.set_epoch(epoch)
-        total, count = torch.zeros((), device=self.device), 0
+        self.data.train_dl.set_epoch(fit.epoch)
+        fit.loss_sum, fit.items = torch.zeros((), device=self.device), 0
         for x, y in self.data.train_dl:
-            loss = self.train_step(x, y, opt, scaler)
-            total += loss * len(x)
-            count += len(x)
-            if self.reporter:
-                self.reporter.batch_end(loss)  # before the scheduler moves on: it sees this batch's rates
-            if sched is not None:
-                sched.step()
-        if self.data.ranks is not None:  # the mean over every rank's items
-            sums = torch.stack([total.float(), torch.tensor(float(count), device=total.device)])
-            dist.all_reduce(sums)
-            total, count = sums[0], int(sums[1])
-        return float(total) / max(count, 1)
-
-    def train_step(
-        self, x: torch.Tensor, y: torch.Tensor, opt: Optimizer, scaler: torch.amp.GradScaler
-    ) -> torch.Tensor:
-        """Forward, backward and one optimizer step on a batch; returns the batch loss."""
-        with torch.autocast(
-            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
-        ):
-            loss = self.loss_func(self.trained(x), y)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-        return loss.detach()
+            fit.x, fit.y = x, y
+            events("before_batch", fit)
+            fit.loss = self.loss_func(self.trained(fit.x), fit.y)
+            events("after_loss", fit)
+            fit.scaler.scale(fit.loss).backward()
+            events("after_backward", fit)
+            fit.scaler.step(fit.opt)
+            fit.scaler.update()
+            events("after_step", fit)
+            fit.opt.zero_grad(set_to_none=True)
+            fit.loss = fit.loss.detach()
+            fit.loss_sum += fit.loss * len(fit.x)
+            fit.items += len(fit.x)
+            events("after_batch", fit)
+            if fit.sched is not None:
+                fit.sched.step()  # after `after_batch`: callbacks see the rates this batch trained at
+        events("after_train", fit)
+        return float(fit.loss_sum) / max(fit.items, 1)
 
     # ---- evaluation ------------------------------------------------------------------------
 
@@ -350,104 +357,22 @@ class Learner(Generic[D]):
         """Whether this process writes checkpoints: always alone, rank 0 under torchrun."""
         return self.data.ranks is None or self.data.ranks.main
 
-    def _wrap_for_ranks(self) -> None:
-        """Under torchrun, train through DDP. Wrapped per fit, after freezing: DDP syncs the
-        gradients of the parameters that require them when it is built, and frozen ones must not wait."""
-        if self.data.ranks is None:
-            return
-        from torch.nn.parallel import DistributedDataParallel
-
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        self.trained = DistributedDataParallel(self.model, device_ids=device_ids)
-        if self.compile_backend is not None:
-            self.trained = torch.compile(self.trained, backend=self.compile_backend)  # type: ignore[assignment]
-
     # ---- stages ----------------------------------------------------------------------------
 
     def stage_path(self, stage: str) -> Path:
         return self.path / f"{stage}.pt"
 
-    def save(
-        self,
-        stage: str,
-        plan: _Plan | None = None,
-        sched: LRScheduler | None = None,
-        scaler: torch.amp.GradScaler | None = None,
-        epoch: int | None = None,
-    ) -> Path:
-        """Write model, optimizer, scheduler, epoch and history to `<path>/<stage>.pt`, atomically."""
-        path = self.stage_path(stage)
-        complete = plan is None or epoch == plan.epochs
-        atomic_save(
-            {
-                "format": 1,
-                "model": self.model.state_dict(),
-                "opt": None if self.opt is None else self.opt.state_dict(),
-                "sched": None if sched is None else sched.state_dict(),
-                "scaler": None if scaler is None else scaler.state_dict(),
-                "plan": None if plan is None else dataclasses.asdict(plan) | {"lrs": list(plan.lrs)},
-                "epoch": epoch,
-                "complete": complete,
-                "n_frozen": self.n_frozen,
-                "history": [dataclasses.asdict(r) for r in self.history],
-                "rng": torch.get_rng_state(),
-                "meta": self.meta,
-            },
-            path,
-        )
-        return path
+    def save(self, stage: str) -> Path:
+        """Write model, optimizer, epoch and history to `<path>/<stage>.pt`, atomically."""
+        return save_stage(self, stage)
 
     def load(self, stage: str, with_opt: bool = False) -> dict[str, Any]:
         """Load a stage's weights (and optimizer state if asked); returns the checkpoint."""
-        state = load_checkpoint(self.stage_path(stage))
-        self.load_weights(state, self.stage_path(stage))
-        if with_opt and state.get("opt") is not None:
-            self.opt = self.opt or self.make_optimizer(self.lr_range(1e-3))
-            self.opt.load_state_dict(state["opt"])
-        return state
+        return load_stage(self, stage, with_opt)
 
     def load_weights(self, state: dict[str, Any], path: Path) -> None:
         """Weights from a checkpoint already read (`path` names it in errors)."""
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise ConfigError(f"{path}: weights do not fit this model ({err})") from err
-
-    def _restore(
-        self,
-        stage: str | None,
-        plan: _Plan,
-        opt: Optimizer,
-        sched: LRScheduler | None,
-        scaler: torch.amp.GradScaler,
-    ) -> int:
-        """Continue from `stage`'s last checkpoint; returns the number of epochs already done."""
-        if stage is None:
-            raise ConfigError("resume needs the stage whose checkpoint to continue")
-        path = self.stage_path(stage)
-        if not path.is_file():
-            raise ConfigError(f"--resume: no checkpoint {path} to continue from; start without --resume")
-        state = load_checkpoint(path)
-        saved = state.get("plan") or {}
-        if saved != dataclasses.asdict(plan) | {"lrs": list(plan.lrs)}:
-            raise ConfigError(
-                f"--resume: {path} was written by a different fit ({saved}); "
-                f"asked for {dataclasses.asdict(plan)}. Repeat the original options."
-            )
-        for key in _RESUME_MUST_MATCH:
-            before, now = state.get("meta", {}).get(key), self.meta.get(key)
-            if before != now:
-                raise ConfigError(f"--resume: {path} was trained with {key}={before!r}, this run has {now!r}")
-        self.load_weights(state, path)
-        self.freeze_to(int(state["n_frozen"]))
-        opt.load_state_dict(state["opt"])
-        if sched is not None and state.get("sched") is not None:
-            sched.load_state_dict(state["sched"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        self.history = [EpochRecord(**r) for r in state["history"]]
-        return int(state["epoch"] or 0)
+        load_weights(self.model, state, path)
 
     # ---- learning-rate finder ---------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The learning-rate finder: train briefly while the rate grows exponentially, watch the loss.
 
-The sweep records smoothed losses; `training.lr_suggestions` reads them (valley by default, or
-steep, minimum, slide), and the plot marks every rule's rate on the curve.
+The sweep is a callback (`LRSweep`) on the learner's own loop. It records smoothed losses;
+`training.lr_suggestions` reads them (valley by default, or steep, minimum, slide), and the plot
+marks every rule's rate on the curve.
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from training.callbacks import Callback, CancelFit, Fit
 from training.lr_suggestions import DEFAULT_RULE, RULES, SKIP_END, suggest
 
 if TYPE_CHECKING:
     from training.learner import Learner
 
-__all__ = ["LRFind", "lr_find"]
+__all__ = ["LRFind", "LRSweep", "lr_find"]
 
 
 @dataclass
@@ -79,7 +81,7 @@ class LRFind:
 
 
 def lr_find(
-    learn: Learner,
+    learn: Learner[Any],
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
     num_it: int = 100,
@@ -88,36 +90,57 @@ def lr_find(
     rule: str = DEFAULT_RULE,
 ) -> LRFind:
     """Run the sweep on `learn` (same rate for every layer group), then restore its weights;
-    `rule` (one of `RULES`) chooses the suggestion."""
+    `rule` (one of `RULES`) chooses the suggestion. The sweep is the learner's own loop with the
+    callbacks that shape a step (mixed precision, compilation) and an `LRSweep`."""
     if rule not in RULES:
         raise ValueError(f"no suggestion rule {rule!r}; choose one of {', '.join(RULES)}")
-    saved_model = copy.deepcopy(learn.model.state_dict())
-    opt = learn.make_optimizer([start_lr] * len(learn.layer_groups))
-    scaler = torch.amp.GradScaler(learn.device.type, enabled=learn.amp_dtype == torch.float16)
-    lrs: list[float] = []
-    losses: list[float] = []
-    average, best = 0.0, math.inf
-    learn.model.train()
-    try:
-        epoch = 0
-        while len(lrs) < num_it:
-            learn.data.train_dl.set_epoch(epoch)
-            for x, y in learn.data.train_dl:
-                lr = start_lr * (end_lr / start_lr) ** (len(lrs) / max(num_it - 1, 1))
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                loss = float(learn.train_step(x, y, opt, scaler))
-                average = beta * average + (1 - beta) * loss
-                smoothed = average / (1 - beta ** (len(lrs) + 1))
-                lrs.append(lr)
-                losses.append(smoothed)
-                best = min(best, smoothed)
-                if len(lrs) >= num_it or (stop_div and (smoothed > 4 * best or not math.isfinite(smoothed))):
-                    break
-            else:
-                epoch += 1
-                continue
-            break
-    finally:
-        learn.model.load_state_dict(saved_model)
-    return LRFind(lrs, losses, suggest(lrs, losses, num_it), rule)
+    sweep = LRSweep(start_lr, end_lr, num_it, stop_div, beta)
+    fit = Fit(
+        learn,
+        learn.make_optimizer([start_lr] * len(learn.layer_groups)),
+        epochs=math.ceil(num_it / max(len(learn.data.train_dl), 1)),
+        scaler=torch.amp.GradScaler(learn.device.type, enabled=False),
+        validates=False,
+    )
+    learn.run(fit, [*(cb for cb in learn.cbs if cb.shapes_the_step), sweep])
+    return LRFind(sweep.lrs, sweep.losses, suggest(sweep.lrs, sweep.losses, num_it), rule)
+
+
+class LRSweep(Callback):
+    """Before each batch, the next rate of an exponential sweep from `start_lr` to `end_lr` over
+    `num_it` batches; after it, the loss smoothed (bias-corrected moving average, `beta`). Stops at
+    `num_it` batches or, with `stop_div`, when the smoothed loss passes 4x its best; the weights
+    are put back however the sweep ends."""
+
+    order = 50
+
+    def __init__(self, start_lr: float, end_lr: float, num_it: int, stop_div: bool, beta: float) -> None:
+        self.start_lr, self.end_lr, self.num_it = start_lr, end_lr, num_it
+        self.stop_div, self.beta = stop_div, beta
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.average, self.best = 0.0, math.inf
+        self.lr = start_lr  # the current batch's
+        self.saved: dict[str, torch.Tensor] | None = None
+
+    def before_fit(self, fit: Fit) -> None:
+        self.saved = copy.deepcopy(fit.learn.model.state_dict())
+
+    def before_batch(self, fit: Fit) -> None:
+        self.lr = self.start_lr * (self.end_lr / self.start_lr) ** (len(self.lrs) / max(self.num_it - 1, 1))
+        for group in fit.opt.param_groups:
+            group["lr"] = self.lr
+
+    def after_batch(self, fit: Fit) -> None:
+        self.average = self.beta * self.average + (1 - self.beta) * float(fit.loss)
+        smoothed = self.average / (1 - self.beta ** (len(self.lrs) + 1))
+        self.lrs.append(self.lr)
+        self.losses.append(smoothed)
+        self.best = min(self.best, smoothed)
+        diverged = smoothed > 4 * self.best or not math.isfinite(smoothed)
+        if len(self.lrs) >= self.num_it or (self.stop_div and diverged):
+            raise CancelFit
+
+    def after_fit(self, fit: Fit) -> None:
+        if self.saved is not None:
+            fit.learn.model.load_state_dict(self.saved)

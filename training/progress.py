@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from training.learner import EpochRecord
+from training.callbacks import EpochRecord
 
 __all__ = ["RichReporter"]
 

@@ -151,8 +151,8 @@ def test_segmenters_and_point_regressors_fine_tune_on_their_feedback_too(
     models, name = tmp_path / "models", bundle.parent.name  # the bundle's own name: versions go there
     shutil.copytree(bundle, models / name / "1")
     store_records(models / name, tmp_path / "feedback", corrections)
-    original = tmp_path / "original.toml"  # the original run's options: its data is PNG, not JPEG
-    original.write_text('suffix = ".png"\n')
+    original = tmp_path / "original.toml"  # the original run's options: pose's CSV names PNGs, not JPEGs
+    original.write_text('suffix = ".png"\n' if task == "pose" else "")  # segmentation takes no suffix
     report = finetune(
         models / name, tmp_path / "feedback" / name, data, tmp_path / "tuned", models,
         config=original, epochs=1, lr=1e-6, bs=8, holdout=0.34, tolerance=tolerance, num_workers=0,
@@ -181,7 +181,7 @@ def test_a_fine_tune_that_ruins_the_model_is_not_published(
     shutil.copytree(seg_bundle, models / name / "1")
     store_records(models / name, tmp_path / "feedback", corrections)
     original = tmp_path / "original.toml"
-    original.write_text('suffix = ".png"\n')
+    original.write_text("")  # the original run's options: a segmentation run needs none here
     report = finetune(
         models / name, tmp_path / "feedback" / name, seg_images, tmp_path / "tuned", models,
         config=original, epochs=1, lr=50.0, bs=8, holdout=0.34, tolerance=0.01, num_workers=0,

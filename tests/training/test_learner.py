@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from torch import nn
 
 from serving.bundle.networks.awd_lstm import AwdLstmSpec, TextClassifier
 from serving.bundle.networks.cnn import CnnSpec
+from training.callbacks import EVENTS, Callback, CancelFit, Fit
 from training.errors import ConfigError
 from training.learner import EpochRecord, Learner
 from training.models import cnn_layer_groups, create_cnn, layer_groups
@@ -225,3 +227,55 @@ def test_resume_refuses_a_run_with_another_batch_size_or_other_classes(
     renamed.meta = {"classes": ["a", "b", "c", "d"]}
     with pytest.raises(ConfigError, match="trained with classes="):
         renamed.fit_one_cycle(1, max_lr=1e-2, stage="s", resume=True)
+
+
+def event_log(stop_after: int | None = None) -> tuple[Callback, list[str]]:
+    """A callback overriding every event, and the list of events it heard; it ends the fit after
+    `stop_after` batches if given."""
+    heard: list[str] = []
+
+    def hook(event: str) -> Callable[[Callback, Fit], None]:
+        def note(self: Callback, fit: Fit) -> None:
+            heard.append(event)
+            if event == "after_batch" and heard.count(event) == stop_after:
+                raise CancelFit
+
+        return note
+
+    return type("EventLog", (Callback,), {event: hook(event) for event in EVENTS})(), heard
+
+
+def test_callbacks_hear_fastais_events_in_order(tag_images: Path, tmp_path: Path) -> None:
+    log, heard = event_log()
+    learn = tiny_learner(tag_images, tmp_path).add_cb(log)
+    learn.fit(1, lr=1e-2)
+    batch = ["before_batch", "after_loss", "after_backward", "after_step", "after_batch"]
+    batches = len(learn.data.train_dl)
+    assert heard == [
+        "before_fit",
+        "before_epoch",
+        *batch * batches,
+        "after_train",
+        "after_epoch",
+        "after_fit",
+    ]
+
+
+def test_a_callback_can_end_a_fit_and_after_fit_still_runs(tag_images: Path, tmp_path: Path) -> None:
+    log, heard = event_log(stop_after=2)
+    learn = tiny_learner(tag_images, tmp_path, device="cpu").to_fp16().add_cb(log)
+    learn.fit(2, lr=1e-2)
+    assert heard.count("after_batch") == 2 and heard[-1] == "after_fit"
+    assert learn.history == []  # stopped inside the first epoch: no row
+    assert not torch.is_autocast_enabled("cpu")  # mixed precision left nothing behind
+
+
+def test_fp16_and_compile_are_callbacks_that_the_rate_sweep_runs_through_too(
+    tag_images: Path, tmp_path: Path
+) -> None:
+    learn = tiny_learner(tag_images, tmp_path, device="cpu").to_fp16().compile(backend="eager")
+    assert learn.amp_dtype == torch.bfloat16 and learn.compile_backend == "eager"
+    learn.to_fp16()  # again: still one mixed-precision callback
+    assert sum(type(cb).__name__ == "MixedPrecision" for cb in learn.cbs) == 1
+    learn.lr_find(num_it=5, stop_div=False)
+    assert learn.trained is not learn.model  # the sweep trained through the compiled module
