@@ -179,7 +179,7 @@ def image_preparation(device: torch.device, seconds: float, threads: int) -> dic
             jpegs = photo_like_jpegs(64, height, width)
 
             def on_host(jpegs: list[bytes] = jpegs) -> torch.Tensor:
-                items = list(pool.map(preprocess.prepare, jpegs))
+                items = list(pool.map(preprocess.prepare_item, jpegs))
                 return torch.from_numpy(np.stack([item for item, _ in items])).to(device)
 
             def on_device(jpegs: list[bytes] = jpegs) -> torch.Tensor:

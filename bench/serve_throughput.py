@@ -169,7 +169,7 @@ def measure(
 
     # The baselines: one prepared batch through the session and the postprocessing; a batch of
     # JPEGs decoded, run and answered at their own size.
-    runtime = bundle.runtime("onnx")
+    runtime = bundle.runtime("onnx", cpu_graph=not args.no_cpu_graph)  # the graph the server runs
     assert isinstance(runtime, OnnxRuntime)
     session, input_name = runtime.session, runtime.input_name
     pixels = bundle.prepare(jpegs)
@@ -203,6 +203,7 @@ def measure(
         jpeg_inputs.append(tensor)
 
     env = bench_env(bs, args.max_queue_delay_us, args.threads, args.decode_threads)
+    env["SERVE_CPU_GRAPH"] = "false" if args.no_cpu_graph else "true"
     models = repository(bundle, tmp / f"repository-{name}")
     results: dict[str, tuple[list[Window], list[Window]]] = {"fp32": ([], []), "jpeg": ([], [])}
     kinds = (("fp32", fp32_inputs, raw_fp32), ("jpeg", jpeg_inputs, raw_jpeg))
@@ -252,6 +253,11 @@ def main() -> None:
     parser.add_argument("--jpeg-size", type=int, default=128, help="side of the JPEGs sent, in pixels")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each timed window")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each timed window")
+    parser.add_argument(
+        "--no-cpu-graph",
+        action="store_true",
+        help="both sides run model.onnx, not the bundle's model.cpu.onnx (SERVE_CPU_GRAPH=false)",
+    )
     args = parser.parse_args()
     unknown = set(args.tasks.split(",")) - set(DEFAULT_BUNDLES)
     if unknown:
@@ -277,6 +283,8 @@ def main() -> None:
             else:
                 label, bundle = str(resolve_version(path)), load_bundle(path, threads=args.threads)
             tasks[bundle.manifest.task] = measure(bundle, label, jpegs, args, tmp)
+            graph = bundle.runtime("onnx", cpu_graph=not args.no_cpu_graph).describe()
+            tasks[bundle.manifest.task]["graph"] = graph  # type: ignore[index]
 
     print(json.dumps({
         "bench": "serve_throughput", "jpegs": jpeg_source, "jpeg_size": args.jpeg_size,

@@ -51,7 +51,7 @@ class _Format1Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is Network:
             tensors = {k: torch.from_numpy(v.copy()) for k, v in obj.state.items()}
-            return copyreg.__newobj__, (Network,), {"spec": obj.spec, "state": tensors}
+            return copyreg.__newobj__, (Network,), {"spec": obj.spec, "state": tensors}  # type: ignore[attr-defined]
         return NotImplemented
 
 

@@ -47,7 +47,9 @@ def test_the_manifest_records_parity_sizes_and_hashes(bundle_path: Path) -> None
     assert manifest["parity"]["agreement"] >= 0.995
     assert set(manifest["files"]) == {"pipeline.pkl", "model.onnx", "model.cpu.onnx"}
     cpu = manifest["cpu_graph"]  # int8 calibrated on training images, or fp32: checked like model.onnx
-    assert cpu["precision"] in ("int8", "fp32") and cpu["parity"]["max_abs_diff"] <= cpu["parity"]["tolerance"]
+    assert (
+        cpu["precision"] in ("int8", "fp32") and cpu["parity"]["max_abs_diff"] <= cpu["parity"]["tolerance"]
+    )
     assert cpu["parity"]["agreement"] >= 0.995
     assert manifest["inputs"][0]["shape"] == [-1, 3, 32, 32]
     assert manifest["libraries"]["torch"] == torch.__version__

@@ -22,7 +22,7 @@ def test_a_bundle_that_prepares_images_otherwise_than_training_is_not_published(
 
     monkeypatch.setattr(ImagePreprocess, "scaled", drifted)
     models = tmp_path / "models"
-    with pytest.raises(ExportError, match="disagrees|another"):
+    with pytest.raises(ExportError, match=r"disagrees|another"):
         export_stage(trained_run, "stage-1", "tags", models, parity_items=8)
     assert not (models / "tags").exists()
 
