@@ -34,10 +34,13 @@ def write_cpu_graph(
     export: Callable[[torch.nn.Module, np.ndarray, Path], None],
     check: Callable[[torch.nn.Module, Path], Parity],
     skip_fp32: bool = False,
+    int8: bool = True,
 ) -> CpuGraph | None:
     """Write `folder/model.cpu.onnx` (int8, else fp32) if one passes `check`; `export` writes an
-    fp32 graph of `model` traced on `example`. `skip_fp32`: the main graph is fp32 already."""
-    with closing(_candidates(model, example, calibration, folder, export, skip_fp32)) as candidates:
+    fp32 graph of `model` traced on `example`. `skip_fp32`: the main graph is fp32 already; `int8`
+    off: no int8 candidate (a segmenter at native resolution sees image sizes its training-size
+    calibration never did)."""
+    with closing(_candidates(model, example, calibration, folder, export, skip_fp32, int8)) as candidates:
         for precision, path in candidates:
             try:
                 parity = check(model, path)
@@ -55,22 +58,28 @@ def _candidates(
     folder: Path,
     export: Callable[[torch.nn.Module, np.ndarray, Path], None],
     skip_fp32: bool,
+    int8_wanted: bool,
 ) -> Generator[tuple[Literal["int8", "fp32"], Path], None, None]:
     fp32 = folder / ".cpu.fp32.onnx"
     int8 = folder / ".cpu.int8.onnx"
     try:
         export(model, example, fp32)
-        try:
-            _quantize(fp32, int8, calibration)
-        except Exception:  # an operator the quantizer cannot take: fp32 is still a candidate
-            pass
-        else:
+        if int8_wanted and _quantized(fp32, int8, calibration):
             yield "int8", int8
         if not skip_fp32:
             yield "fp32", fp32
     finally:
         for leftover in (fp32, int8):
             leftover.unlink(missing_ok=True)
+
+
+def _quantized(fp32: Path, int8: Path, calibration: np.ndarray) -> bool:
+    """Whether the quantizer made `int8` (an operator it cannot take leaves fp32 the candidate)."""
+    try:
+        _quantize(fp32, int8, calibration)
+    except Exception:
+        return False
+    return True
 
 
 def _quantize(fp32: Path, int8: Path, calibration: np.ndarray) -> None:

@@ -90,8 +90,9 @@ def write_bundle(
                 )
 
             fp32 = pipeline.network.precision == "fp32"
+            native = described.image.resize == "pad"  # sizes its training-size calibration never saw
             cpu_graph = write_cpu_graph(
-                model, example, calibration, staging, export_fp32, check, skip_fp32=fp32
+                model, example, calibration, staging, export_fp32, check, skip_fp32=fp32, int8=not native
             )
         n = task.outputs_per_item(post)
         out_shape = [-1, n, -1, -1] if task.spatial else [-1, n]
