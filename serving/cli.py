@@ -58,6 +58,7 @@ def serve(
     """Load every bundle under the repository and answer gRPC clients until SIGTERM."""
     from serving.server.app import ListenError, run_server
     from serving.server.logs import configure_logging
+    from serving.server.malloc import limit_malloc_arenas
 
     try:
         settings = load_settings(
@@ -75,6 +76,7 @@ def serve(
         typer.echo(f"serve-kit: invalid settings: {err}", err=True)
         raise typer.Exit(2) from None
     configure_logging(settings.log_format)
+    limit_malloc_arenas(settings.malloc_arenas)  # before any thread pool starts
     try:
         asyncio.run(run_server(settings))
     except ListenError as err:

@@ -164,9 +164,16 @@ class Network:
 
         dtype = dtype or torch.float32
         model = build(self.spec)
-        tensors = {k: torch.as_tensor(v) for k, v in self.state.items()}
+        tensors = {k: torch.as_tensor(_writable(v)) for k, v in self.state.items()}
         model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()})
         return model.to(dtype).eval()
+
+
+def _writable(weight: Any) -> Any:
+    """A weight torch may own: an unpickled one is a read-only view of the pickle's bytes."""
+    if isinstance(weight, np.ndarray) and not weight.flags.writeable:
+        return weight.copy()
+    return weight
 
 
 def _parts(weight: Any) -> Any:
@@ -186,7 +193,7 @@ def _array(parts: Any) -> Any:
     kind = np.dtype(dtype)
     if kind.kind not in "biuf" or len(data) != kind.itemsize * int(np.prod(shape, dtype=np.int64)):
         raise ValueError(f"a weight of {len(data)} bytes cannot be a {dtype} array of shape {shape}")
-    return np.frombuffer(data, kind).reshape(shape).copy()
+    return np.frombuffer(data, kind).reshape(shape)  # a read-only view of the pickle's bytes: no copy
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Literal
 from serving.bundle import BundleError, is_version, load_bundle
 from serving.bundle.quoting import shown
 from serving.bundle.runtimes import Device, cuda_available
+from serving.server.malloc import release_free_memory
 from serving.server.memory import MemoryBudget
 from serving.server.prometheus import ServerMetrics
 from serving.server.served_model import ServedModel
@@ -43,6 +44,10 @@ Status = Literal["loading", "ready", "failed", "unloaded"]
 
 class ModelNotFoundError(LookupError):
     """No such model or version in the repository (gRPC: NOT_FOUND)."""
+
+
+class ModelLoadFailedError(RuntimeError):
+    """A version could not be loaded; the message says why (the repository records it)."""
 
 
 class ModelLoadingError(RuntimeError):
@@ -261,7 +266,9 @@ class ModelRepository:
             state.status = "loading"
             self.on_change(state)
         try:
-            model = await asyncio.get_running_loop().run_in_executor(None, self._load, name, version_dir)
+            model = await asyncio.get_running_loop().run_in_executor(
+                None, self._load_or_release, name, version_dir
+            )
         except Exception as err:
             self._fail(state, f"{version_dir}: {err}", signature)
             return
@@ -294,6 +301,16 @@ class ModelRepository:
             return path if path.is_dir() else None
         versions = [p for p in folder.iterdir() if p.is_dir() and is_version(p.name) and int(p.name) > 0]
         return max(versions, key=lambda p: int(p.name), default=None)
+
+    def _load_or_release(self, name: str, version_dir: Path) -> ServedModel:
+        """`_load`; where it fails, what the attempt read goes back to the OS at once (the loading
+        thread's malloc arena would keep it: +20–50 MB resident per refused version in the soak)."""
+        try:
+            return self._load(name, version_dir)
+        except Exception as err:
+            message = str(err)  # the traceback, and the bundle its frames hold, go with `err`
+        release_free_memory()
+        raise ModelLoadFailedError(message)
 
     def _load(self, name: str, version_dir: Path) -> ServedModel:
         """Blocking: verify and unpickle the bundle, build the runtime, warm it up."""

@@ -87,6 +87,13 @@ class ServerSettings(BaseSettings):
     models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides")
     inference_threads: int | None = Field(None, ge=1, description="intra-op threads per model (None: all)")
     decode_threads: int = Field(4, ge=1, le=256, description="threads decoding and resizing images")
+    malloc_arenas: int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="glibc malloc arenas the threads share: few keep resident memory flat under load "
+        "(glibc's own default is 8 per core)",
+    )
     prepare_on_gpu: bool = Field(
         True, description="models PyTorch runs on CUDA: decode JPEGs, resize, normalize on the GPU"
     )

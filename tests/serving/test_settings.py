@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from serving.server.settings import load_settings
+from serving.server.settings import ServerSettings, load_settings
 
 
 def test_flags_beat_the_environment_which_beats_the_file(
@@ -57,3 +57,15 @@ def test_a_missing_models_folder_or_config_file_is_named(tmp_path: Path) -> None
         load_settings(models_dir=tmp_path / "nope")
     with pytest.raises(ValueError, match="does not exist"):
         load_settings(models_dir=tmp_path, config_file=tmp_path / "nope.toml")
+
+
+def test_the_malloc_arenas_setting_reaches_glibc() -> None:
+    """On glibc (this machine's C library) the cap is accepted (`serve-kit serve` applies it first) and
+    free pages go back to the OS (the soak's memory bound fails without both)."""
+    from serving.server.malloc import limit_malloc_arenas
+
+    from serving.server.malloc import release_free_memory
+
+    assert ServerSettings().malloc_arenas == 2
+    assert limit_malloc_arenas(ServerSettings().malloc_arenas) is True
+    assert release_free_memory() is True  # what the repository does after a refused version
