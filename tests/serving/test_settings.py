@@ -62,9 +62,7 @@ def test_a_missing_models_folder_or_config_file_is_named(tmp_path: Path) -> None
 def test_the_malloc_arenas_setting_reaches_glibc() -> None:
     """On glibc (this machine's C library) the cap is accepted (`serve-kit serve` applies it first) and
     free pages go back to the OS (the soak's memory bound fails without both)."""
-    from serving.server.malloc import limit_malloc_arenas
-
-    from serving.server.malloc import release_free_memory
+    from serving.server.malloc import limit_malloc_arenas, release_free_memory
 
     assert ServerSettings().malloc_arenas == 2
     assert limit_malloc_arenas(ServerSettings().malloc_arenas) is True
