@@ -9,6 +9,7 @@ quantizer needs `onnx`, which a serving host does not.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from contextlib import closing
 from pathlib import Path
@@ -74,11 +75,15 @@ def _candidates(
 
 
 def _quantized(fp32: Path, int8: Path, calibration: np.ndarray) -> bool:
-    """Whether the quantizer made `int8` (an operator it cannot take leaves fp32 the candidate)."""
+    """Whether the quantizer made `int8` (an operator it cannot take leaves fp32 the candidate). Its
+    advice, logged as warnings on the root logger, is not the exporter's user's to act on: muted."""
+    logging.disable(logging.WARNING)
     try:
         _quantize(fp32, int8, calibration)
     except Exception:
         return False
+    finally:
+        logging.disable(logging.NOTSET)
     return True
 
 
