@@ -9,6 +9,7 @@ tests and tools that build small bundles call it with none, and get the raw-outp
 from __future__ import annotations
 
 import platform
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +79,12 @@ def write_bundle(
         parity = check(model, staging / ONNX_MODEL)
         cpu_graph = None
         if calibration is not None and described.image is not None:
+            fp32 = pipeline.network.precision == "fp32"
 
             def export_fp32(network: torch.nn.Module, batch: np.ndarray, path: Path) -> None:
+                if fp32:  # model.onnx is that graph already: no second export
+                    shutil.copyfile(staging / ONNX_MODEL, path)
+                    return
                 to_onnx(
                     network,
                     torch.from_numpy(batch[:2]),
@@ -89,7 +94,6 @@ def write_bundle(
                     fp16=False,
                 )
 
-            fp32 = pipeline.network.precision == "fp32"
             native = described.image.resize == "pad"  # sizes its training-size calibration never saw
             cpu_graph = write_cpu_graph(
                 model, example, calibration, staging, export_fp32, check, skip_fp32=fp32, int8=not native

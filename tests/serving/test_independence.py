@@ -9,6 +9,13 @@ import sys
 from pathlib import Path
 
 
+def fresh_python(code: str) -> str:
+    """What `code` prints in a new interpreter (nothing imported yet), which must succeed."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
 def test_no_serving_test_imports_the_training_kit() -> None:
     for path in Path(__file__).parent.rglob("*.py"):
         assert not re.search(r"^\s*(from|import) training\b", path.read_text(), re.M), path
@@ -23,9 +30,7 @@ def test_the_bundle_package_and_the_torchserve_handler_load_without_grpc() -> No
         "from serving.bundle.tasks import TASKS\n"
         "print(sorted(TASKS))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "['classify', 'multilabel', 'pose', 'segmentation', 'sentiment']"
+    assert fresh_python(code) == "['classify', 'multilabel', 'pose', 'segmentation', 'sentiment']"
 
 
 def test_the_bundle_and_the_training_tasks_load_no_protocol_code() -> None:
@@ -37,9 +42,7 @@ def test_the_bundle_and_the_training_tasks_load_no_protocol_code() -> None:
         "protocol = ('grpc', 'google', 'serving.wire')\n"
         "print([m for m in sys.modules if m.startswith(protocol)])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
 
 
 def test_every_bundle_task_has_a_codec_on_the_wire() -> None:
@@ -58,9 +61,7 @@ def test_the_cli_and_its_health_probe_import_no_torch() -> None:
         "from serving.server.probe import check_health\n"
         "print([m for m in ('torch', 'torchvision', 'onnxruntime', 'serving.bundle') if m in sys.modules])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
 
 
 def test_a_prediction_on_the_onnx_runtime_never_imports_torch(bundle_path: Path, tag_images: Path) -> None:
@@ -75,6 +76,4 @@ def test_a_prediction_on_the_onnx_runtime_never_imports_torch(bundle_path: Path,
         f"answers = load_bundle({str(bundle_path)!r}).predict([Path({str(image)!r})])\n"
         "print(sorted(answers[0]), [m for m in sys.modules if m.startswith('torch') and sys.modules[m]])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "['labels', 'scores'] []"
+    assert fresh_python(code) == "['labels', 'scores'] []"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from serving.bundle import load_bundle
 from serving.bundle.flow import predict
 from serving.bundle.pipeline import ImagePreprocess
 from tests.training.data.helpers import tag_source
@@ -28,42 +29,26 @@ def test_a_validation_batch_is_what_the_bundle_prepares_from_the_same_files(tag_
     assert np.array_equal(prepared, batch.numpy())
 
 
-def test_the_request_flow_answers_each_input_in_order() -> None:
-    """`predict` walks decode → prepare → run → postprocess; the run sees the prepared batch."""
-    preprocess = ImagePreprocess(8, (0.0,) * 3, (1.0,) * 3)
-    images = [_png(value) for value in (0, 255, 128)]
-    seen: list[np.ndarray] = []
+def test_the_request_flow_answers_each_input_in_order_in_one_batch(
+    bundle_path: Path, tag_images: Path
+) -> None:
+    """`predict` walks decode → prepare → run → postprocess on a real bundle: one run for the whole
+    batch, and every answer the one that image gets alone."""
+    bundle = load_bundle(bundle_path)
+    runtime = bundle.runtime("onnx")
+    files = sorted((tag_images / "train").iterdir())[:5]
+    seen: list[tuple[int, ...]] = []
 
     def run(batch: np.ndarray) -> np.ndarray:
-        seen.append(batch)
-        return batch.mean(axis=(1, 2, 3), keepdims=False)[:, None]
+        seen.append(batch.shape)
+        return runtime.run(batch)
 
-    pipeline = _Pipeline(preprocess)
-    answers = predict(pipeline, images, run)  # type: ignore[arg-type]
-    assert [round(a["mean"], 3) for a in answers] == [0.0, 1.0, round(128 / 255, 3)]
-    assert [b.shape for b in seen] == [(3, 3, 8, 8)]
-
-
-class _Pipeline:
-    """The parts of a `Pipeline` the flow reads: its preprocess and a postprocess."""
-
-    def __init__(self, preprocess: ImagePreprocess) -> None:
-        self.preprocess = preprocess
-
-    @staticmethod
-    def postprocess(outputs: np.ndarray, sizes: list[tuple[int, int]]) -> list[dict[str, float]]:
-        assert sizes == [(5, 7)] * len(outputs)
-        return [{"mean": float(row[0])} for row in outputs]
-
-
-def _png(value: int) -> bytes:
-    import io
-
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(np.full((5, 7, 3), value, np.uint8)).save(out, format="PNG")
-    return out.getvalue()
+    together = predict(bundle.pipeline, [f.read_bytes() for f in files], run)
+    alone = [predict(bundle.pipeline, [f.read_bytes()], runtime.run)[0] for f in files]
+    assert seen == [(5, 3, 32, 32)]
+    assert [a["labels"] for a in together] == [a["labels"] for a in alone]
+    for got, want in zip(together, alone, strict=True):
+        assert max(abs(got["scores"][k] - want["scores"][k]) for k in want["scores"]) < 1e-5
 
 
 def test_scaling_is_the_same_for_arrays_and_tensors() -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from serving.bundle.flow import Size
 from serving.bundle.images import encode_mask_png
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Answer", "FeedbackLayout", "ServedTask", "Size", "json_mask"]
 
-Size = tuple[int, int]
-"""An image's (height, width) in pixels."""
 Answer = dict[str, Any]
 """One item's answer in the task's own terms (`labels`/`scores`, `mask`, `points`, `label`/`scores`)."""
 
