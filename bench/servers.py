@@ -115,13 +115,13 @@ class Server:
             return 0.0, 0.0
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
             text = response.read().decode()
-        totals = {"nv_inference_count_total": 0.0, "nv_inference_exec_count_total": 0.0}
+        totals = {"nv_inference_count": 0.0, "nv_inference_exec_count": 0.0}
         for line in text.splitlines():
             key, _, value = line.rpartition(" ")
             name = key.partition("{")[0]
             if name in totals:
                 totals[name] += float(value)
-        return totals["nv_inference_count_total"], totals["nv_inference_exec_count_total"]
+        return totals["nv_inference_count"], totals["nv_inference_exec_count"]
 
     def stop(self, timeout: float = 60) -> int:
         if self.process.poll() is None:

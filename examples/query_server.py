@@ -57,6 +57,11 @@ def started_server(models: Path) -> Iterator[str]:
 def ask_v2(address: str, model: str, images: list[bytes]) -> None:
     client = triton.InferenceServerClient(address)
     print(f"V2: server ready {client.is_server_ready()}, model {model} ready {client.is_model_ready(model)}")
+    outputs = {tensor.name for tensor in client.get_model_metadata(model).outputs}
+    if not {"labels", "scores"} <= outputs:  # this example reads a multi-label (planet-style) model
+        raise SystemExit(
+            f"model {model!r} is not multi-label: it answers {sorted(outputs)}, not labels and scores"
+        )
     tensor = triton.InferInput("images", [len(images)], "BYTES")
     tensor.set_data_from_numpy(np.array(images, dtype=object))
     result = client.infer(model, [tensor])

@@ -44,8 +44,13 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="gRPC port")] = None,
-    http_port: Annotated[int | None, typer.Option(help="KServe V2 HTTP/REST port")] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port")] = None,
+    # text, not int: 'none' turns the listener off (the settings read the word)
+    http_port: Annotated[
+        str | None, typer.Option(metavar="<int|none>", help="KServe V2 HTTP/REST port; none: off")
+    ] = None,
+    metrics_port: Annotated[
+        str | None, typer.Option(metavar="<int|none>", help="Prometheus /metrics port; none: off")
+    ] = None,
     runtime: Annotated[str | None, typer.Option(help="onnx or torch")] = None,
     model_control: Annotated[
         str | None, typer.Option(help="poll: serve every model; explicit: only those loaded")

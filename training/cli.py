@@ -146,7 +146,10 @@ def export(
     stage: Annotated[
         str, typer.Option(help="the trained stage to export (an image task's --stage; sentiment: clf)")
     ] = "stage-1",
-    name: Annotated[str, typer.Option(help="model name in the repository")] = "planet",
+    name: Annotated[
+        str | None,
+        typer.Option(help="model name in the repository (default: the stage's task, e.g. classify)"),
+    ] = None,
     models: Annotated[Path, typer.Option(help="model repository")] = Path("models"),
     parity_items: Annotated[
         int, typer.Option(help="validation items for the parity check (texts: all, up to 2000 or this)")

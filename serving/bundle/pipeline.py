@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import numpy as np
 
 from serving.bundle.flow import Input, Prepared, Run, Size, pad_to_largest, stack_items
-from serving.bundle.images import MAX_PIXELS, decode_pixels, resize_pixels, scale_pixels
+from serving.bundle.images import (
+    MAX_PIXELS,
+    ImageHeader,
+    decode_header,
+    decode_pixels,
+    read_header,
+    resize_pixels,
+    scale_pixels,
+)
 from serving.bundle.manifest import Precision
 from serving.bundle.networks.specs import NetworkSpec
 from serving.bundle.text_preprocess import TextPreprocess
@@ -69,15 +77,29 @@ class ImagePreprocess:
         return 4 * 3 * self.size**2
 
     def decode(self, data: bytes | bytearray | memoryview, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-        """uint8 (H, W, 3); the pixel limit is the caller's (the server's), never the bundle's."""
+        """uint8 (H, W, 3), at full size, as training's loaders decode; the pixel limit is the
+        caller's (the server's), never the bundle's."""
         return decode_pixels(data, max_pixels)
 
     def prepare_item(self, data: Input, max_pixels: int = MAX_PIXELS) -> Prepared:
-        """One encoded image → one normalized float32 item (3, size, size), and its original size."""
+        """One encoded image → one normalized float32 item (3, size, size), and its original size
+        (as `decode` then `scaled`, but for a JPEG many times `size`: see `read_header`)."""
+        return self.prepare_header(self.read_header(data, max_pixels))
+
+    def read_header(self, data: Input, max_pixels: int = MAX_PIXELS) -> ImageHeader:
+        """The image opened, nothing decoded, with what preparing it will hold (`header.holds`):
+        the server budgets that before `prepare_header` decodes. A JPEG several times the model's
+        size decodes at a reduced scale (`serving.bundle.images.DRAFT_MARGIN`)."""
         if isinstance(data, str):
             raise TypeError("an image model takes encoded images (bytes) or image files, not str")
-        pixels = self.decode(data, max_pixels)
-        return Prepared(self.scaled(pixels), (int(pixels.shape[0]), int(pixels.shape[1])))
+        return read_header(data, max_pixels, self.size if self.resize == "squish" else None)
+
+    def prepare_header(self, header: ImageHeader) -> Prepared:
+        """An opened image → its prepared item and original size; squished as `scaled` squishes,
+        without holding the full-size image more than once."""
+        side = self.size if self.resize == "squish" else None
+        pixels = decode_header(header, side)
+        return Prepared(scale_pixels(pixels.transpose(2, 0, 1), self.mean, self.std), header.size)
 
     def scaled(self, pixels: np.ndarray) -> np.ndarray:
         """A decoded uint8 image (H, W, 3) → the normalized float32 item (3, size, size) (at native

@@ -1,6 +1,12 @@
 """Reading a bundle safely: every file's sha256 before anything is parsed, a restricted unpickler,
 and a pipeline checked against its manifest before anything of it runs.
 
+A listed file must be a regular file of the bundle itself (a symbolic link is refused: it can point
+anywhere, a device included) and no larger than any bundle file can be (`MAX_FILE_BYTES`); it is
+hashed in streamed chunks, so a damaged or foreign file costs a read, never its size in memory, and
+only a file whose hash matches is read whole (and hashed again as read: what is parsed is what was
+verified).
+
 `pipeline.pkl` goes through an unpickler that resolves exactly `pipeline_classes()` (its weights
 are plain bytes), so a pickle naming any other global (os.system, builtins.eval, numpy's array
 constructors, ...) is refused before anything in it runs; then every field of every object it made
@@ -17,7 +23,9 @@ import collections
 import functools
 import hashlib
 import io
+import os
 import pickle
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +53,7 @@ from serving.bundle.tokenizer import TextTokenizer
 
 __all__ = [
     "LEGACY_NAMES",
+    "MAX_FILE_BYTES",
     "MOVED_SPECS",
     "check_consistency",
     "pipeline_classes",
@@ -81,6 +90,12 @@ MOVED_SPECS: dict[str, type] = {
     )
 }
 """Where format-1 bundles name the network specs, before they moved to `serving.bundle.networks.specs`."""
+
+
+MAX_FILE_BYTES = 2 << 30
+"""The largest file a bundle may list: 2 GiB, protobuf's limit on an ONNX graph that holds its
+weights (ours do); `pipeline.pkl` holds the same weights. (The manifest records no sizes: servers that
+refuse unknown manifest fields could not read a bundle that did.)"""
 
 
 def pipeline_classes() -> tuple[type, ...]:
@@ -178,22 +193,48 @@ def read_pipeline(path: Path, data: bytes | None = None) -> Pipeline:
 
 
 def read_verified(folder: Path, manifest: Manifest) -> dict[str, bytes]:
-    """Every file the manifest lists, read once and checked against its sha256 before any is parsed."""
+    """Every file the manifest lists, checked against its sha256 (streamed) before it is read whole
+    and before any is parsed."""
     for required in (PIPELINE, ONNX_MODEL):
         if required not in manifest.files:
             raise BundleError(f"{folder / MANIFEST}: does not list {required}")
     blobs = {}
     for name, expected in manifest.files.items():
-        path = folder / name
         if Path(name).name != name or name in ("", ".", ".."):
             raise BundleError(f"{folder / MANIFEST}: file name {name!r} must be a plain name")
-        if not path.is_file():
-            raise BundleError(f"{path}: listed in the manifest but missing")
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or damaged")
-        blobs[name] = data
+        blobs[name] = _read_checked(folder / name, expected)
     return blobs
+
+
+def _read_checked(path: Path, expected: str) -> bytes:
+    """The file's bytes, once it is known to be a plain file of a sane size whose sha256 matches."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: listed in the manifest but missing") from None
+    except OSError as err:
+        if path.is_symlink():  # O_NOFOLLOW's ELOOP
+            raise BundleError(
+                f"{path}: a symbolic link (to {path.readlink()}); a bundle's files must be the files "
+                "themselves: copy the file in"
+            ) from None
+        raise BundleError(f"{path}: cannot be opened ({err.strerror or err})") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{path}: listed in the manifest but not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise BundleError(
+                f"{path}: {info.st_size:,} bytes, larger than any bundle file can be "
+                f"({MAX_FILE_BYTES:,}); not read"
+            )
+        if hashlib.file_digest(file, "sha256").hexdigest() != expected:  # streamed, in small chunks
+            raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or damaged")
+        file.seek(0)
+        data = file.read(info.st_size + 1)
+    if len(data) != info.st_size or hashlib.sha256(data).hexdigest() != expected:
+        raise BundleError(f"{path}: changed while it was being read; load the bundle again")
+    return data
 
 
 def check_consistency(folder: Path, manifest: Manifest, pipeline: Pipeline) -> None:

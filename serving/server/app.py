@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from serving.server.feedback_store import FeedbackStore
+from serving.server.http_connection import ConnectionLimits
 from serving.server.malformed import register
 from serving.server.prometheus import ServerMetrics
 from serving.server.repository import ModelRepository, ModelState
@@ -73,7 +74,20 @@ class InferenceServer:
             [*SERVICES, reflection.SERVICE_NAME, "grpc.health.v1.Health"], self.grpc
         )
         self.grpc.add_generic_rpc_handlers([NotImplementedHandler()])  # after every servicer
-        self.http = HttpFrontEnd(self.engine, limit) if settings.http_port is not None else None
+        self.http = (
+            HttpFrontEnd(
+                self.engine,
+                limit,
+                ConnectionLimits(
+                    settings.http_max_connections,
+                    settings.http_header_timeout_s,
+                    settings.http_idle_timeout_s,
+                ),
+                settings.http_body_timeout_s,
+            )
+            if settings.http_port is not None
+            else None
+        )
         self.port = 0
         self.http_port: int | None = None
         self.metrics_port: int | None = None
@@ -130,6 +144,8 @@ class InferenceServer:
            let every accepted one finish (up to `grace` seconds); then unload every model.
         """
         self.repository.draining = True  # ServerReady says no; requests are still answered
+        if self.http is not None:
+            self.http.drain()  # HTTP answers say Connection: close; quiet keep-alive connections close
         await self.health.enter_graceful_shutdown()
         if prestop > 0:
             await asyncio.sleep(prestop)

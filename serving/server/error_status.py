@@ -22,6 +22,7 @@ from serving.server.memory import MemoryBudgetError
 from serving.server.prometheus import ServerMetrics
 from serving.server.repository import (
     DrainingError,
+    InvalidModelNameError,
     ModelControlError,
     ModelLoadingError,
     ModelNotFoundError,
@@ -55,6 +56,7 @@ class TaskMismatchError(RuntimeError):
 
 _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (InvalidModelNameError, grpc.StatusCode.INVALID_ARGUMENT),
     (ModelLoadingError, grpc.StatusCode.UNAVAILABLE),
     (DrainingError, grpc.StatusCode.UNAVAILABLE),
     (ModelControlError, grpc.StatusCode.FAILED_PRECONDITION),

@@ -4,7 +4,12 @@ Each model serves one version: the newest integer folder under `models/<name>/`,
 settings pin. A scan (at start, then every `poll_interval_s`) loads a new version beside the old,
 warms it up, swaps it in atomically and stops the old one once its in-flight requests are answered.
 A bundle that fails to load is reported and retried only when its folder changes; the version
-already serving (if any) goes on serving.
+already serving (if any) goes on serving. So does it when a new version would change what clients
+rely on (task, labels, input): clients of a multi-label `planet` would read a classifier's answers as
+nothing at all, so such a version is refused unless `allow_incompatible_swaps` says otherwise.
+
+What a client reads never shows where the repository lies on disk: paths in load errors are
+relative to it, and a model name a client sends is checked before it touches the file system.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from serving.bundle import BundleError, is_version, load_bundle
+from serving.bundle import BundleError, Manifest, is_version, load_bundle, read_manifest
 from serving.bundle.quoting import shown
 from serving.bundle.runtimes import Device, cuda_available
 from serving.server.malloc import release_free_memory
@@ -30,6 +35,7 @@ from serving.server.settings import ServerSettings
 __all__ = [
     "DrainingError",
     "IndexEntry",
+    "InvalidModelNameError",
     "ModelControlError",
     "ModelLoadingError",
     "ModelNotFoundError",
@@ -40,6 +46,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Status = Literal["loading", "ready", "failed", "unloaded"]
+
+MAX_NAME_BYTES = 255  # one path component on Linux and macOS: a longer name can be no model folder
+
+
+class InvalidModelNameError(ValueError):
+    """A name that cannot be a model folder: empty, too long or path-like (gRPC: INVALID_ARGUMENT)."""
 
 
 class ModelNotFoundError(LookupError):
@@ -160,9 +172,10 @@ class ModelRepository:
     async def load(self, name: str) -> ServedModel:
         """Load `name` now (its newest or pinned version; a failed bundle is retried), and serve it
         from now on; in poll mode, the same as the next scan would do, without waiting for it."""
+        check_model_name(name)
         folder = self._folder(name)
         if folder is None:
-            raise ModelNotFoundError(f"no model folder {shown(name)} in {self.settings.models_dir}")
+            raise ModelNotFoundError(f"no model folder {shown(name)} in the repository")
         async with self._scan_lock:
             if self.wanted is not None:
                 self.wanted.add(name)
@@ -183,6 +196,7 @@ class ModelRepository:
                 "unloading needs model_control=explicit; in poll mode every model in the repository "
                 "is served (remove its folder, or pin another version)"
             )
+        check_model_name(name)
         state = self.models.get(name)
         if state is None:
             if self._folder(name) is None:
@@ -202,10 +216,19 @@ class ModelRepository:
 
     def _folder(self, name: str) -> Path | None:
         """`name`'s folder if it is a model folder of the repository (never a path elsewhere)."""
-        if not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        try:
+            check_model_name(name)
+            folder = self.settings.models_dir / name
+            return folder if folder.is_dir() else None
+        except (InvalidModelNameError, OSError):
             return None
-        folder = self.settings.models_dir / name
-        return folder if folder.is_dir() else None
+
+    def _relative(self, message: str) -> str:
+        """`message` with the repository's own path cut from the paths it names (`tags/2/model.onnx`)."""
+        root = self.settings.models_dir
+        for prefix in sorted({str(root.absolute()), str(root.resolve()), str(root)}, key=len, reverse=True):
+            message = message.replace(prefix + "/", "")  # the longest first: "models/" is in them all
+        return message
 
     # -- scanning -------------------------------------------------------------------------
     async def scan(self) -> None:
@@ -251,7 +274,7 @@ class ModelRepository:
         state = self.models.setdefault(name, ModelState(name))
         if version_dir is None:
             pinned = self.settings.pinned_version(name)
-            wanted = f"{folder}/{pinned}/ (pinned)" if pinned else f"{folder}/<integer>/"
+            wanted = f"{name}/{pinned}/ (pinned)" if pinned else f"{name}/<integer>/"
             error = f"no version folder: expected {wanted}"
             if state.error != error:
                 self._fail(state, error, None)
@@ -262,6 +285,13 @@ class ModelRepository:
         signature = _signature(version_dir)
         if state.failed_signature == signature:
             return  # failed before, unchanged since: do not retry (or log) every poll
+        if served is not None and not self.settings.allow_incompatible_swaps:
+            changes = await asyncio.get_running_loop().run_in_executor(
+                None, _contract_changes, served.bundle.manifest, version_dir
+            )
+            if changes:
+                self._refuse_swap(state, served, version_dir, changes, signature)
+                return
         if served is None:
             state.status = "loading"
             self.on_change(state)
@@ -270,7 +300,7 @@ class ModelRepository:
                 None, self._load_or_release, name, version_dir
             )
         except Exception as err:
-            self._fail(state, f"{version_dir}: {err}", signature)
+            self._fail(state, f"{name}/{version_dir.name}: {err}", signature)
             return
         model.start()
         old, state.served, state.status, state.error, state.failed_signature = (
@@ -281,12 +311,14 @@ class ModelRepository:
             None,
         )
         self.on_change(state)
+        swapped = {} if old is None else {"replaces_version": old.version}
         log.info(
             "serving model",
             extra={
                 "model": name,
                 "version": model.version,
                 "task": model.task,
+                **swapped,
                 "runtime": model.runtime.describe(),
                 "images_prepared_on": "gpu" if model.prepare_on_gpu else "cpu",
             },
@@ -351,17 +383,86 @@ class ModelRepository:
         return "cpu"
 
     def _fail(self, state: ModelState, error: str, signature: tuple[object, ...] | None) -> None:
-        state.error, state.failed_signature = error, signature
+        """Record why `state`'s model did not load: clients read it without the repository's path,
+        the log keeps it whole."""
+        state.error, state.failed_signature = self._relative(error), signature
         if state.served is None:
             state.status = "failed"
         self.on_change(state)
         log.error("model failed to load", extra={"model": state.name, "error": error})
+
+    def _refuse_swap(
+        self,
+        state: ModelState,
+        served: ServedModel,
+        version_dir: Path,
+        changes: list[str],
+        signature: tuple[object, ...],
+    ) -> None:
+        """Keep `served` serving instead of a version its clients would misread; retried when the
+        version's folder changes."""
+        changed = "; ".join(changes)
+        state.error = (
+            f"version {version_dir.name} refused: it changes {changed} (publish it under another name, "
+            "or set allow_incompatible_swaps)"
+        )
+        state.failed_signature = signature
+        self.on_change(state)
+        log.warning(
+            "refused an incompatible version",
+            extra={
+                "model": state.name,
+                "version": served.version,
+                "task": served.task,
+                "refused_version": int(version_dir.name),
+                "changes": changed,
+            },
+        )
 
     def _retire(self, model: ServedModel) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(model.stop())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
         return task
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a name that cannot be a model folder of the repository before it reaches the file
+    system: a path (`..`, `a/b`), a hidden folder, a control character, or more than one path
+    component holds (the OS would answer "file name too long")."""
+    if not name:
+        raise InvalidModelNameError("the model name is empty")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidModelNameError(
+            f"model name {shown(name)} is {size} bytes long (UTF-8); a model folder's name holds "
+            f"at most {MAX_NAME_BYTES}"
+        )
+    if name.startswith(".") or any(c in "/\\" or not c.isprintable() for c in name):
+        raise InvalidModelNameError(
+            f"model name {shown(name)} is not a model folder's name: no '/', '\\', control "
+            "characters or leading '.'"
+        )
+
+
+def _contract_changes(served: Manifest, version_dir: Path) -> list[str]:
+    """What clients of `served` rely on that the manifest in `version_dir` changes: its task, its
+    labels (classes, codes, points) and its input (text or images, and their size). An unreadable
+    manifest changes nothing here: loading the version reports it."""
+    try:
+        new = read_manifest(version_dir)
+    except BundleError:
+        return []
+
+    def contract(manifest: Manifest) -> dict[str, object]:
+        image = manifest.input
+        shape = "text" if image is None else f"images of {image.size[0]}x{image.size[1]}"
+        return {"task": manifest.task, "labels": manifest.labels, "input": shape}
+
+    before, after = contract(served), contract(new)
+    return [
+        f"{key} {shown(before[key])} -> {shown(after[key])}" for key in before if before[key] != after[key]
+    ]
 
 
 def _signature(folder: Path) -> tuple[object, ...]:

@@ -1,9 +1,11 @@
 """One served model version: its bundle, its runtime, its batch queue, and who is using it.
 
 It walks the bundle's request flow (`serving.bundle.flow`) with the server's parts: items are
-decoded and prepared in a shared thread pool (several at once, off the event loop), or, for a model
-PyTorch runs on CUDA, decoded, resized and normalized on the GPU (`device_images`); prepared items
-go through the model's `DynamicBatcher`, whose batches run in the model's own inference thread.
+decoded and prepared in a shared thread pool (several at once, off the event loop, taking fair turns
+with other requests' items, each image's decoded size held in the memory budget while it decodes:
+`serving.server.decode_turns`), or, for a model PyTorch runs on CUDA, decoded, resized and
+normalized on the GPU (`device_images`); prepared items go through the model's `DynamicBatcher`,
+whose batches run in the model's own inference thread.
 A `Lease` counts a request in flight, so a retired version is stopped only
 after the requests that chose it have their answers.
 """
@@ -23,12 +25,13 @@ import numpy as np
 
 from serving.bundle import Bundle
 from serving.bundle.flow import Input, Prepared, answer
-from serving.bundle.images import ImageDecodeError
+from serving.bundle.images import ImageDecodeError, ImageHeader
 from serving.bundle.pipeline import ImagePreprocess, Size, stack_items
 from serving.bundle.runtimes import Device, GraphMode, Runtime, RuntimeName, buckets
-from serving.bundle.text_preprocess import TextError
+from serving.bundle.text_preprocess import TextError, TextPreprocess
 from serving.server.batcher import BatchingConfig, DynamicBatcher
 from serving.server.codecs import codec_for
+from serving.server.decode_turns import Job, turns_for
 from serving.server.memory import MemoryBudget
 from serving.server.prometheus import ModelMetrics
 from serving.server.statistics import current_timing, stage
@@ -92,6 +95,7 @@ class ServedModel:
         self.device = device
         self.prepare_on_gpu = prepare_on_gpu and on_gpu and pre.takes == "images"
         self.decode_pool, self.max_image_pixels = decode_pool, max_image_pixels
+        self.turns = turns_for(decode_pool)  # shared with every model on this pool
         self.inference = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{self.name}-{self.version}")
         self.batcher: DynamicBatcher[Item, np.ndarray] = DynamicBatcher(
             self._run_batch, batching, self.inference
@@ -148,49 +152,42 @@ class ServedModel:
 
     async def prepare(self, inputs: Sequence[Input]) -> tuple[list[Item], list[Size]]:
         """Encoded images or texts → prepared items and each one's original size, prepared in
-        parallel in the pool (images of a CUDA model together on the GPU); the first unusable item
-        is an `ItemError` naming its index."""
-        loop = asyncio.get_running_loop()
+        parallel in the pool, in fair turns with other requests (images of a CUDA model together on
+        the GPU); the first unusable item is an `ItemError` naming its index."""
         if self.prepare_on_gpu:
             return await self._prepare_on_gpu(inputs)  # type: ignore[arg-type]
-        tasks = [loop.run_in_executor(self.decode_pool, self._prepare_one, data) for data in inputs]
+        pre = self.preprocess
+        jobs: list[Job] = (
+            [_PrepareImage(pre, data, self.max_image_pixels) for data in inputs]
+            if isinstance(pre, ImagePreprocess)
+            else [_PrepareText(pre, data) for data in inputs]
+        )
         with stage("compute_input"):
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        prepared: list[Item] = []
-        sizes: list[Size] = []
-        for index, result in enumerate(results):
+            results = await self.turns.run(jobs, self.memory)
+        for index, result in enumerate(results):  # after a failure, items not run hold None
             if isinstance(result, ImageDecodeError | TextError):
                 raise ItemError(index, str(result)) from result
             if isinstance(result, BaseException):
                 raise result
-            prepared.append(result.item)
-            sizes.append(result.size)
-        if self.native:  # admitted at the training size; an image's own may hold more
-            self.memory.reserve(
-                max(0, sum(item.nbytes for item in prepared) - len(prepared) * self.item_bytes)
-            )
+        prepared: list[Item] = [result.item for result in results]
+        sizes: list[Size] = [result.size for result in results]
+        if self.native:  # admitted at the training size; an image's own holds more (its decode was budgeted)
+            self.memory.hold(sum(item.nbytes for item in prepared) - len(prepared) * self.item_bytes)
         return prepared, sizes
 
-    def _prepare_one(self, data: Input) -> Prepared:
-        return self.preprocess.prepare_item(data, self.max_image_pixels)
-
     async def _prepare_on_gpu(self, images: Sequence[bytes]) -> tuple[list[Item], list[Size]]:
-        from serving.bundle.device_images import ItemDecodeError, prepare_on_device  # torch, on a GPU host
+        from serving.bundle.device_images import ItemDecodeError  # torch, on a GPU host
 
         preprocess = self.preprocess
         assert isinstance(preprocess, ImagePreprocess)  # prepare_on_gpu is for image models only
-        try:
-            with stage("compute_input"):
-                batch, sizes = await asyncio.get_running_loop().run_in_executor(
-                    self.decode_pool,
-                    prepare_on_device,
-                    preprocess,
-                    images,
-                    "cuda",
-                    self.max_image_pixels,
-                )
-        except ItemDecodeError as err:
-            raise ItemError(err.index, str(err)) from err
+        job = _PrepareOnDevice(preprocess, images, self.max_image_pixels)
+        with stage("compute_input"):
+            (result,) = await self.turns.run([job], self.memory)
+        if isinstance(result, ItemDecodeError):
+            raise ItemError(result.index, str(result)) from result
+        if isinstance(result, BaseException):
+            raise result
+        batch, sizes = result
         return list(batch), sizes
 
     async def infer(self, items: Sequence[Item], timeout: float | None) -> np.ndarray:
@@ -212,3 +209,69 @@ class ServedModel:
         rows = self.preprocess.run_items(items, self.runtime.run)
         self.metrics.batch_ran(len(items), time.perf_counter() - started)
         return rows
+
+
+class _PrepareImage:
+    """One image's turn in the decode pool: its header first (what decoding it holds), then the rest."""
+
+    def __init__(self, preprocess: ImagePreprocess, data: Input, max_pixels: int) -> None:
+        self.preprocess, self.data, self.max_pixels = preprocess, data, max_pixels
+        self.header: ImageHeader | None = None
+
+    def measure(self) -> int:
+        if self.header is None:
+            self.header = self.preprocess.read_header(self.data, self.max_pixels)
+        return self.header.holds
+
+    def finish(self) -> Prepared:
+        header, self.header = self.header, None  # the decoded image goes with it
+        assert header is not None  # measured first
+        return self.preprocess.prepare_header(header)
+
+    def describe(self) -> str:
+        return f"a {self.header.describe()}" if self.header is not None else "an image"
+
+
+class _PrepareText:
+    """One text's turn: what it holds was counted at admission (what was sent, its token ids)."""
+
+    def __init__(self, preprocess: TextPreprocess, data: Input) -> None:
+        self.preprocess, self.data = preprocess, data
+
+    def measure(self) -> int:
+        return 0
+
+    def finish(self) -> Prepared:
+        return self.preprocess.prepare_item(self.data)
+
+    def describe(self) -> str:
+        return "a text"
+
+
+class _PrepareOnDevice:
+    """A request's images prepared together on the GPU: one turn, budgeted at what decoding them
+    on the host would hold (PNGs decode there; JPEGs on the device)."""
+
+    def __init__(self, preprocess: ImagePreprocess, images: Sequence[bytes], max_pixels: int) -> None:
+        self.preprocess, self.images, self.max_pixels = preprocess, images, max_pixels
+
+    def measure(self) -> int:
+        from serving.bundle.device_images import ItemDecodeError
+
+        total = 0
+        for index, data in enumerate(self.images):
+            try:
+                header = self.preprocess.read_header(data, self.max_pixels)
+            except ImageDecodeError as err:
+                raise ItemDecodeError(index, err) from err
+            total += header.holds
+            header.image.close()
+        return total
+
+    def finish(self) -> tuple[Any, list[Size]]:
+        from serving.bundle.device_images import prepare_on_device
+
+        return prepare_on_device(self.preprocess, self.images, "cuda", self.max_pixels)
+
+    def describe(self) -> str:
+        return f"{len(self.images)} images prepared together on the GPU"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,15 @@ from serving.server.batcher import BatchingConfig
 __all__ = ["Batching", "ModelSettings", "ServerSettings", "load_settings"]
 
 MiB = 1 << 20
+
+
+def _none_word(value: Any) -> Any:
+    """'none' (any case) turns a listener or store off: an environment variable or a flag cannot be null."""
+    return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+
+OrNone = BeforeValidator(_none_word)
+"""On a field typed `X | None`: the word 'none' in a variable, a flag or the file stands for None."""
 
 
 class Batching(BaseModel):
@@ -55,7 +64,9 @@ class Feedback(BaseModel):
     """Where `Tasks.Feedback` stores corrections (off without a folder), and how many it keeps."""
 
     model_config = ConfigDict(extra="forbid")
-    dir: Path | None = Field(None, description="feedback store: <dir>/<model>/; none: Feedback is off")
+    dir: Annotated[Path | None, OrNone] = Field(
+        None, description="feedback store: <dir>/<model>/; none: Feedback is off"
+    )
     max_records: int = Field(10_000, ge=1, description="records kept per model; more: RESOURCE_EXHAUSTED")
     max_record_mb: float = Field(16, gt=0, description="largest record (image + mask) in MiB")
 
@@ -66,10 +77,27 @@ class ServerSettings(BaseSettings):
     models_dir: Path = Field(Path("models"), description="the model repository: <name>/<version>/")
     host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 in a container")
     port: int = Field(8001, ge=0, le=65535, description="gRPC port (0: any free port)")
-    http_port: int | None = Field(
+    http_port: Annotated[int | None, OrNone] = Field(
         8000, ge=0, le=65535, description="KServe V2 HTTP/REST port (0: any free port; none: off)"
     )
-    metrics_port: int | None = Field(8002, ge=0, le=65535, description="Prometheus /metrics port; none: off")
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open HTTP connections at most (kept below half the open-file limit); more: "
+        "closed at once with 503, while open ones keep working",
+    )
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, description="HTTP: a request's line and headers must arrive within this; else 408"
+    )
+    http_body_timeout_s: float = Field(
+        60.0, gt=0, description="HTTP: a request's whole body must arrive within this; else 408"
+    )
+    http_idle_timeout_s: float = Field(
+        75.0, gt=0, description="HTTP: a keep-alive connection idle this long is closed"
+    )
+    metrics_port: Annotated[int | None, OrNone] = Field(
+        8002, ge=0, le=65535, description="Prometheus /metrics port; none: off"
+    )
     reuse_port: bool = Field(
         False,
         description="share the gRPC and HTTP ports with other serve-kit processes on purpose (SO_REUSEPORT: "
@@ -85,7 +113,9 @@ class ServerSettings(BaseSettings):
     batching: Batching = Field(default_factory=Batching)
     feedback: Feedback = Field(default_factory=Feedback)
     models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides")
-    inference_threads: int | None = Field(None, ge=1, description="intra-op threads per model (None: all)")
+    inference_threads: Annotated[int | None, OrNone] = Field(
+        None, ge=1, description="intra-op threads per model (none: all)"
+    )
     decode_threads: int = Field(4, ge=1, le=256, description="threads decoding and resizing images")
     malloc_arenas: int = Field(
         2,
@@ -106,7 +136,8 @@ class ServerSettings(BaseSettings):
     max_inflight_mb: int = Field(
         1024,
         ge=1,
-        description="memory all requests in flight may hold (sent + prepared); more: RESOURCE_EXHAUSTED",
+        description="memory all requests in flight may hold (sent, prepared, and each image while it "
+        "decodes, counted from its header); more: RESOURCE_EXHAUSTED",
     )
     max_message_mb: int = Field(64, ge=1, le=2047, description="largest gRPC message in MiB, either way")
     max_image_pixels: int = Field(40_000_000, ge=1, description="largest declared image (pixels)")
@@ -118,6 +149,11 @@ class ServerSettings(BaseSettings):
     )
     load_models: list[str] = Field(
         default_factory=list, description="model_control=explicit: models loaded at start ('*': all)"
+    )
+    allow_incompatible_swaps: bool = Field(
+        False,
+        description="swap in a new version whose task, labels or input differ from the served one's; "
+        "off: such a version is refused and the served one goes on serving",
     )
     drain_prestop_s: float = Field(
         5.0, ge=0, description="SIGTERM: keep answering this long while health says NOT_SERVING"

@@ -6,27 +6,30 @@ Every failure is answered `{"error": message}`, with the HTTP status that `HTTP_
 table) maps its gRPC code to: the engine's `CallError`s, and a refused request body (a `RequestError`:
 400); an unknown route is 404, a wrong method 405, a body over `max_message_mb` 413. Nothing a client
 sends escapes a handler. Health answers are Triton's: 200 for yes, 400 for no.
+
+It shares the event loop with gRPC, so nothing heavy runs on it: compressed bodies inflate in a thread,
+capped (`http_bodies`); big JSON is parsed and written in a worker process (`json_offload`); its
+connections are capped and timed, malformed HTTP is answered in JSON (`http_connection`); and a
+request whose client went away is cancelled with the work it queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from serving.bundle.quoting import clip, shown
+from serving.server import loop_errors
 from serving.server.error_status import CallError, RequestError, refusals, status_for
+from serving.server.http_bodies import BodyReader
+from serving.server.http_connection import ConnectionLimits, Connections
+from serving.server.json_offload import JsonOffload
 from serving.server.v2_engine import V2Engine
-from serving.server.v2_http_codec import (
-    HEADER_LENGTH,
-    encode_infer,
-    index_json,
-    json_object,
-    message_json,
-    parse_infer,
-)
+from serving.server.v2_http_codec import HEADER_LENGTH, index_json, json_object, message_json
 
 __all__ = ["HTTP_STATUS", "HttpFrontEnd"]
 
@@ -54,11 +57,23 @@ NO = 400  # Triton's answer to "live?", "ready?" and "model ready?" when it is n
 
 
 class HttpFrontEnd:
-    def __init__(self, engine: V2Engine, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        engine: V2Engine,
+        max_body_bytes: int,
+        limits: ConnectionLimits | None = None,
+        body_timeout_s: float = 60.0,
+    ) -> None:
         self.engine, self.max_body_bytes = engine, max_body_bytes
+        self.limits = limits or ConnectionLimits()
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[_json_errors])
         self.app.add_routes(self._routes())
+        self._body_pool = ThreadPoolExecutor(2, thread_name_prefix="http-body")
+        self.bodies = BodyReader(max_body_bytes, body_timeout_s, self._body_pool)
+        self.json = JsonOffload()
         self._runner: web.AppRunner | None = None
+        self._connections: Connections | None = None
+        self._listener: asyncio.Server | None = None
 
     def _routes(self) -> list[web.RouteDef]:
         routes = [
@@ -93,23 +108,37 @@ class HttpFrontEnd:
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen on `host`:`port` (0: any free port), shared with other processes when `reuse_port`;
         the port bound."""
-        self._runner = web.AppRunner(self.app, access_log=None)  # gRPC logs no line per call either
+        loop = asyncio.get_running_loop()
+        loop_errors.install(loop)  # a failing accept() is a throttled JSON line, not a traceback flood
+        # handler_cancellation: a client that hangs up cancels its request, and the work it queued
+        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None).start()
-        return int(self._runner.addresses[0][1])
+        assert self._runner.server is not None  # set up just now
+        self._connections = Connections(self._runner.server, self.limits)
+        self._listener = await loop.create_server(
+            self._connections, host, port, reuse_port=reuse_port or None
+        )
+        return int(self._listener.sockets[0].getsockname()[1])
+
+    def drain(self) -> None:
+        """The pre-stop period begins: every answer says `Connection: close`, and keep-alive
+        connections close once quiet, so no client sends a request on a connection about to be cut."""
+        if self._connections is not None:
+            self._connections.drain()
 
     async def stop(self, grace: float) -> None:
         """As gRPC stops: no new connections or requests; those accepted finish within `grace` seconds."""
         runner = self._runner
         if runner is None:
             return
-        for site in list(runner.sites):
-            await site.stop()
+        if self._listener is not None:
+            self._listener.close()
         await asyncio.sleep(0)  # requests that arrived before the listener closed have started
-        if runner.server is not None:
-            runner.server.pre_shutdown()  # idle connections close; busy ones after their answer
-            await runner.server.shutdown(max(grace, 1e-3))  # aiohttp reads 0 as "no limit"
+        if self._connections is not None:
+            await self._connections.close(grace)
         await runner.cleanup()
+        await self.json.close()
+        self._body_pool.shutdown(wait=False, cancel_futures=True)
 
     async def live(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if self.engine.live() else NO)
@@ -150,21 +179,25 @@ class HttpFrontEnd:
         if not isinstance(parameters, dict):
             raise RequestError(f"'parameters' must be a JSON object, got {shown(parameters)}")
         repository, name = request.match_info.get("repository", ""), request.match_info["name"]
-        await self.engine.load(repository, name, parameters)
+        # shielded: a client that hangs up does not stop a load half way (an inference it does stop)
+        await asyncio.shield(self.engine.load(repository, name, parameters))
         return web.Response(content_type="application/json")
 
     async def unload(self, request: web.Request) -> web.Response:
         """The body (Triton's `unload_dependents`) is read and ignored: no model depends on another."""
         await self._json_body(request)
-        await self.engine.unload(request.match_info.get("repository", ""), request.match_info["name"])
+        await asyncio.shield(
+            self.engine.unload(request.match_info.get("repository", ""), request.match_info["name"])
+        )
         return web.Response(content_type="application/json")
 
     async def infer(self, request: web.Request) -> web.Response:
         name, version = _model(request)
-        body = await self._body(request)
-        infer_request, output_format = parse_infer(body, request.headers.get(HEADER_LENGTH), name, version)
+        body = await self.bodies.read(request)
+        header_length_field = request.headers.get(HEADER_LENGTH)
+        infer_request, output_format = await self.json.parse_infer(body, header_length_field, name, version)
         answer = await self.engine.infer(infer_request, time_remaining=None)
-        content, header_length = encode_infer(answer, output_format)
+        content, header_length = await self.json.encode_infer(answer, output_format)
         if header_length is None:
             response = web.Response(body=content, content_type="application/json")
         else:
@@ -173,29 +206,10 @@ class HttpFrontEnd:
         response.enable_compression()  # only where the request's Accept-Encoding asks for it
         return response
 
-    async def _body(self, request: web.Request) -> bytes:
-        """The whole body, refused (413) past the limit before more of it is read than that."""
-        declared = request.content_length
-        if declared is not None and declared > self.max_body_bytes:
-            raise self._too_large(f"{declared:,}-byte")
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise self._too_large("larger") from None
-        except web.RequestPayloadError as err:  # a body its Content-Encoding does not decode, or cut short
-            raise RequestError(f"the request body cannot be read: {' '.join(str(err).split())}") from None
-
     async def _json_body(self, request: web.Request) -> dict[str, object]:
         """An optional JSON object (an empty body is `{}`)."""
-        body = await self._body(request)
+        body = await self.bodies.read(request)
         return json_object(body, "the request body") if body.strip() else {}
-
-    def _too_large(self, size: str) -> web.HTTPRequestEntityTooLarge:
-        limit = self.max_body_bytes
-        message = (
-            f"a {size} request body is over the limit of {limit:,} bytes ({limit >> 20} MiB, max_message_mb)"
-        )
-        return web.HTTPRequestEntityTooLarge(max_size=limit, text=message)
 
 
 def _model(request: web.Request) -> tuple[str, str]:
@@ -222,7 +236,12 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
             return _error(err.status, f"{request.method} is not allowed on {path}; use {allowed}")
         if isinstance(err, web.HTTPNotFound):
             return _error(err.status, f"no route {request.method} {path}; KServe V2 routes start with /v2/")
-        return _error(err.status, err.text or err.reason)
+        response = _error(err.status, err.text or err.reason)
+        if (
+            err.keep_alive is False
+        ):  # a body left unread (408, 413): the connection cannot carry another request
+            response.force_close()
+        return response
     except ConnectionError:
         raise  # the client went away; aiohttp closes the connection
     except Exception as err:  # a refused request body; or a bug, logged by status_for

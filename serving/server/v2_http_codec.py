@@ -289,7 +289,12 @@ def _json_data(tensor: Any, raw: bytes) -> list[Any]:
             raise RequestError(
                 f"output {tensor.name!r} holds bytes that are not UTF-8 text; ask for it with binary_data"
             ) from None
-    return np.frombuffer(raw, DTYPES[tensor.datatype]).tolist()
+    values = np.frombuffer(raw, DTYPES[tensor.datatype])
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        # JSON has no NaN or Infinity (strict parsers refuse Python's bare tokens): null, which
+        # tritonclient.http's as_numpy reads back as NaN; binary data keeps the exact values
+        return [v if np.isfinite(v) else None for v in values.tolist()]
+    return values.tolist()
 
 
 def _set_parameters(target: Any, parameters: dict[str, Any], where: str) -> None:

@@ -109,11 +109,8 @@ def test_a_full_queue_and_a_passed_deadline_are_refused_before_inference(
         time.sleep(1.5)  # past the batch's 1 s delay: had the item stayed queued, it would have run by now
         metrics = server.metrics()
     labels = {"model": "tags", "version": "1"}
-    assert metric_value(metrics, "nv_inference_count_total", **labels) == 2  # the first request's, no more
-    assert (
-        metric_value(metrics, "nv_inference_request_failure_total", **labels, reason="RESOURCE_EXHAUSTED")
-        == 1
-    )
+    assert metric_value(metrics, "nv_inference_count", **labels) == 2  # the first request's, no more
+    assert metric_value(metrics, "nv_inference_request_failure", **labels, reason="RESOURCE_EXHAUSTED") == 1
 
 
 def test_sigterm_lets_in_flight_requests_finish(models: Path, jpegs: list[bytes]) -> None:

@@ -149,7 +149,7 @@ def test_a_client_that_gives_up_has_its_work_dropped_and_nobody_else_is_affected
     assert doomed.cancelled()
     assert survivor.as_numpy("scores").shape == (2, 4)
     labels = {"model": "tags", "version": "1"}
-    assert metric_value(metrics, "nv_inference_count_total", **labels) == 2  # only the survivor's items ran
+    assert metric_value(metrics, "nv_inference_count", **labels) == 2  # only the survivor's items ran
     assert metric_value(metrics, "nv_inference_pending_request_count", **labels) == 0
 
 

@@ -9,6 +9,8 @@ import json
 import logging
 import re
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +31,7 @@ from serving.server.prometheus import ServerMetrics
 from serving.server.repository import ModelRepository
 from serving.server.settings import ServerSettings
 from tests.serving.payloads import declared_png, images_input
-from tests.serving.servers import copy_bundle, running_server
+from tests.serving.servers import ServerProcess, copy_bundle, running_server
 
 
 def test_a_copied_version_folder_is_refused_once_and_the_served_version_keeps_serving(
@@ -258,3 +260,29 @@ def test_a_weight_whose_bytes_do_not_make_its_array_is_refused(
     monkeypatch.undo()
     with pytest.raises(BundleError, match=re.escape(message)):
         load_bundle(tampered)
+
+
+def test_a_non_image_is_named_plainly_on_grpc_and_http_never_by_an_object_repr(server: ServerProcess) -> None:
+    """Pillow's own words were `cannot identify image file <_io.BytesIO object at 0x7f...>`: a heap
+    address for the client, and nothing about what it sent."""
+    sent = b"<html>not an image</html>"
+    expected = (
+        "item 1: not a decodable image: no format Pillow reads starts with the 25 bytes sent "
+        "(3c 68 74 6d 6c 3e 6e 6f ...)"
+    )
+    client = triton.InferenceServerClient(server.address)
+    with pytest.raises(InferenceServerException) as grpc_error:
+        client.infer("tags", [images_input([_small_jpeg(), sent])])
+    assert grpc_error.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert grpc_error.value.message() == expected
+
+    body = {"inputs": [{"name": "images", "shape": [2], "datatype": "BYTES", "data": ["x", sent.decode()]}]}
+    request = urllib.request.Request(
+        f"http://{server.http_address}/v2/models/tags/infer", json.dumps(body).encode(), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as http_error:
+        urllib.request.urlopen(request, timeout=30)
+    assert http_error.value.code == 400
+    message = json.loads(http_error.value.read())["error"]
+    assert message.startswith("item 0: not a decodable image: no format Pillow reads starts with the 1 bytes")
+    assert " at 0x" not in message and " at 0x" not in grpc_error.value.message()

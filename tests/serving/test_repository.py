@@ -1,4 +1,5 @@
-"""The model repository: new versions swap in under load, broken bundles are reported, pins hold."""
+"""The model repository: new versions swap in under load, broken bundles are reported, pins hold, and a
+version that would change what clients rely on (task, labels, input) is refused unless allowed."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from serving.bundle.networks import CnnSpec
+from serving.bundle.tasks.multilabel import MultiLabelPostprocess
 from serving.server.error_status import status_for
 from serving.server.prometheus import ServerMetrics
 from serving.server.repository import ModelLoadingError, ModelNotFoundError, ModelRepository
 from serving.server.settings import ServerSettings
+from tests.serving.bundles import TAGS, write_image_bundle
 from tests.serving.payloads import images_input, looping_clients
 from tests.serving.servers import copy_bundle, running_server
 
@@ -115,6 +119,84 @@ def test_a_model_still_loading_is_unavailable_and_an_unknown_one_not_found(
             with pytest.raises(ModelNotFoundError) as missing:
                 repository.lease("nope").__enter__()
             assert status_for(missing.value)[0] == grpc.StatusCode.NOT_FOUND
+            await repository.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_version_of_another_task_is_refused_and_the_old_one_goes_on_serving(
+    bundle_path: Path, classify_bundle: Path, tmp_path: Path, jpegs: list[bytes]
+) -> None:
+    """A classifier exported as `tags` v2 on top of multi-label tags: its clients would read no labels."""
+    models = tmp_path / "models"
+    copy_bundle(bundle_path, models)
+    with running_server(models, log_format="text") as server:
+        client = triton.InferenceServerClient(server.address)
+        copy_bundle(classify_bundle, models, name="tags", version=2)
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model("tags")  # what the next poll would do, without waiting for it
+        message = refused.value.message()
+        assert "version 2 refused" in message and "task 'multilabel' -> 'classify'" in message, message
+        assert "version 1 goes on serving" in message
+        result = client.infer("tags", [images_input(jpegs[:1])])
+        assert result.get_response().model_version == "1" and result.as_numpy("labels") is not None
+        assert client.is_model_ready("tags", "1") and not client.is_model_ready("tags", "2")
+    assert re.search(
+        r'WARNING refused an incompatible version model="tags" version=1 task="multilabel" '
+        r"refused_version=2 changes=\"task 'multilabel' -> 'classify'; labels ",
+        server.stderr,
+    ), server.stderr[-3000:]
+
+
+def test_an_incompatible_version_swaps_in_when_allowed_and_the_text_log_names_it(
+    bundle_path: Path, classify_bundle: Path, tmp_path: Path, jpegs: list[bytes]
+) -> None:
+    models = tmp_path / "models"
+    copy_bundle(bundle_path, models)
+    with running_server(models, log_format="text", allow_incompatible_swaps="true") as server:
+        client = triton.InferenceServerClient(server.address)
+        copy_bundle(classify_bundle, models, name="tags", version=2)
+        client.load_model("tags")
+        result = client.infer("tags", [images_input(jpegs[:1])])
+        assert result.get_response().model_version == "2" and result.as_numpy("label") is not None
+    # text lines carry what JSON lines carry: which model, which version, which task
+    assert re.search(
+        r'INFO serving model model="tags" version=2 task="classify" replaces_version=1 ', server.stderr
+    ), server.stderr[-3000:]
+    assert 'INFO unloaded model model="tags" version=1' in server.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "size", "says"),
+    [
+        (("a", "b", "c", "d"), 32, "labels ['blue', 'green', 'red', 'square'] -> ['a', 'b', 'c', 'd']"),
+        (TAGS, 48, "input 'images of 32x32' -> 'images of 48x48'"),
+    ],
+)
+def test_a_version_with_other_labels_or_input_is_refused(
+    bundle_path: Path, tag_images: Path, tmp_path: Path, labels: tuple[str, ...], size: int, says: str
+) -> None:
+    """The same task, yet a client of version 1 would read other labels, or send pixels of a size
+    the new version refuses."""
+    models = tmp_path / "models"
+    copy_bundle(bundle_path, models)
+    images = sorted((tag_images / "train").glob("*.jpg"))[:8]
+    post = MultiLabelPostprocess(labels, (0.5,) * len(labels))
+    spec = CnnSpec("resnet18", len(labels))
+    assert write_image_bundle(models, "tags", "multilabel", spec, post, images, size).name == "2"
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            settings = ServerSettings(models_dir=models, models={"tags": {"version": 1}})
+            repository = ModelRepository(settings, ServerMetrics(), pool)
+            await repository.scan()
+            settings.models.clear()  # the pin lifted: version 2 is the newest
+            with pytest.raises(ModelLoadingError, match="version 2 refused") as refused:
+                await repository.load("tags")
+            assert says in str(refused.value)
+            with repository.lease("tags") as served:
+                assert served.version == 1
+            assert [(e.name, e.version, e.state) for e in repository.index()] == [("tags", "1", "READY")]
             await repository.close()
 
     asyncio.run(scenario())

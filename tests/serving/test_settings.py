@@ -67,3 +67,25 @@ def test_the_malloc_arenas_setting_reaches_glibc() -> None:
     assert ServerSettings().malloc_arenas == 2
     assert limit_malloc_arenas(ServerSettings().malloc_arenas) is True
     assert release_free_memory() is True  # what the repository does after a refused version
+
+
+@pytest.mark.parametrize("word", ["none", "None", "NONE"])
+def test_none_turns_the_http_and_metrics_listeners_off_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, word: str
+) -> None:
+    """As `serve-kit serve --help` says: a variable cannot be null, so the word stands for it."""
+    monkeypatch.setenv("SERVE_HTTP_PORT", word)
+    monkeypatch.setenv("SERVE_METRICS_PORT", word)
+    monkeypatch.setenv("SERVE_FEEDBACK__DIR", word)
+    settings = load_settings(models_dir=tmp_path)
+    assert (settings.http_port, settings.metrics_port, settings.feedback.dir) == (None, None, None)
+
+
+def test_none_from_a_flag_or_the_file_turns_a_listener_off_and_a_number_still_counts(tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text("metrics_port = 'none'\n")
+    settings = load_settings(models_dir=tmp_path, config_file=config, http_port="none")
+    assert (settings.http_port, settings.metrics_port) == (None, None)
+    assert load_settings(models_dir=tmp_path, http_port="9000").http_port == 9000
+    with pytest.raises(ValidationError, match="http_port"):
+        load_settings(models_dir=tmp_path, http_port="off")

@@ -1,11 +1,17 @@
 """Triton's extensions, called by tritonclient as Triton users call them: the model configuration,
 statistics, the model repository (index, load, unload), classification (`class_count` k answers the
-top k classes as "score:index:label"), and a clear UNIMPLEMENTED for the RPCs serve-kit lacks."""
+top k classes as "score:index:label"), and a clear UNIMPLEMENTED for the RPCs serve-kit lacks. Metrics
+carry Triton's exact names; a model name a client sends never reaches the file system unchecked, and
+no answer shows where the repository lies."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,13 +104,43 @@ def test_statistics_count_requests_items_and_batches_as_metrics_does(
     assert grew("inference_stats", "success", "ns") >= grew("inference_stats", "compute_infer", "ns")
     assert int(after["last_inference"]) > 0
     metrics, labels = server.metrics(), {"model": "tags", "version": "1"}
-    assert metric_value(metrics, "nv_inference_request_success_total", **labels) == int(
+    assert metric_value(metrics, "nv_inference_request_success", **labels) == int(
         after["inference_stats"]["success"]["count"]
     )
-    assert metric_value(metrics, "nv_inference_count_total", **labels) == int(after["inference_count"])
-    assert metric_value(metrics, "nv_inference_exec_count_total", **labels) == int(after["execution_count"])
+    assert metric_value(metrics, "nv_inference_count", **labels) == int(after["inference_count"])
+    assert metric_value(metrics, "nv_inference_exec_count", **labels) == int(after["execution_count"])
+    for part in ("request", "queue", "compute_input", "compute_infer", "compute_output"):  # Triton's µs
+        got = metric_value(metrics, f"nv_inference_{part}_duration_us", **labels)
+        stat = "success" if part == "request" else part
+        assert got == pytest.approx(int(after["inference_stats"][stat]["ns"]) / 1e3, rel=1e-6, abs=1), part
     batches = sum(int(b["compute_infer"]["count"]) for b in after["batch_stats"])
     assert batches == int(after["execution_count"])
+
+
+@pytest.mark.parametrize("accept", ["text/plain", "application/openmetrics-text; version=1.0.0"])
+def test_metrics_carry_tritons_exact_names_without_total_or_created_series(
+    server: ServerProcess, client: triton.InferenceServerClient, jpegs: list[bytes], accept: str
+) -> None:
+    """A Triton dashboard queries `nv_inference_request_success`; prometheus-client's own naming
+    (`_total`, `_created`) found nothing. Prometheus asks for OpenMetrics first: both formats hold."""
+    client.infer("tags", [images_input(jpegs[:1])])
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.metrics_port}/metrics", headers={"Accept": accept}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    names = set(re.findall(r"^(nv_inference_\w+)\{", text, re.MULTILINE))
+    assert {
+        "nv_inference_request_success",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_pending_request_count",
+    } <= names, sorted(names)
+    assert re.search(r'^nv_inference_request_success\{model="tags",version="1"\} [1-9]', text, re.MULTILINE)
+    assert "_total" not in text and "_created" not in text
 
 
 def test_statistics_of_every_model_and_of_an_unknown_one(client: triton.InferenceServerClient) -> None:
@@ -254,7 +290,7 @@ def test_explicit_loads_that_cannot_succeed_say_why(explicit: ServerProcess) -> 
     for name, code, says in [
         ("broken", "UNAVAILABLE", "failed to load"),
         ("nowhere", "NOT_FOUND", "no model folder 'nowhere'"),
-        ("../tags", "NOT_FOUND", "no model folder"),
+        ("../tags", "INVALID_ARGUMENT", "is not a model folder's name"),
     ]:
         with pytest.raises(InferenceServerException) as refused:
             client.load_model(name)
@@ -265,3 +301,52 @@ def test_explicit_loads_that_cannot_succeed_say_why(explicit: ServerProcess) -> 
     assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "not supported" in refused.value.message()
     assert client.is_model_ready("tags")
+
+
+def http_load(server: ServerProcess, name: str) -> tuple[int, str]:
+    """POST /v2/repository/models/<name>/load: the status and the body's error message."""
+    request = urllib.request.Request(f"http://{server.http_address}/v2/repository/models/{name}/load", b"{}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as err:
+        return err.code, str(json.loads(err.read())["error"])
+
+
+def test_no_load_error_shows_where_the_repository_lies(
+    explicit: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    hidden = str(tmp_path_factory.getbasetemp())  # every test folder, the repository's too, is below it
+    client = triton.InferenceServerClient(explicit.address)
+    for name in ("..", "../tags", "nowhere", "broken"):
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model(name)
+        assert hidden not in refused.value.message(), refused.value.message()
+        status, message = http_load(explicit, name)
+        assert status in (400, 404, 503) and message and hidden not in message, (name, message)
+    status, message = http_load(explicit, "..")
+    assert status == 400 and "'..' is not a model folder's name" in message
+
+
+def test_an_over_long_model_name_is_refused_as_invalid_and_logs_no_traceback(
+    bundle_path: Path, tmp_path: Path
+) -> None:
+    """300 characters used to reach the file system: OSError "File name too long", a 500 and a traceback."""
+    copy_bundle(bundle_path, tmp_path, "tags")
+    long_name = "x" * 300
+    with running_server(tmp_path, model_control="explicit", load_models='["tags"]') as server:
+        status, message = http_load(server, long_name)
+        assert (
+            status == 400 and "is 300 bytes long (UTF-8); a model folder's name holds at most 255" in message
+        )
+        client = triton.InferenceServerClient(server.address)
+        for name in (long_name, "tags/../tags", "\x01tags"):
+            with pytest.raises(InferenceServerException) as refused:
+                client.load_model(name)
+            assert refused.value.status() == "StatusCode.INVALID_ARGUMENT", name
+        with pytest.raises(InferenceServerException) as unknown:  # inference: an unknown model, as before
+            client.infer(long_name, [images_input([b"x"])])
+        assert unknown.value.status() == "StatusCode.NOT_FOUND"
+        assert client.is_model_ready("tags")
+    assert "Traceback" not in server.stderr and "OSError" not in server.stderr, server.stderr[-3000:]
+    assert '"code": "INVALID_ARGUMENT"' in server.stderr  # each refusal logged as one plain line

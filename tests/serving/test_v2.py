@@ -244,9 +244,9 @@ def test_requests_are_counted_by_model_and_status(
     after = server.metrics()
     labels = {"model": "tags", "version": "1"}
     for name, extra, grew_by in [
-        ("nv_inference_request_success_total", {}, 1),
-        ("nv_inference_request_failure_total", {"reason": "INVALID_ARGUMENT"}, 1),
-        ("nv_inference_count_total", {}, 2),
+        ("nv_inference_request_success", {}, 1),
+        ("nv_inference_request_failure", {"reason": "INVALID_ARGUMENT"}, 1),
+        ("nv_inference_count", {}, 2),
     ]:
         assert (
             metric_value(after, name, **labels, **extra) - metric_value(before, name, **labels, **extra)

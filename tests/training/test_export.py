@@ -124,6 +124,17 @@ def test_export_and_predict_from_the_command_line(
     assert bad.exit_code == 2 and "no such bundle" in bad.output
 
 
+def test_without_a_name_the_model_is_named_after_its_task(trained_run: Path, tmp_path: Path) -> None:
+    """Never a fixed `planet`: a classifier published as the next version of the multi-label `planet`
+    was swapped in under that model's clients."""
+    models = tmp_path / "models"
+    command = ["export", "--out", str(trained_run), "--models", str(models), "--parity-items", "8"]
+    exported = CliRunner().invoke(app, [*command, "--no-cpu-graph"])
+    assert exported.exit_code == 0, exported.output
+    assert [p.name for p in models.iterdir()] == ["multilabel"]
+    assert json.loads((models / "multilabel" / "1" / "manifest.json").read_text())["name"] == "multilabel"
+
+
 def test_an_unfinished_stage_cannot_be_exported(trained_run: Path, tmp_path: Path) -> None:
     state = torch.load(trained_run / "stage-1.pt", weights_only=True)
     state["complete"] = False

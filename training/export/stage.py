@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 def export_stage(
     run: Path,
     stage: str,
-    name: str,
+    name: str | None,
     models: Path,
     parity_items: int = 64,
     tolerance: float = 1e-2,
@@ -42,7 +42,9 @@ def export_stage(
     precision: WeightPrecision = "auto",
     cpu_graph: bool = True,
 ) -> Path:
-    """Publish `run/<stage>.pt` as the next version of `models/<name>`; returns its folder.
+    """Publish `run/<stage>.pt` as the next version of `models/<name>`; returns its folder. Without a
+    `name`, the model is named after its task: a fixed default would publish a classifier as the next
+    version of another task's model, which a running server would swap in under that model's clients.
 
     `tolerance` bounds scores and probabilities (multilabel, classify, sentiment); the other tasks
     have fixed bounds (see above). `resolution="native"` makes a segmenter answer each image at its
@@ -51,7 +53,7 @@ def export_stage(
     training images, else fp32, where one passes the same parity check (`serving.bundle.cpu_graph`)."""
     if parity_items < 2:
         raise ConfigError(f"--parity-items must be at least 2, got {parity_items}")
-    if not name or "/" in name or name.startswith("."):
+    if name is not None and (not name or "/" in name or name.startswith(".")):
         raise ConfigError(f"--name {name!r} must be a plain folder name like 'planet'")
     path = run / f"{stage}.pt"
     state = load_checkpoint(path)
@@ -63,6 +65,7 @@ def export_stage(
         raise ConfigError(
             f"{path}: exporting {meta['task']!r} models is not supported (exportable: {', '.join(TASKS)})"
         )
+    name = name or task.name
     spec = task.spec(meta)
     model = Network(spec, state["model"]).build()
     cfg = task.saved_config(meta["config"])  # older checkpoints: no task, or every task's keys
