@@ -9,7 +9,10 @@ models/<name>/<version>/      integer versions, higher is newer
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import stat
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +27,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
     "MAX_INPUT_SIZE",
+    "MAX_MANIFEST_BYTES",
     "MAX_TOKENS",
     "ONNX_MODEL",
     "PIPELINE",
@@ -36,6 +40,7 @@ __all__ = [
     "TextInput",
     "manifest_json",
     "now",
+    "open_bundle_file",
     "read_manifest",
 ]
 
@@ -46,6 +51,9 @@ MAX_TOKENS = 65_536  # a text bundle's token limit, likewise
 MANIFEST, PIPELINE, ONNX_MODEL = "manifest.json", "pipeline.pkl", "model.onnx"
 CPU_ONNX_MODEL = "model.cpu.onnx"
 """The CPU hosts' graph, where one passed parity (`CpuGraph`)."""
+MAX_MANIFEST_BYTES = 16 << 20
+"""The largest `manifest.json` read: 16 MiB. A manifest is a few kB (a thousand labels make ~20 kB);
+a larger one is damaged or hostile, and is refused before it is read."""
 
 
 class TensorSpec(BaseModel):
@@ -126,12 +134,18 @@ class Manifest(BaseModel):
 
 
 def read_manifest(folder: Path, tasks: Collection[str] = ()) -> Manifest:
-    """The folder's manifest, validated; with `tasks`, its task must be one of them."""
+    """The folder's manifest, validated; with `tasks`, its task must be one of them. It is opened as
+    every bundle file is (`open_bundle_file`: no symbolic link, a regular file, at most
+    `MAX_MANIFEST_BYTES`) before a byte of it is read."""
     path = folder / MANIFEST
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        file, size = open_bundle_file(path, MAX_MANIFEST_BYTES, "manifest")
     except FileNotFoundError:
         raise BundleError(f"{folder}: no {MANIFEST}") from None
+    with file:
+        data = file.read(size + 1)
+    try:
+        raw = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{path}: not valid JSON ({err})") from None
     version = raw.get("format_version") if isinstance(raw, dict) else None
@@ -151,6 +165,38 @@ def read_manifest(folder: Path, tasks: Collection[str] = ()) -> Manifest:
             f"{', '.join(tasks)})"
         )
     return manifest
+
+
+def open_bundle_file(path: Path, max_bytes: int, kind: str = "bundle file") -> tuple[io.BufferedReader, int]:
+    """`path` opened for reading, and its size, once it is known to be a regular file of the bundle
+    itself no larger than `max_bytes`; nothing of it read. A symbolic link is refused (it can point
+    anywhere, a device included; O_NOFOLLOW), as is a directory, device or pipe (O_NONBLOCK: opening
+    a FIFO does not wait for a writer). A missing file is the caller's to word: FileNotFoundError.
+    The manifest and every file it lists (`serving.bundle.read`) are opened here."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        if path.is_symlink():  # O_NOFOLLOW's ELOOP
+            raise BundleError(
+                f"{path}: a symbolic link (to {path.readlink()}); a bundle's files must be the files "
+                "themselves: copy the file in"
+            ) from None
+        raise BundleError(f"{path}: cannot be opened ({err.strerror or err})") from None
+    file = os.fdopen(fd, "rb")
+    try:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{path}: not a regular file; a bundle's files must be plain files")
+        if info.st_size > max_bytes:
+            raise BundleError(
+                f"{path}: {info.st_size:,} bytes, larger than any {kind} can be ({max_bytes:,}); not read"
+            )
+    except BaseException:
+        file.close()
+        raise
+    return file, info.st_size
 
 
 def manifest_json(manifest: Manifest) -> str:

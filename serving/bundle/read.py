@@ -2,7 +2,8 @@
 and a pipeline checked against its manifest before anything of it runs.
 
 A listed file must be a regular file of the bundle itself (a symbolic link is refused: it can point
-anywhere, a device included) and no larger than any bundle file can be (`MAX_FILE_BYTES`); it is
+anywhere, a device included) and no larger than any bundle file can be (`MAX_FILE_BYTES`), checked
+as it is opened (`open_bundle_file`, which opens `manifest.json` too, capped at 16 MiB); it is
 hashed in streamed chunks, so a damaged or foreign file costs a read, never its size in memory, and
 only a file whose hash matches is read whole (and hashed again as read: what is parsed is what was
 verified).
@@ -23,15 +24,21 @@ import collections
 import functools
 import hashlib
 import io
-import os
 import pickle
-import stat
 from pathlib import Path
 from typing import Any
 
 from serving.bundle.errors import BundleError
 from serving.bundle.fields import field_problems
-from serving.bundle.manifest import MANIFEST, MAX_INPUT_SIZE, MAX_TOKENS, ONNX_MODEL, PIPELINE, Manifest
+from serving.bundle.manifest import (
+    MANIFEST,
+    MAX_INPUT_SIZE,
+    MAX_TOKENS,
+    ONNX_MODEL,
+    PIPELINE,
+    Manifest,
+    open_bundle_file,
+)
 from serving.bundle.networks.specs import (
     NETWORK_SPECS,
     AwdLstmSpec,
@@ -209,30 +216,15 @@ def read_verified(folder: Path, manifest: Manifest) -> dict[str, bytes]:
 def _read_checked(path: Path, expected: str) -> bytes:
     """The file's bytes, once it is known to be a plain file of a sane size whose sha256 matches."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        file, size = open_bundle_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise BundleError(f"{path}: listed in the manifest but missing") from None
-    except OSError as err:
-        if path.is_symlink():  # O_NOFOLLOW's ELOOP
-            raise BundleError(
-                f"{path}: a symbolic link (to {path.readlink()}); a bundle's files must be the files "
-                "themselves: copy the file in"
-            ) from None
-        raise BundleError(f"{path}: cannot be opened ({err.strerror or err})") from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise BundleError(f"{path}: listed in the manifest but not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise BundleError(
-                f"{path}: {info.st_size:,} bytes, larger than any bundle file can be "
-                f"({MAX_FILE_BYTES:,}); not read"
-            )
+    with file:
         if hashlib.file_digest(file, "sha256").hexdigest() != expected:  # streamed, in small chunks
             raise BundleError(f"{path}: sha256 does not match the manifest; the file was changed or damaged")
         file.seek(0)
-        data = file.read(info.st_size + 1)
-    if len(data) != info.st_size or hashlib.sha256(data).hexdigest() != expected:
+        data = file.read(size + 1)
+    if len(data) != size or hashlib.sha256(data).hexdigest() != expected:
         raise BundleError(f"{path}: changed while it was being read; load the bundle again")
     return data
 

@@ -11,10 +11,16 @@ A record's files are written first, then its CSV row: every file goes to a tempo
 fsynced and renamed into place, and the CSV is rewritten whole the same way. A crash therefore
 loses at most the record being written (an image no CSV row names is ignored), never an earlier
 one, and never leaves a half-written file for training to trip over.
+
+A served record (`FeedbackStore.add_served`) is held to the server's limits as an inference item is:
+what it sent is reserved in the memory budget, and its image decodes in the decode pool's fair turns
+(`serving.server.decode_turns`), holding what its header says decoding it holds, so a small PNG that
+declares 40 megapixels is refused RESOURCE_EXHAUSTED where the budget cannot take it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import threading
@@ -22,11 +28,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from serving.bundle import Bundle, Manifest
 from serving.bundle.durable import write_atomically
-from serving.bundle.images import ImageDecodeError, decode_pixels, open_image
+from serving.bundle.images import ImageDecodeError, ImageHeader, decode_header, read_header
 from serving.server.codecs import FeedbackError, Record, codec_for
+
+if TYPE_CHECKING:
+    from serving.server.served_model import ServedModel
 
 __all__ = [
     "Correction",
@@ -61,36 +71,72 @@ class Correction:
 def check_correction(correction: Correction, bundle: Bundle, max_pixels: int, max_bytes: int) -> Record:
     """The correction against the model: a decodable image, and an answer of the model's kind that
     fits it (the task's module checks the answer: known tags, a mask of the image's size, points inside)."""
+    _check_size(correction, max_bytes)
+    check = _CheckCorrection(correction, bundle, max_pixels)
+    check.measure()
+    return check.finish()
+
+
+def _check_size(correction: Correction, max_bytes: int) -> None:
     size = len(correction.image) + len(correction.mask_png)
     if size > max_bytes:
         raise FeedbackError(
             f"the record is {size:,} bytes, over the limit of {max_bytes:,} bytes (max_record_mb)"
         )
-    task, manifest = bundle.task, bundle.manifest
-    if task.feedback is None:
-        raise FeedbackError(f"model {manifest.name!r} answers {task.name}; image feedback does not fit it")
-    if not correction.image:
-        raise FeedbackError("no image: send the image the model answered")
-    try:
-        image = open_image(correction.image, max_pixels)
-        extension = _EXTENSIONS.get(str(image.format), ".img")
-        height, width = decode_pixels(correction.image, max_pixels).shape[:2]
-    except ImageDecodeError as err:
-        raise FeedbackError(f"image: {err}") from err
-    given = {
-        "labels": bool(correction.labels),
-        "mask_png": bool(correction.mask_png),
-        "points": bool(correction.points),
-    }
-    wanted = task.feedback.field
-    extra = [field for field, present in given.items() if present and field != wanted]
-    if extra or not given[wanted]:
-        raise FeedbackError(
-            f"a {task.name} model's correction is `{wanted}` alone; got {[f for f, p in given.items() if p]}"
+
+
+class _CheckCorrection:
+    """A correction's check as a decode turn (`serving.server.decode_turns.Job`): the cheap checks
+    and the image's header first (what decoding it holds, nothing decoded), then the decode and the
+    answer against the model. The answer's own decode (a segmentation mask, no larger than the image
+    in pixels and 1 byte each) comes after the image's pixels are let go, within what they held."""
+
+    def __init__(self, correction: Correction, bundle: Bundle, max_pixels: int) -> None:
+        self.correction, self.bundle, self.max_pixels = correction, bundle, max_pixels
+        self.header: ImageHeader | None = None
+
+    def measure(self) -> int:
+        correction, task, manifest = self.correction, self.bundle.task, self.bundle.manifest
+        if task.feedback is None:
+            raise FeedbackError(
+                f"model {manifest.name!r} answers {task.name}; image feedback does not fit it"
+            )
+        if not correction.image:
+            raise FeedbackError("no image: send the image the model answered")
+        try:
+            self.header = read_header(correction.image, self.max_pixels)  # as decode_pixels decodes
+        except ImageDecodeError as err:
+            raise FeedbackError(f"image: {err}") from err
+        given = {
+            "labels": bool(correction.labels),
+            "mask_png": bool(correction.mask_png),
+            "points": bool(correction.points),
+        }
+        wanted = task.feedback.field
+        extra = [field for field, present in given.items() if present and field != wanted]
+        if extra or not given[wanted]:
+            got = [field for field, present in given.items() if present]
+            raise FeedbackError(f"a {task.name} model's correction is `{wanted}` alone; got {got}")
+        return self.header.holds
+
+    def finish(self) -> Record:
+        header, self.header = self.header, None
+        layout = self.bundle.task.feedback
+        assert header is not None and layout is not None  # measured first
+        extension = _EXTENSIONS.get(str(header.image.format), ".img")
+        try:
+            height, width = decode_header(header).shape[:2]  # decodes whole: a truncated image fails here
+        except ImageDecodeError as err:
+            raise FeedbackError(f"image: {err}") from err
+        task, correction = self.bundle.task, self.correction
+        answer = getattr(correction, layout.field)
+        image_size = (int(height), int(width))
+        return codec_for(task.name).feedback_record(
+            correction.image, extension, answer, self.bundle.manifest, image_size
         )
-    answer = getattr(correction, wanted)
-    image_size = (int(height), int(width))
-    return codec_for(task.name).feedback_record(correction.image, extension, answer, manifest, image_size)
+
+    def describe(self) -> str:
+        return f"a {self.header.describe()}" if self.header is not None else "an image"
 
 
 class FeedbackStore:
@@ -104,7 +150,24 @@ class FeedbackStore:
     def add(self, bundle: Bundle, correction: Correction, max_pixels: int, max_bytes: int) -> tuple[str, int]:
         """Check `correction` against the model of `bundle` and store it; returns (record id, records
         now stored). A correction that does not fit is a `FeedbackError`; nothing is written."""
-        record = check_correction(correction, bundle, max_pixels, max_bytes)
+        return self.write(bundle, check_correction(correction, bundle, max_pixels, max_bytes))
+
+    async def add_served(self, model: ServedModel, correction: Correction, max_bytes: int) -> tuple[str, int]:
+        """`add` for a call to the served `model`: what was sent is held in the server's memory budget
+        for the call, the image decodes in the decode pool's fair turns holding its header's estimate
+        there too (`MemoryBudgetError`, RESOURCE_EXHAUSTED, where it does not fit), and the record is
+        written off the event loop."""
+        _check_size(correction, max_bytes)
+        model.memory.reserve(len(correction.image) + len(correction.mask_png))
+        check = _CheckCorrection(correction, model.bundle, model.max_image_pixels)
+        (result,) = await model.turns.run([check], model.memory)
+        if isinstance(result, BaseException):
+            raise result
+        loop = asyncio.get_running_loop()  # fsync is blocking work; it holds no decode thread's turn
+        return await loop.run_in_executor(None, self.write, model.bundle, result)
+
+    def write(self, bundle: Bundle, record: Record) -> tuple[str, int]:
+        """Store a checked record (`check_correction`); returns (record id, records now stored)."""
         manifest: Manifest = bundle.manifest
         assert bundle.task.feedback is not None  # checked with the correction
         folder = self.root / manifest.name

@@ -207,7 +207,7 @@ class ModelRepository:
             served, state.served, state.status, state.error = state.served, None, "unloaded", None
             self.on_change(state)
         if served is not None:
-            log.info("unloading model", extra={"model": name, "version": served.version})
+            log.info("unloading model", extra={"model": name, "version": served.version, "task": served.task})
             await self._retire(served)
 
     def _folders(self) -> dict[str, Path]:

@@ -127,7 +127,7 @@ class ServedModel:
         await self.batcher.stop()
         self.inference.shutdown(wait=True)
         self.metrics.release_queue_depth(self)
-        log.info("unloaded model", extra={"model": self.name, "version": self.version})
+        log.info("unloaded model", extra={"model": self.name, "version": self.version, "task": self.task})
 
     @contextmanager
     def lease(self) -> Iterator[ServedModel]:

@@ -7,7 +7,6 @@ codec builds the response; this servicer only admits, prepares, infers and maps 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import grpc
@@ -72,17 +71,13 @@ class TaskService(TasksServicer):
                 request.mask_png,
                 [(p.name, p.x, p.y) for p in request.points],
             )
-            loop = asyncio.get_running_loop()  # decoding and fsync are blocking work: off the event loop
-            record_id, count = await loop.run_in_executor(model.decode_pool, self._store, model, correction)
+            # the image decodes in the decode pool's turns, held in the memory budget as an inference item
+            record_id, count = await self.feedback.add_served(model, correction, self.max_feedback_bytes)
             return pb.FeedbackResponse(record_id=record_id, records=count)
 
         return await answer(
             self.repository, self.metrics, context, request.model.name, request.model.version, record
         )
-
-    def _store(self, model: ServedModel, correction: Correction) -> tuple[str, int]:
-        assert self.feedback is not None
-        return self.feedback.add(model.bundle, correction, model.max_image_pixels, self.max_feedback_bytes)
 
     async def _call(
         self,

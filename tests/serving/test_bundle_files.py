@@ -1,5 +1,6 @@
 """A bundle's files are checked before they are read whole: no symbolic links, no file larger than
-any bundle file can be, and hashes computed in streamed chunks."""
+any bundle file can be (the manifest included, at its own cap), and hashes computed in streamed
+chunks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.bundle import BundleError, load_bundle
+from serving.bundle import BundleError, load_bundle, read_manifest
+from serving.bundle.manifest import MAX_MANIFEST_BYTES
 from serving.bundle.read import MAX_FILE_BYTES
 
 
@@ -76,3 +78,33 @@ def test_a_damaged_file_is_hashed_in_chunks_never_read_whole(bundle_path: Path, 
     assert found["error"] is not None and "model.onnx: sha256 does not match the manifest" in found["error"]
     # pipeline.pkl (22 MiB) is read whole, as it verifies; the 256 MiB file never is
     assert found["peak"] < 96 << 20, f"loading raised the resident peak by {found['peak'] >> 20} MiB"
+
+
+def test_a_symlinked_manifest_is_refused_naming_it(bundle_path: Path, tmp_path: Path) -> None:
+    copy = _copy(bundle_path, tmp_path)
+    elsewhere = tmp_path / "elsewhere.json"
+    (copy / "manifest.json").rename(elsewhere)
+    (copy / "manifest.json").symlink_to(elsewhere)  # a valid manifest, but not the bundle's own file
+    with pytest.raises(
+        BundleError, match=r"manifest\.json: a symbolic link \(to .*elsewhere\.json\); a bundle's"
+    ):
+        load_bundle(copy)
+
+
+def test_a_manifest_over_its_cap_is_refused_unread(bundle_path: Path, tmp_path: Path) -> None:
+    """A valid manifest padded past 16 MiB with whitespace (valid JSON still): refused by its size,
+    before a byte of it is read."""
+    copy = _copy(bundle_path, tmp_path)
+    manifest = copy / "manifest.json"
+    size = manifest.stat().st_size
+    with manifest.open("ab") as f:
+        f.write(b" " * (MAX_MANIFEST_BYTES + 1 - size))
+    assert json.loads(manifest.read_bytes())["name"] == "tags" and MAX_MANIFEST_BYTES == 16 << 20
+    with pytest.raises(
+        BundleError, match=r"manifest\.json: 16,777,217 bytes, larger than any manifest can be \(16,777,216\)"
+    ):
+        read_manifest(copy)
+    with pytest.raises(BundleError, match=r"manifest\.json: 16,777,217 bytes"):
+        load_bundle(copy)
+    manifest.write_bytes(manifest.read_bytes()[:MAX_MANIFEST_BYTES])  # at the cap: read as ever
+    assert read_manifest(copy).name == "tags"

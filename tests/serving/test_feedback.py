@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -212,3 +213,32 @@ def test_a_crash_while_storing_loses_only_that_record(
         bundle, correction, *limits
     )  # restarted
     assert count == 2 and third != first
+
+
+def test_a_huge_image_is_held_to_the_memory_budget_as_an_inference_item_is(
+    bundle_path: Path, jpegs: list[bytes], tmp_path: Path
+) -> None:
+    """A flat 39.7-megapixel PNG is ~120 KB sent and hundreds of MiB decoded: a record's image is
+    budgeted from its header before it decodes, as an inference item's is, so under a 64 MiB budget
+    it is refused RESOURCE_EXHAUSTED (nothing written) while a normal record is stored."""
+    copy_bundle(bundle_path, tmp_path / "models")
+    feedback = tmp_path / "fb"
+    feedback.mkdir()
+    flat = io.BytesIO()
+    Image.new("RGB", (6300, 6300), (200, 40, 40)).save(flat, "PNG")
+    with (
+        running_server(tmp_path / "models", feedback__dir=feedback, max_inflight_mb=64) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        stub = TasksStub(channel)
+        huge = pb.FeedbackRequest(model=pb.ModelRef(name="tags"), image=flat.getvalue(), labels=["red"])
+        err = refused(stub, huge, feedback)
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
+        assert re.search(
+            r"decoding it \(a 6300×6300 RGB PNG\) holds [\d,]+\.\d MiB, which can never fit in the server's "
+            r"64 MiB for requests in flight \(max_inflight_mb\)",
+            err.details(),
+        ), err.details()
+        normal = pb.FeedbackRequest(model=pb.ModelRef(name="tags"), image=jpegs[0], labels=["red"])
+        assert stub.Feedback(normal).records == 1
+    assert [r["tags"] for r in rows(feedback / "tags" / "labels.csv")] == ["red"]

@@ -4,6 +4,8 @@ version that would change what clients rely on (task, labels, input) is refused 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 from serving.bundle.networks import CnnSpec
 from serving.bundle.tasks.multilabel import MultiLabelPostprocess
 from serving.server.error_status import status_for
+from serving.server.logs import JsonFormatter, TextFormatter
 from serving.server.prometheus import ServerMetrics
 from serving.server.repository import ModelLoadingError, ModelNotFoundError, ModelRepository
 from serving.server.settings import ServerSettings
@@ -163,7 +166,7 @@ def test_an_incompatible_version_swaps_in_when_allowed_and_the_text_log_names_it
     assert re.search(
         r'INFO serving model model="tags" version=2 task="classify" replaces_version=1 ', server.stderr
     ), server.stderr[-3000:]
-    assert 'INFO unloaded model model="tags" version=1' in server.stderr
+    assert 'INFO unloaded model model="tags" version=1 task="multilabel"' in server.stderr
 
 
 @pytest.mark.parametrize(
@@ -200,3 +203,54 @@ def test_a_version_with_other_labels_or_input_is_refused(
             await repository.close()
 
     asyncio.run(scenario())
+
+
+def test_the_swap_and_unload_log_lines_name_the_task_in_both_formats(
+    bundle_path: Path, tmp_path: Path
+) -> None:
+    """`serving model` and `unloaded model` each say which model, which version and which task, in
+    text lines as in JSON lines: an operator reading either can tell what went out with what came in."""
+    models = tmp_path / "models"
+    copy_bundle(bundle_path, models)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage() in ("serving model", "unloaded model"):
+                records.append(record)
+
+    async def scenario() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            repository = ModelRepository(ServerSettings(models_dir=models), ServerMetrics(), pool)
+            await repository.scan()
+            copy_bundle(bundle_path, models, version=2)
+            await repository.scan()  # version 2 swaps in; version 1 is retired
+            await repository.close()
+
+    logger, handler = logging.getLogger("serving.server"), Keep(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        asyncio.run(scenario())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    text = [TextFormatter().format(record) for record in records]
+    lines = [json.loads(JsonFormatter().format(record)) for record in records]
+    said = [(line["message"], line["model"], line["version"], line.get("task")) for line in lines]
+    assert said[:2] == [
+        ("serving model", "tags", 1, "multilabel"),
+        ("serving model", "tags", 2, "multilabel"),
+    ]
+    assert sorted(said[2:]) == [
+        ("unloaded model", "tags", 1, "multilabel"),
+        ("unloaded model", "tags", 2, "multilabel"),
+    ]
+    assert re.search(
+        r' INFO serving model model="tags" version=2 task="multilabel" replaces_version=1 ', text[1]
+    )
+    assert sorted(line.split(" INFO ", 1)[1] for line in text if " INFO unloaded model " in line) == [
+        'unloaded model model="tags" version=1 task="multilabel"',
+        'unloaded model model="tags" version=2 task="multilabel"',
+    ]
