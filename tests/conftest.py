@@ -248,14 +248,14 @@ def review_texts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sentiment_run(review_texts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder after `train-kit train sentiment` (the default: hybrid) at toy size: `lm`,
-    `encoder.pt`, `ngram`, `clf-1`, `clf-2`, `clf`."""
+    """A run folder after `train-kit train sentiment --arch hybrid` (the opt-in LSTM beside the
+    n-grams) at toy size: `lm`, `encoder.pt`, `ngram`, `clf-1`, `clf-2`, `clf`."""
     from training.run import run_training
     from training.tasks.sentiment import SentimentConfig
 
     out = tmp_path_factory.mktemp("sentiment-run")
     cfg = SentimentConfig(
-        data=review_texts, vocab_size=120, max_tokens=48, emb=24, hidden=32, layers=2,
+        arch="hybrid", data=review_texts, vocab_size=120, max_tokens=48, emb=24, hidden=32, layers=2,
         bs=8, bptt=16, lm_epochs=1, epochs=2, lr=2e-2, ngram_buckets=4096, out=out,
     )  # fmt: skip
     run_training(cfg)

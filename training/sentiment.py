@@ -137,8 +137,13 @@ def _tokenizer(
     if cfg.resume and lm_stage.is_file():
         meta = load_checkpoint(lm_stage)["meta"]
         return TextTokenizer(meta["tokenizer"]), AwdLstmSpec(**meta["spec"]), None
-    texts = [str(t) for t in [*src.train.items, *src.valid.items, *extra]]
-    tokenizer = TextTokenizer.train(texts, cfg.vocab_size, vocabulary=cfg.vocabulary)
+    if cfg.arch == "ngram":
+        # A word gets weight only if training saw it with a label: the vocabulary is every word of
+        # the training texts (once is enough), and the table holds no row nothing can reach.
+        texts, min_frequency = [str(t) for t in src.train.items], 1
+    else:  # the language model reads every text, labelled or not
+        texts, min_frequency = [str(t) for t in [*src.train.items, *src.valid.items, *extra]], 2
+    tokenizer = TextTokenizer.train(texts, cfg.vocab_size, min_frequency, vocabulary=cfg.vocabulary)
     return tokenizer, AwdLstmSpec(tokenizer.vocab_size, cfg.emb, cfg.hidden, cfg.layers), None
 
 
@@ -291,7 +296,7 @@ class SolveNgrams:
         began = time.perf_counter()
         fit = fit_ngram_branch(cast(NgramClassifier, learn.model), learn.data.train_dl, seed=self.seed)
         valid_loss, metrics = learn.validate()
-        learn.meta["ngram_fit"] = {"c": fit.c, "cv_accuracy": {str(c): a for c, a in fit.cv_accuracy.items()}}
+        learn.meta["ngram_fit"] = {"c": fit.c, "beta": fit.beta, "cv_accuracy": fit.cv_accuracy}
         learn.history.append(EpochRecord(1, fit.train_loss, valid_loss, metrics, time.perf_counter() - began))
         if learn.reporter is not None:
             learn.reporter.fit_begin(1, 0, 0)

@@ -4,11 +4,18 @@ fastai's rules first: capitalised words become `xxmaj word`, shouted ones `xxup 
 repeated 4+ times `xxrep n c`; the text is lowercased and every text starts with `xxbos`. Then the
 vocabulary, trained on the corpus with the `tokenizers` library (fast, in Rust), is one of:
 - `bpe` (the default): byte-pair subwords, so no word is ever out of vocabulary; a character it
-  never saw becomes `xxunk`;
+  never saw becomes `xxunk`; a word's first piece is marked `▁` (`wonderfulness` → `▁wonderful ness`);
 - `word`: whole words and punctuation, as fastai's own; a word outside the vocabulary is `xxunk`.
 
 The tokenizer travels inside `pipeline.pkl` as its JSON and is rebuilt on first use, so the server
 tokenizes exactly as training did. Only plain strings and ints are pickled.
+
+Training is deterministic: the same texts and settings give the same JSON, byte for byte. The word
+trainer orders words by (count descending, word); the BPE trainer breaks ties between equally
+frequent merges by token id, so every id must be fixed before merging: the start marker `▁` makes
+every initial symbol a character of the sorted alphabet. (Tokenizers trained before marked the rest of
+a word instead, `##ful`, a symbol the trainer numbers in hash-map order — huggingface/tokenizers#1794.
+Their JSON carries its own model, pre-tokenizer and decoder: they load and encode as they always did.)
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 __all__ = ["SPECIAL_TOKENS", "TextTokenizer", "Vocabulary", "apply_rules"]
 
@@ -27,6 +34,7 @@ Vocabulary = Literal["bpe", "word"]
 SPECIAL_TOKENS = ("xxpad", "xxunk", "xxbos", "xxmaj", "xxup", "xxrep")
 """In id order: padding is 0, unknown 1, beginning of text 2."""
 PAD, UNK, BOS = 0, 1, 2
+START = "\u2581"  # ▁, the start of a word (`bpe`)
 
 _REPEAT = re.compile(r"(\S)\1{3,}")
 _WORD = re.compile(r"\b[A-Za-z][A-Za-z']*\b")
@@ -69,12 +77,7 @@ class TextTokenizer:
         tokenizer = _empty(vocabulary)
         special = list(SPECIAL_TOKENS)
         trainer = (
-            trainers.BpeTrainer(
-                vocab_size=vocab_size,
-                min_frequency=min_frequency,
-                special_tokens=special,
-                continuing_subword_prefix="##",
-            )
+            trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special)
             if vocabulary == "bpe"
             else trainers.WordLevelTrainer(
                 vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special
@@ -115,16 +118,30 @@ class TextTokenizer:
 
 def _empty(vocabulary: Vocabulary) -> Tokenizer:
     """Words and punctuation split on whitespace first (as fastai's tokens are words), then, for
-    `bpe`, subwords marked `##` inside a word, so no token is spent on spaces."""
+    `bpe`, each word's start marked `▁`, so no token is spent on spaces and every symbol the trainer
+    starts from is one character (see the module's docstring)."""
     if vocabulary not in ("bpe", "word"):
         raise ValueError(f"vocabulary {vocabulary!r}: choose bpe or word")
-    model = (
-        models.BPE(unk_token="xxunk", continuing_subword_prefix="##")
-        if vocabulary == "bpe"
-        else models.WordLevel(unk_token="xxunk")
+    tokenizer = Tokenizer(
+        models.BPE(unk_token="xxunk") if vocabulary == "bpe" else models.WordLevel(unk_token="xxunk")
     )
-    tokenizer = Tokenizer(model)
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    if vocabulary == "word":
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        tokenizer.decoder = decoders.WordPiece(prefix="##")  # never a `##`: words joined by spaces
+        return tokenizer
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Metaspace(START, prepend_scheme="always", split=False)]
+    )
+    # Decoded as the `##` tokenizers were: a marker is a word too, `▁` a space, but none first, none
+    # twice (`▁ xxunk`, a word whose first character is unknown) and none before . , ! or ?.
+    markers = "|".join(SPECIAL_TOKENS)
+    tokenizer.decoder = decoders.Sequence(
+        [
+            decoders.Replace(Regex(rf"\A(?=(?:{markers})\z)"), START),
+            decoders.Metaspace(START, prepend_scheme="always", split=False),
+            decoders.Fuse(),
+            decoders.Replace(Regex(r"\A +| (?=[ .,!?])"), ""),
+        ]
+    )
     return tokenizer

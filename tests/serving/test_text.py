@@ -45,7 +45,8 @@ def test_every_text_starts_with_bos_and_round_trips_in_lowercase(tokenizer: Text
 def test_unseen_words_become_subwords_and_unseen_characters_unknown(tokenizer: TextTokenizer) -> None:
     tokens = tokenizer.tokens("wonderfulness ☃")
     assert UNK not in tokenizer.encode(["wonderfulness"])[0]  # built from known pieces, never xxunk
-    assert tokens[1] == "wonderful" and tokens[2].startswith("##") and tokens[-1] == "xxunk"
+    assert tokens[1] == "▁wonderful" and not tokens[2].startswith("▁") and tokens[-1] == "xxunk"
+    assert tokenizer.decode(tokenizer.encode(["wonderfulness ☃ ."])[0]) == "xxbos wonderfulness xxunk."
 
 
 def test_it_travels_in_a_weights_only_pickle_and_tokenizes_the_same(tokenizer: TextTokenizer) -> None:

@@ -63,7 +63,7 @@ def test_help_shows_each_default_and_each_tasks_own() -> None:
         assert result.exit_code == 0, result.output
         assert "[default: (32)]" in result.output  # sentiment's own batch size
         assert "--weights" not in result.output  # an image-only key is not a sentiment flag
-        assert "[default: (hybrid)]" in result.output  # sentiment's own network
+        assert "[default: (ngram)]" in result.output  # sentiment's own network
     result = runner.invoke(app, ["train", "multilabel", "--help"], terminal_width=200)
     assert "[default: (64)]" in result.output and "--flip / --no-flip" in result.output
     said = " ".join(result.output.split())  # rich wraps a long default inside its help column

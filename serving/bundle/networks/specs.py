@@ -77,6 +77,11 @@ class NgramSpec:
     def features(self) -> int:
         return self.vocab_size + self.buckets
 
+    @property
+    def columns(self) -> int:
+        """The table's width: two classes need one column (softmax sees only their difference)."""
+        return 1 if self.n_classes == 2 else self.n_classes
+
 
 @dataclass(frozen=True)
 class HybridSpec:
