@@ -95,6 +95,7 @@ bench: install system
 	$(PY) bench/torchserve_vs_grpc.py
 	$(PY) bench/overhead.py
 	$(PY) bench/soak.py
+	$(PY) bench/hostile.py
 	test ! -d models/reviews || $(PY) bench/text_serve_throughput.py --bundle models/reviews
 	test ! -d models/reviews || $(PY) bench/sentiment_quality.py --bundle models/reviews
 	test ! -f runs/sentiment/encoder.pt || $(PY) bench/encoder_probe.py --encoder runs/sentiment/encoder.pt

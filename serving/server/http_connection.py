@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 QUIET_S = 0.5  # a draining connection this long without a byte since its answer is closed
 FD_RESERVE = 0.5  # the share of the open-file limit HTTP connections may hold at most
 _refusals = Throttle(20.0)
+_over_cap = Throttle(per_second=0.2, burst=5)
+"""Connections over the cap come in floods of thousands: a line every 5 s, with the count since the
+last, says as much as one per connection (20 a second would be 2,800 lines for 21,000 of them)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ class GuardedConnection(RequestHandler):
         owner = self.owner
         if len(owner.open) >= owner.max_connections:
             self.refused = True
-            _refuse(f"{owner.max_connections} HTTP connections are open (http_max_connections)", 503)
+            reason = f"{owner.max_connections} HTTP connections are open (http_max_connections)"
+            _over_cap.log(log, logging.WARNING, "refused an HTTP connection", status=503, reason=reason)
             refused = cast(asyncio.Transport, transport)
             refused.write(
                 _raw_answer(503, f"the server holds {owner.max_connections} HTTP connections; retry")

@@ -57,18 +57,23 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
 
 
 class Throttle:
-    """At most `per_second` log lines a second (a token bucket, bursts of that many): past it, lines
-    are counted, and the next one let through carries how many were not logged, so a flood of bad
-    input or a failing accept loop cannot fill the disk."""
+    """At most `per_second` log lines a second (a token bucket, bursts of `burst`, by default that
+    many): past it, lines are counted, and the next one let through carries how many were not
+    logged, so a flood of bad input or a failing accept loop cannot fill the disk."""
 
-    def __init__(self, per_second: float = 20.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_second, self.clock = per_second, clock
-        self.tokens, self.updated, self.suppressed = per_second, clock(), 0
+    def __init__(
+        self,
+        per_second: float = 20.0,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_second, self.burst, self.clock = per_second, burst or per_second, clock
+        self.tokens, self.updated, self.suppressed = self.burst, clock(), 0
 
     def admit(self) -> int | None:
         """None: drop this line (it is counted); else log it, with this many dropped before it."""
         now = self.clock()
-        self.tokens = min(self.per_second, self.tokens + (now - self.updated) * self.per_second)
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
         self.updated = now
         if self.tokens < 1:
             self.suppressed += 1

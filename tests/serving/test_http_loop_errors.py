@@ -50,3 +50,22 @@ def test_the_connection_cap_stays_under_half_the_open_file_limit(monkeypatch: py
     monkeypatch.setattr(http_connection.resource, "getrlimit", lambda _: (1024, 4096))
     assert ConnectionLimits(max_connections=1000).effective_max_connections() == 512
     assert ConnectionLimits(max_connections=20).effective_max_connections() == 20
+
+
+def test_a_long_flood_of_refused_connections_logs_a_line_every_few_seconds_with_its_count() -> None:
+    """21,000 connections over the cap arrive over minutes: at 20 lines a second that would be
+    thousands of lines; the cap's own throttle says the same in one line every 5 s."""
+    from serving.server.logs import Throttle
+
+    now = [0.0]
+    throttle = Throttle(per_second=0.2, burst=5, clock=lambda: now[0])
+    admitted = []
+    for i in range(21_000):  # 150 connections a second for 140 s
+        now[0] = i / 150
+        dropped = throttle.admit()
+        if dropped is not None:
+            admitted.append(dropped)
+    assert len(admitted) <= 5 + 140 * 0.2 + 1
+    assert (
+        len(admitted) + sum(admitted) + throttle.suppressed == 21_000
+    )  # each counted, the last in the next line

@@ -72,7 +72,9 @@ def test_sentiment_options_live_in_its_own_config_with_their_own_defaults() -> N
     assert (cfg.csv, cfg.label_col, cfg.valid_col, cfg.bs, cfg.epochs, str(cfg.out)) == (
         "reviews.csv", "label", "is_valid", 32, 4, "runs/sentiment",
     )  # fmt: skip
-    assert (cfg.text_col, cfg.vocabulary, cfg.max_tokens) == ("text", "bpe", 512)
+    assert (cfg.arch, cfg.text_col, cfg.vocabulary, cfg.max_tokens) == ("ngram", "text", "word", 4096)
+    lstm = load_config(SentimentConfig, None, {"data": "d", "arch": "ulmfit"})  # the LSTMs' own defaults
+    assert (lstm.vocabulary, lstm.vocab_size, lstm.max_tokens) == ("bpe", 8000, 512)
     assert load_config(SentimentConfig, None, {"data": "d", "bs": 8}).bs == 8
 
 

@@ -63,7 +63,7 @@ def test_help_shows_neither_text_options_for_images_nor_image_options_for_text()
     assert "--void" not in multilabel and "--points" not in multilabel  # other image tasks' own
     sentiment = runner.invoke(app, ["train", "sentiment", "--help"], terminal_width=200).output
     assert "--size" not in sentiment and "--weights" not in sentiment and "resnet" not in sentiment
-    assert "--max-tokens" in sentiment and "[default: (hybrid)]" in sentiment
+    assert "--max-tokens" in sentiment and "[default: (ngram)]" in sentiment
 
 
 @pytest.mark.parametrize("task", list(TASKS))
