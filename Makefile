@@ -92,6 +92,7 @@ lint: install
 bench: install system
 	$(PY) bench/train_throughput.py
 	$(PY) bench/serve_throughput.py
+	$(PY) bench/processes.py
 	$(PY) bench/torchserve_vs_grpc.py
 	$(PY) bench/overhead.py
 	$(PY) bench/soak.py
