@@ -47,14 +47,11 @@ import re
 import resource
 import select
 import shutil
-import signal
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -64,20 +61,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 
 # tritonclient registers the `inference.*` protobuf messages process-wide: this process must never
 # import serving.wire / v2 / server (serving.bundle and the tests' bundle writer are fine).
 import tritonclient.grpc as triton
 from PIL import Image
-from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
 from tritonclient.utils import InferenceServerException
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import servers  # noqa: E402
+
 from tests.serving.bundles import write_tags  # noqa: E402
+from tests.serving.http_raw import ProbeWatch, connect, read_answer  # noqa: E402
 
 CASES = ("memory", "turns", "abandon", "probes", "flood")
 MODEL = "tags"
@@ -87,16 +84,14 @@ PEAK_SLACK_MB = 200  # the promise: peak RSS over idle ≤ budget + this (the ru
 LIGHT_CALL_S = 1.0
 ABANDONED_CPU_S = 0.5
 PROBE_WAIT_S = 0.5
-_LISTENING = re.compile(
-    r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?(?:, http on 127\.0\.0\.1:(\d+))?"
-)
 
 
 # --- the server --------------------------------------------------------------------------------
 
 
-class Server:
-    """`serve-kit serve` on free 127.0.0.1 ports, stderr to a file (counted, never a full pipe)."""
+class Server(servers.Server):
+    """`serve-kit serve` on free 127.0.0.1 ports (HTTP too), stderr to a file (counted, never a full
+    pipe), with what the cases read of its process from /proc."""
 
     def __init__(self, models: Path, log: Path, **settings: object) -> None:
         env = {
@@ -108,31 +103,9 @@ class Server:
             "SERVE_DRAIN_PRESTOP_S": "0",
         }
         env.update({f"SERVE_{key.upper()}": str(value) for key, value in settings.items()})
-        command = [sys.executable, "-m", "serving.cli", "serve", "--models", str(models), "--port", "0"]
-        self.log = log
-        self._stderr = log.open("w")
-        self.process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=self._stderr, text=True
-        )
-        self.pid = self.process.pid
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            match = _LISTENING.search(line)
-            if match and match[3]:
-                self.address = f"127.0.0.1:{match[1]}"
-                self.http = f"127.0.0.1:{match[3]}"
-                return
-            if not line:
-                break
-        self.stop()
-        sys.exit(f"serve-kit did not start:\n{self.stderr()[-3000:]}")
-
-    def stderr(self) -> str:
-        if not self._stderr.closed:
-            self._stderr.flush()
-        return self.log.read_text(errors="replace")
+        super().__init__(models, env, log.open("w"), timeout=180)
+        assert self.http_address is not None
+        self.http = self.http_address
 
     def stderr_lines(self) -> int:
         return len(self.stderr().splitlines())
@@ -155,18 +128,12 @@ class Server:
             return False
         return True
 
-    def stop(self, timeout: float = 60) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, timeout: float = 60) -> int:
+        code = super().stop(timeout)
         if self.process.stdout is not None:
             self.process.stdout.close()
-        self._stderr.close()
-        return self.process.returncode
+        self.log.close()
+        return code
 
 
 @contextlib.contextmanager
@@ -278,32 +245,10 @@ def json_body(items: int) -> bytes:
 # --- raw HTTP ------------------------------------------------------------------------------------
 
 
-def connect(address: str, timeout: float = 10) -> socket.socket:
-    host, port = address.rsplit(":", 1)
-    return socket.create_connection((host, int(port)), timeout=timeout)
-
-
-def read_answer(sock: socket.socket, timeout: float = 60) -> int | None:
-    """The status of one answer on `sock` (its body read to its length); None if the connection was cut."""
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return None
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        while len(body) < int(headers.get("content-length", 0)):
-            chunk = sock.recv(65536)
-            if not chunk:
-                return None
-            body += chunk
-    except OSError:
-        return None
-    return int(lines[0].split()[1])
+def answer_status(sock: socket.socket, timeout: float = 60) -> int | None:
+    """The status of one answer on `sock`; None if the connection was cut."""
+    answer = read_answer(sock, timeout)
+    return None if answer is None else answer[0]
 
 
 def post(address: str, path: str, body: bytes, **headers: str) -> int:
@@ -445,7 +390,7 @@ def run_abandon(models: Path, tmp: Path) -> dict[str, object]:
         wait_until_quiet(server)
         with connect(server.http) as probe:
             probe.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            live = read_answer(probe, 10)
+            live = answer_status(probe, 10)
     gone = sides["hangs_up"]
     return {
         "request": "HTTP, 100 flat 2000×2000 PNGs, 1 decode thread (~10 s of decoding)",
@@ -453,46 +398,6 @@ def run_abandon(models: Path, tmp: Path) -> dict[str, object]:
         "live_after": live,
         "held": gone["cpu_s_2s_after_1s_grace"] < ABANDONED_CPU_S and live == 200,
     }
-
-
-class ProbeWatch:
-    """In a thread, gRPC ServerLive then GET /v2/health/live, every ~20 ms; the worst wait of each."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.worst = {"grpc": 0.0, "http": 0.0}
-        self.probes = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ProbeWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(60)
-
-    def _run(self) -> None:
-        url = f"http://{self.server.http}/v2/health/live"
-        with grpc.insecure_channel(self.server.address) as channel:
-            stub = GRPCInferenceServiceStub(channel)
-            stub.ServerLive(pb.ServerLiveRequest(), timeout=30)  # connected before the watch starts
-            while not self._done.is_set():
-                for probe in ("grpc", "http"):
-                    began = time.monotonic()
-                    try:
-                        if probe == "grpc":
-                            assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
-                        else:
-                            with urllib.request.urlopen(url, timeout=30) as response:
-                                assert response.status == 200
-                        waited = time.monotonic() - began
-                    except Exception:  # not answered in 30 s, or not live: as bad as it gets
-                        waited = float("inf")
-                    self.worst[probe] = max(self.worst[probe], waited)
-                    self.probes += 1
-                time.sleep(0.02)
 
 
 def run_probes(models: Path, tmp: Path, quick: bool) -> dict[str, object]:
@@ -510,12 +415,12 @@ def run_probes(models: Path, tmp: Path, quick: bool) -> dict[str, object]:
                 results[name] = {"skipped": "brotli is not installed"}
                 continue
             began = time.monotonic()
-            with ProbeWatch(server) as watch, ThreadPoolExecutor(senders) as pool:
+            with ProbeWatch(server.address, server.http) as watch, ThreadPoolExecutor(senders) as pool:
                 sent = [pool.submit(post, server.http, f"/v2/models/{MODEL}/infer", body, **headers)
                         for _ in range(senders)]  # fmt: skip
                 statuses = [answer.result() for answer in sent]
                 time.sleep(0.3)  # probes after the answers too: nothing goes on in the background
-            worst = max(worst, *watch.worst.values())
+            worst = max(worst, *watch.waits.values())
             results[name] = {
                 "body_bytes": len(body),
                 "inflates_to_gib": 10 if "bomb" in name else None,
@@ -523,8 +428,8 @@ def run_probes(models: Path, tmp: Path, quick: bool) -> dict[str, object]:
                 "statuses": statuses,
                 "seconds": round(time.monotonic() - began, 2),
                 "probes": watch.probes,
-                "worst_grpc_s": round(watch.worst["grpc"], 3),
-                "worst_http_s": round(watch.worst["http"], 3),
+                "worst_grpc_s": round(watch.waits["grpc"], 3),
+                "worst_http_s": round(watch.waits["http"], 3),
             }
     answered = [r for r in results.values() if isinstance(r, dict) and "probes" in r]
     return {
@@ -581,14 +486,14 @@ def run_flood(models: Path, tmp: Path, connections: int, cap: int) -> dict[str, 
         client.infer(MODEL, [images_input(jpeg)])
         kept = connect(server.http)  # opened before the flood, and used once
         kept.sendall(valid)
-        kept_before = read_answer(kept)
+        kept_before = answer_status(kept)
         lines_before = server.stderr_lines()
         began, failed, slow, cpu, shed = time.monotonic(), 0, 0, server.cpu_s(), 0
         used, kept_meanwhile = began, []
         for _ in range(connections):
             if time.monotonic() - used > KEPT_EVERY_S:  # a client that keeps calling is never idle
                 kept.sendall(valid)
-                kept_meanwhile.append(read_answer(kept, 30))
+                kept_meanwhile.append(answer_status(kept, 30))
                 used = time.monotonic()
             connect_began = time.monotonic()
             try:
@@ -612,12 +517,12 @@ def run_flood(models: Path, tmp: Path, connections: int, cap: int) -> dict[str, 
             print(f"flood: gRPC infer failed: {err}", file=sys.stderr)
         call_began = time.monotonic()
         kept.sendall(valid)
-        kept_during = read_answer(kept, 30)
+        kept_during = answer_status(kept, 30)
         kept_s = time.monotonic() - call_began
         try:  # the cap is full: a new connection is answered 503 until one closes
             with connect(server.http) as fresh:
                 fresh.sendall(valid)
-                fresh_during = read_answer(fresh, 30)
+                fresh_during = answer_status(fresh, 30)
         except OSError:
             fresh_during = None
         kept.close()
@@ -627,7 +532,7 @@ def run_flood(models: Path, tmp: Path, connections: int, cap: int) -> dict[str, 
         while fresh_after != 200 and time.monotonic() - after_began < 10:
             with contextlib.suppress(OSError), connect(server.http) as fresh:
                 fresh.sendall(valid)
-                fresh_after = read_answer(fresh, 30)
+                fresh_after = answer_status(fresh, 30)
             if fresh_after != 200:
                 time.sleep(0.1)
         after_s = time.monotonic() - after_began

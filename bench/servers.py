@@ -26,7 +26,9 @@ from serving.bundle import Bundle
 __all__ = ["FASHION_MNIST", "HttpClient", "Server", "bench_env", "make_jpegs", "repository"]
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?")
+_LISTENING = re.compile(
+    r"listening on 127\.0\.0\.1:(\d+)(?:, metrics on 127\.0\.0\.1:(\d+))?(?:, http on 127\.0\.0\.1:(\d+))?"
+)
 
 
 def bench_env(
@@ -91,6 +93,7 @@ class Server:
         self.process = subprocess.Popen(
             command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=log, text=True
         )
+        self.pid = self.process.pid
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -99,6 +102,7 @@ class Server:
             if match:
                 self.address = f"127.0.0.1:{match[1]}"
                 self.metrics_url = f"http://127.0.0.1:{match[2]}/metrics" if match[2] else None
+                self.http_address = f"127.0.0.1:{match[3]}" if match[3] else None
                 return
             if not line:
                 break
@@ -106,7 +110,8 @@ class Server:
         sys.exit(f"serve-kit did not start:\n{self.stderr()[-3000:]}")
 
     def stderr(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
 
     def counts(self) -> tuple[float, float]:

@@ -27,7 +27,16 @@ from torch import nn
 
 from serving.bundle.networks.ngrams import NgramClassifier
 
-__all__ = ["BETAS", "C_GRID", "NgramFit", "fit_ngram_branch", "naive_bayes_ratios", "text_features"]
+__all__ = [
+    "BETAS",
+    "C_GRID",
+    "NgramFit",
+    "SparseTexts",
+    "fit_ngram_branch",
+    "naive_bayes_ratios",
+    "solve",
+    "text_features",
+]
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 """Inverse L2 strengths tried, as scikit-learn's C: the loss summed over texts against ½‖w‖². Long
@@ -117,16 +126,31 @@ def _compressed(index: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
         return torch.sparse_coo_tensor(index, torch.ones(index.shape[1]), shape).to_sparse_csr()
 
 
-def solve(features: torch.Tensor, labels: torch.Tensor, ratio: torch.Tensor, c: float) -> _Solution:
+@dataclass(frozen=True)
+class SparseTexts:
+    """Texts as one sparse 0/1 (texts × features) matrix over the features they hold (and its
+    transpose, for the gradient): a long review holds a thousand features, a short one ten, and
+    padding them all to the longest cost 5× the time. Built once per training set, solved at each C."""
+
+    used: torch.Tensor
+    """The feature ids the texts hold (0 among them): the matrix's columns."""
+    matrix: torch.Tensor
+    transposed: torch.Tensor
+
+    @classmethod
+    def of(cls, features: torch.Tensor) -> SparseTexts:
+        used, local = torch.unique(features, return_inverse=True)
+        real = features != 0
+        rows = torch.arange(len(features)).unsqueeze(1).expand_as(features)[real]
+        index = torch.stack([rows, local[real]])
+        matrix = _compressed(index, (len(features), len(used)))
+        return cls(used, matrix, _compressed(index.flip(0), (len(used), len(features))))
+
+
+def solve(texts: SparseTexts, labels: torch.Tensor, ratio: torch.Tensor, c: float) -> _Solution:
     """The penalized logistic regression's optimum over the features these texts hold (the rest
-    keep weight 0), by L-BFGS. The texts are one sparse 0/1 (texts × features) matrix: a long review
-    holds a thousand features, a short one ten, and padding them all to the longest cost 5× the time."""
-    used, local = torch.unique(features, return_inverse=True)
-    real = features != 0
-    rows = torch.arange(len(features)).unsqueeze(1).expand_as(features)[real]
-    index = torch.stack([rows, local[real]])
-    matrix = _compressed(index, (len(features), len(used)))
-    transposed = _compressed(index.flip(0), (len(used), len(features)))
+    keep weight 0), by L-BFGS."""
+    used, matrix, transposed = texts.used, texts.matrix, texts.transposed
     scale = ratio[used]
     weight = torch.zeros(len(used), ratio.shape[1], requires_grad=True)
     bias = torch.zeros(ratio.shape[1], requires_grad=True)
@@ -167,8 +191,9 @@ def fit_ngram_branch(
         held = torch.zeros(len(labels), dtype=torch.bool)
         held[order[fold::folds]] = True
         ratio = naive_bayes_ratios(features[~held], labels[~held], size, classes)
+        texts = SparseTexts.of(features[~held])
         for c in grid:
-            solution = solve(features[~held], labels[~held], ratio, c)
+            solution = solve(texts, labels[~held], ratio, c)
             for beta in betas:
                 logits = predict(solution.table(ratio, beta, size), solution.bias, features[held])
                 scores[c, beta].append(float((logits.argmax(1) == labels[held]).float().mean()))
@@ -176,7 +201,7 @@ def fit_ngram_branch(
     # ties: the stronger penalty, then the plainer model (β nearer 1)
     c, beta = max(mean, key=lambda key: (round(mean[key], 6), -key[0], key[1]))
     ratio = naive_bayes_ratios(features, labels, size, classes)
-    solution = solve(features, labels, ratio, c)
+    solution = solve(SparseTexts.of(features), labels, ratio, c)
     table = solution.table(ratio, beta, size)
     model.set_table(table, solution.bias)
     loss = float(nn.functional.cross_entropy(predict(table, solution.bias, features), labels))

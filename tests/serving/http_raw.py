@@ -13,8 +13,6 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
 
-from tests.serving.servers import ServerProcess
-
 
 def connect(address: str, timeout: float = 10) -> socket.socket:
     host, port = address.rsplit(":", 1)
@@ -53,15 +51,44 @@ def status_of(answer: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
-class ProbeWatch:
-    """In a thread, alternately asks gRPC ServerLive and GET /v2/health/live; `worst` is the longest
-    any probe waited."""
+def read_answer(sock: socket.socket, timeout: float = 30) -> tuple[int, dict[str, str]] | None:
+    """One answer on a keep-alive connection, its body read to its length: (status, lower-case
+    headers), or None if the connection was cut."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        while len(body) < int(headers.get("content-length", 0)):
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            body += chunk
+    except OSError:
+        return None
+    return int(lines[0].split()[1]), headers
 
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.worst, self.probes = 0.0, 0
+
+class ProbeWatch:
+    """In a thread, alternately asks gRPC ServerLive (at `address`) and GET /v2/health/live (at
+    `http_address`), every ~20 ms; `waits` holds the longest each probe waited."""
+
+    def __init__(self, address: str, http_address: str) -> None:
+        self.address, self.http_address = address, http_address
+        self.waits = {"grpc": 0.0, "http": 0.0}
+        self.probes = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def worst(self) -> float:
+        return max(self.waits.values())
 
     def __enter__(self) -> ProbeWatch:
         self._thread.start()
@@ -69,11 +96,11 @@ class ProbeWatch:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._thread.join(30)
+        self._thread.join(60)
 
     def _run(self) -> None:
-        url = f"http://{self.server.http_address}/v2/health/live"
-        with grpc.insecure_channel(self.server.address) as channel:
+        url = f"http://{self.http_address}/v2/health/live"
+        with grpc.insecure_channel(self.address) as channel:
             stub = GRPCInferenceServiceStub(channel)
             stub.ServerLive(pb.ServerLiveRequest(), timeout=30)  # connected before the watch starts
             while not self._done.is_set():
@@ -85,8 +112,9 @@ class ProbeWatch:
                         else:
                             with urllib.request.urlopen(url, timeout=30) as response:
                                 assert response.status == 200
+                        waited = time.monotonic() - started
                     except Exception:  # not answered in 30 s, or not live: as bad as it gets
-                        self.worst = float("inf")
-                    self.worst = max(self.worst, time.monotonic() - started)
+                        waited = float("inf")
+                    self.waits[probe] = max(self.waits[probe], waited)
                     self.probes += 1
                 time.sleep(0.02)

@@ -14,7 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.serving.http_raw import connect, read_all
+from tests.serving.http_raw import connect, read_all, read_answer
 from tests.serving.servers import ServerProcess, copy_bundle, running_server
 
 PRESTOP_S = 3.0
@@ -34,29 +34,6 @@ def infer_request(jpeg: bytes) -> bytes:
         f"Inference-Header-Content-Length: {len(header)}\r\n\r\n"
     )
     return head.encode() + header + element
-
-
-def read_answer(sock: socket.socket) -> tuple[int, dict[str, str]] | None:
-    """One answer on a keep-alive connection (status, lower-case headers), or None if it was cut."""
-    sock.settimeout(30)
-    data = b""
-    try:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return None
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        while len(body) < int(headers.get("content-length", 0)):
-            chunk = sock.recv(65536)
-            if not chunk:
-                return None
-            body += chunk
-    except OSError:
-        return None
-    return int(lines[0].split()[1]), headers
 
 
 def keep_alive_client(address: str, request: bytes, outcomes: list[str]) -> None:

@@ -81,7 +81,7 @@ def brotli_bomb(gib: int) -> bytes:
 def test_a_compression_bomb_is_413_and_no_probe_waits(server: ServerProcess, encoding: str) -> None:
     bomb = brotli_bomb(10) if encoding == "br" else gzip_bomb(10_000)
     assert len(bomb) < (16_000 if encoding == "br" else 10_500_000)  # 10 GiB inflated
-    with ProbeWatch(server) as watch, ThreadPoolExecutor(2) as pool:
+    with ProbeWatch(server.address, http(server)) as watch, ThreadPoolExecutor(2) as pool:
         answers = list(
             pool.map(
                 lambda _: post(server, "/v2/models/tags/infer", bomb, **{"Content-Encoding": encoding}),
@@ -115,7 +115,7 @@ def test_a_60_mb_json_body_is_answered_and_no_probe_waits(server: ServerProcess)
     }
     body = json.dumps(request).encode()
     assert 55e6 < len(body) < 64 << 20
-    with ProbeWatch(server) as watch:
+    with ProbeWatch(server.address, http(server)) as watch:
         status, content = post(server, "/v2/models/tags/infer", body)
         time.sleep(0.3)
     assert status == 200, content[:300]

@@ -268,14 +268,14 @@ def test_the_sparse_solve_reaches_the_penalized_optimum() -> None:
     """At the solution, the gradient of the same objective written densely (every text's feature
     rows gathered) vanishes: the sparse product and its hand-written gradient are right."""
     from serving.bundle.networks.ngrams import ngram_ids
-    from training.ngram_fit import naive_bayes_ratios, solve
+    from training.ngram_fit import SparseTexts, naive_bayes_ratios, solve
 
     tokens, labels = toy_ngram_texts(120)
     tokens[::3, 2] = 0  # padding inside some rows
     features = ngram_ids(tokens, 30, 101)
     ratio = naive_bayes_ratios(features, labels, 131, 2)
     c = 0.5
-    solution = solve(features, labels, ratio, c)
+    solution = solve(SparseTexts.of(features), labels, ratio, c)
     weight = torch.zeros(131, 2)
     weight[solution.used] = solution.weight
     weight.requires_grad_(True)
