@@ -107,6 +107,7 @@ def served_engine(bundle_dir: str | None, device: torch.device, seconds: float) 
     from serving.bundle import load_bundle
     from serving.bundle.runtimes import Device, GraphMode
     from serving.server.batcher import BatchingConfig
+    from serving.server.decode_turns import DecodeTurns
     from serving.server.prometheus import ServerMetrics
     from serving.server.served_model import ServedModel
 
@@ -119,7 +120,7 @@ def served_engine(bundle_dir: str | None, device: torch.device, seconds: float) 
     for prepare_on_gpu, graphs in configurations:
         pool = ThreadPoolExecutor(4)
         model = ServedModel(
-            bundle, "torch", where, BatchingConfig(32, 2000, 1024), pool,
+            bundle, "torch", where, BatchingConfig(32, 2000, 1024), DecodeTurns(pool, 4),
             ServerMetrics().for_model(f"m{prepare_on_gpu}{graphs}", 1), 40_000_000, prepare_on_gpu, graphs,
         )  # fmt: skip
         model.warm_up()

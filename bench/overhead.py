@@ -284,7 +284,7 @@ def in_process(setup: Setup, run: int) -> Cells:
                     cells[kind, clients] = await drive([call] * clients, me, args.warmup, args.seconds)
         finally:
             await server.repository.close()
-            server.decode_pool.shutdown()
+            server.decode_turns.pool.shutdown()
         return cells
 
     with setup.cores.on_server_cores():

@@ -20,6 +20,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from serving.server.decode_turns import DecodeTurns
 from serving.server.feedback_store import FeedbackStore
 from serving.server.http_connection import ConnectionLimits
 from serving.server.malformed import register
@@ -49,9 +50,10 @@ class InferenceServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics()
-        self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        self.decode_turns = DecodeTurns(decode_pool, settings.decode_threads)
         self.health = health_aio.HealthServicer()
-        self.repository = ModelRepository(settings, self.metrics, self.decode_pool, self._model_changed)
+        self.repository = ModelRepository(settings, self.metrics, self.decode_turns, self._model_changed)
         self.engine = V2Engine(self.repository, self.metrics)
         limit = settings.max_message_mb << 20
         self.grpc = grpc.aio.server(
@@ -163,7 +165,7 @@ class InferenceServer:
             await asyncio.wait_for(self.repository.close(), grace + 1)
         except TimeoutError:
             log.error("models did not finish their queued work in time; stopping anyway")
-        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.decode_turns.pool.shutdown(wait=False, cancel_futures=True)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
-import weakref
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -30,7 +29,7 @@ from typing import Any, Protocol
 
 from serving.server.memory import CallReservation, MemoryBudget, MemoryBudgetError, MiB
 
-__all__ = ["DecodeTurns", "Job", "turns_for"]
+__all__ = ["DecodeTurns", "Job"]
 
 
 class Job(Protocol):
@@ -71,7 +70,8 @@ class _Request:
 
 
 class DecodeTurns:
-    """The turns for one pool of `threads` decode threads, shared by every model using it."""
+    """The turns for one pool of `threads` decode threads. Whoever makes the pool makes this once
+    (it knows the thread count) and hands it to every model, as the threads are shared."""
 
     def __init__(self, pool: Executor, threads: int) -> None:
         self.pool, self.threads = pool, threads
@@ -225,15 +225,3 @@ class DecodeTurns:
             self._requests.remove(request)
             if not request.done.done():
                 request.done.set_result(None)
-
-
-_TURNS: weakref.WeakKeyDictionary[Executor, DecodeTurns] = weakref.WeakKeyDictionary()
-
-
-def turns_for(pool: Executor) -> DecodeTurns:
-    """The one `DecodeTurns` of `pool`, shared by every model given it (as its threads are)."""
-    turns = _TURNS.get(pool)
-    if turns is None:
-        threads = getattr(pool, "_max_workers", None)  # a ThreadPoolExecutor's; 1 for any other pool
-        turns = _TURNS[pool] = DecodeTurns(pool, threads if isinstance(threads, int) else 1)
-    return turns

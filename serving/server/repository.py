@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Literal
 from serving.bundle import BundleError, Manifest, is_version, load_bundle, read_manifest
 from serving.bundle.quoting import shown
 from serving.bundle.runtimes import Device, cuda_available
+from serving.server.decode_turns import DecodeTurns
 from serving.server.malloc import release_free_memory
 from serving.server.memory import MemoryBudget
 from serving.server.prometheus import ServerMetrics
@@ -98,10 +98,10 @@ class ModelRepository:
         self,
         settings: ServerSettings,
         metrics: ServerMetrics,
-        decode_pool: Executor,
+        decode_turns: DecodeTurns,
         on_change: Callable[[ModelState], None] = lambda state: None,
     ) -> None:
-        self.settings, self.metrics, self.decode_pool = settings, metrics, decode_pool
+        self.settings, self.metrics, self.decode_turns = settings, metrics, decode_turns
         self.on_change = on_change
         self.models: dict[str, ModelState] = {}
         self._retiring: set[asyncio.Task[None]] = set()
@@ -361,7 +361,7 @@ class ModelRepository:
             runtime,
             self._device(runtime),
             self.settings.batching_for(name).config(),
-            self.decode_pool,
+            self.decode_turns,
             self.metrics.for_model(name, bundle.manifest.version),
             self.settings.max_image_pixels,
             self.settings.prepare_on_gpu,

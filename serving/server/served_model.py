@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +31,7 @@ from serving.bundle.runtimes import Device, GraphMode, Runtime, RuntimeName, buc
 from serving.bundle.text_preprocess import TextError, TextPreprocess
 from serving.server.batcher import BatchingConfig, DynamicBatcher
 from serving.server.codecs import codec_for
-from serving.server.decode_turns import Job, turns_for
+from serving.server.decode_turns import DecodeTurns, Job
 from serving.server.memory import MemoryBudget
 from serving.server.prometheus import ModelMetrics
 from serving.server.statistics import current_timing, stage
@@ -71,7 +71,7 @@ class ServedModel:
         runtime: RuntimeName,
         device: Device,
         batching: BatchingConfig,
-        decode_pool: Executor,
+        decode_turns: DecodeTurns,
         metrics: ModelMetrics,
         max_image_pixels: int,
         prepare_on_gpu: bool = False,
@@ -94,8 +94,8 @@ class ServedModel:
         )
         self.device = device
         self.prepare_on_gpu = prepare_on_gpu and on_gpu and pre.takes == "images"
-        self.decode_pool, self.max_image_pixels = decode_pool, max_image_pixels
-        self.turns = turns_for(decode_pool)  # shared with every model on this pool
+        self.max_image_pixels = max_image_pixels
+        self.turns = decode_turns  # shared with every model, as its pool is
         self.inference = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{self.name}-{self.version}")
         self.batcher: DynamicBatcher[Item, np.ndarray] = DynamicBatcher(
             self._run_batch, batching, self.inference

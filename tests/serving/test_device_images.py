@@ -20,6 +20,7 @@ from serving.bundle import load_bundle
 from serving.bundle.device_images import ItemDecodeError, prepare_on_device
 from serving.bundle.pipeline import ImagePreprocess
 from serving.server.batcher import BatchingConfig
+from serving.server.decode_turns import DecodeTurns
 from serving.server.prometheus import ServerMetrics
 from serving.server.served_model import ItemError, ServedModel
 
@@ -106,7 +107,7 @@ def test_a_model_torch_runs_on_cuda_answers_as_when_prepared_on_the_host(
     for on_gpu in (True, False):
         pool = ThreadPoolExecutor(2)
         model = ServedModel(
-            load_bundle(bundle_path), "torch", "cuda", BatchingConfig(8, 1000, 64), pool,
+            load_bundle(bundle_path), "torch", "cuda", BatchingConfig(8, 1000, 64), DecodeTurns(pool, 2),
             ServerMetrics().for_model("tags", 1), 40_000_000, prepare_on_gpu=on_gpu, graphs="capture",
         )  # fmt: skip
         assert model.prepare_on_gpu is on_gpu and model.graphs == "capture"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -98,3 +100,18 @@ def test_the_cpu_target_installs_no_torch() -> None:
     assert "torch" not in runs
     (healthcheck,) = [args for op, args in steps[start:end] if op == "HEALTHCHECK"]
     assert healthcheck.endswith('CMD ["serve-kit", "health"]')
+
+
+def test_what_the_cpu_target_installs_resolves_without_torch(tmp_path: Path) -> None:
+    """The base install's whole dependency tree, resolved by pip as the CPU image's build would
+    (`--dry-run`: nothing is installed), holds no torch: no dependency of a dependency brings it."""
+    report = tmp_path / "report.json"
+    resolved = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--report", str(report), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resolved.returncode == 0, resolved.stderr[-2000:]
+    installs = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert {"onnxruntime", "pillow", "numpy", "grpcio"} <= installs
+    assert not installs & {"torch", "torchvision", "nvidia-cudnn-cu12", "triton"}

@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 
 from serving.bundle import load_bundle, sha256_file
 from serving.server.batcher import BatchingConfig
+from serving.server.decode_turns import DecodeTurns
 from serving.server.error_status import status_for
 from serving.server.prometheus import ServerMetrics
 from serving.server.served_model import ServedModel
@@ -173,7 +174,7 @@ def test_a_failing_batch_fails_its_callers_with_internal_and_the_next_batch_runs
     async def scenario() -> tuple[list[object], np.ndarray]:
         with ThreadPoolExecutor(1) as pool:
             model = ServedModel(
-                load_bundle(bundle_path), "onnx", "cpu", BatchingConfig(4, 50_000, 64), pool,
+                load_bundle(bundle_path), "onnx", "cpu", BatchingConfig(4, 50_000, 64), DecodeTurns(pool, 1),
                 ServerMetrics().for_model("tags", 1), 40_000_000,
             )  # fmt: skip
             model.runtime = FailsOnce(model.runtime)

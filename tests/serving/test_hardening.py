@@ -25,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 from serving.bundle import BundleError, load_bundle, write_pipeline
 from serving.bundle.pipeline import Pipeline
 from serving.bundle.text_preprocess import MAX_TEXT_BYTES, TextError, TextPreprocess
+from serving.server.decode_turns import DecodeTurns
 from serving.server.error_status import RefusalLog
 from serving.server.feedback_store import Correction, FeedbackError, check_correction
 from serving.server.prometheus import ServerMetrics
@@ -42,7 +43,9 @@ def test_a_copied_version_folder_is_refused_once_and_the_served_version_keeps_se
 
     async def scenario() -> None:
         with ThreadPoolExecutor(2) as pool:
-            repository = ModelRepository(ServerSettings(models_dir=models), ServerMetrics(), pool)
+            repository = ModelRepository(
+                ServerSettings(models_dir=models), ServerMetrics(), DecodeTurns(pool, 2)
+            )
             await repository.scan()
             shutil.copytree(first, models / "tags" / "2")  # an operator staging a version: it says 1
             for _ in range(4):  # what polling does: the folder must not be loaded again and again

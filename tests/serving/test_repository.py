@@ -19,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from serving.bundle.networks import CnnSpec
 from serving.bundle.tasks.multilabel import MultiLabelPostprocess
+from serving.server.decode_turns import DecodeTurns
 from serving.server.error_status import status_for
 from serving.server.logs import JsonFormatter, TextFormatter
 from serving.server.prometheus import ServerMetrics
@@ -109,7 +110,9 @@ def test_a_model_still_loading_is_unavailable_and_an_unknown_one_not_found(
 
     async def scenario() -> None:
         with ThreadPoolExecutor(2) as pool:
-            repository = ModelRepository(ServerSettings(models_dir=models), ServerMetrics(), pool)
+            repository = ModelRepository(
+                ServerSettings(models_dir=models), ServerMetrics(), DecodeTurns(pool, 2)
+            )
             scan = asyncio.create_task(repository.scan())
             while "tags" not in repository.models:
                 await asyncio.sleep(0)
@@ -191,7 +194,7 @@ def test_a_version_with_other_labels_or_input_is_refused(
     async def scenario() -> None:
         with ThreadPoolExecutor(2) as pool:
             settings = ServerSettings(models_dir=models, models={"tags": {"version": 1}})
-            repository = ModelRepository(settings, ServerMetrics(), pool)
+            repository = ModelRepository(settings, ServerMetrics(), DecodeTurns(pool, 2))
             await repository.scan()
             settings.models.clear()  # the pin lifted: version 2 is the newest
             with pytest.raises(ModelLoadingError, match="version 2 refused") as refused:
@@ -221,7 +224,9 @@ def test_the_swap_and_unload_log_lines_name_the_task_in_both_formats(
 
     async def scenario() -> None:
         with ThreadPoolExecutor(2) as pool:
-            repository = ModelRepository(ServerSettings(models_dir=models), ServerMetrics(), pool)
+            repository = ModelRepository(
+                ServerSettings(models_dir=models), ServerMetrics(), DecodeTurns(pool, 2)
+            )
             await repository.scan()
             copy_bundle(bundle_path, models, version=2)
             await repository.scan()  # version 2 swaps in; version 1 is retired

@@ -20,6 +20,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from serving.bundle import load_bundle
 from serving.server.batcher import BatchingConfig
+from serving.server.decode_turns import DecodeTurns
 from serving.server.error_status import status_for
 from serving.server.prometheus import ServerMetrics
 from serving.server.served_model import ServedModel
@@ -37,7 +38,7 @@ def served(bundle_path: Path, jpegs: list[bytes]) -> Iterator[tuple[ServedModel,
         "onnx",
         "cpu",
         BatchingConfig(8, 1000, 64),
-        pool,
+        DecodeTurns(pool, 2),
         ServerMetrics().for_model("tags", 1),
         40_000_000,
     )
