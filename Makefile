@@ -94,6 +94,7 @@ bench: install system
 	$(PY) bench/serve_throughput.py
 	$(PY) bench/processes.py
 	$(PY) bench/torchserve_vs_grpc.py
+	$(PY) bench/litserve_vs_serve.py
 	$(PY) bench/overhead.py
 	$(PY) bench/soak.py
 	$(PY) bench/hostile.py

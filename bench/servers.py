@@ -147,16 +147,17 @@ def repository(bundle: Bundle, root: Path) -> Path:
 
 
 class HttpClient:
-    """One keep-alive connection POSTing the same JPEG again and again; the request bytes are built once."""
+    """One keep-alive connection POSTing the same body again and again (a JPEG unless `headers` say
+    otherwise); the request bytes are built once. Every answer must be 200."""
 
-    def __init__(self, base: str, path: str, body: bytes) -> None:
+    def __init__(self, base: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         host, _, port = base.removeprefix("http://").partition(":")
         self.host, self.port = host, int(port)
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: image/jpeg\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        self.request = head.encode() + body
+        fields = {"Content-Type": "image/jpeg"} if headers is None else headers
+        head = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+        self.request = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{head}Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def post(self) -> bytes:
@@ -177,11 +178,11 @@ class HttpClient:
                 body += (await reader.readexactly(size + 2))[:-2]
             await reader.readuntil(b"\r\n")
         else:
-            raise RuntimeError(f"TorchServe answered without a length: {lines}")
+            raise RuntimeError(f"{self.host}:{self.port} answered without a length: {lines}")
         if headers.get("connection", "").lower() == "close":
             await self.close()
         if status != 200:
-            raise RuntimeError(f"TorchServe answered {status}: {body[:500]!r}")
+            raise RuntimeError(f"{self.host}:{self.port} answered {status}: {body[:500]!r}")
         return body
 
     async def close(self) -> None:

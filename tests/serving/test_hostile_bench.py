@@ -3,20 +3,15 @@ smaller sizes, one JSON line with every section, and serve-kit's promises held a
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.serving.benches import bench_report
+
 SECTIONS = ("memory", "turns", "abandon", "probes", "flood")
 
 
 def test_a_quick_hostile_run_reports_every_case_and_the_promises_hold(bundle_path: Path) -> None:
-    command = [sys.executable, str(ROOT / "bench" / "hostile.py"), "--quick", "--bundle", str(bundle_path)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = bench_report("hostile.py", "--quick", "--bundle", str(bundle_path))
     assert report["bench"] == "hostile" and report["quick"] and report["cases"] == list(SECTIONS)
     assert all(section in report for section in SECTIONS), sorted(report)
     assert report["wall_s"] > 0 and len(report["load_average"]["end"]) == 3

@@ -4,21 +4,12 @@ test checks what the bench reports, never how fast."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.serving.benches import bench_report
 
 
 def test_a_reduced_overhead_run_reports_every_side() -> None:
-    command = [sys.executable, str(ROOT / "bench" / "overhead.py"), "--runs", "1", "--warmup", "0.2",
-               "--seconds", "0.5", "--concurrency", "4",
-               "--sides", "serve_kit,in_process,grpc_echo"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = bench_report("overhead.py", "--runs", "1", "--warmup", "0.2", "--seconds", "0.5",
+                          "--concurrency", "4", "--sides", "serve_kit,in_process,grpc_echo")  # fmt: skip
     assert report["bench"] == "overhead" and report["model_cpu_us_per_item"]["pixels"] > 0
     cells = {(r["side"], r["input"], r["concurrency"]) for r in report["rows"]}
     sides = ("serve_kit", "in_process", "grpc_echo")

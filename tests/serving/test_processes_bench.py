@@ -4,20 +4,14 @@ the bench reports (both sides, requests answered by both processes), never how f
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.serving.benches import bench_report
 
 
 def test_a_reduced_processes_run_reports_both_sides(bundle_path: Path) -> None:
-    command = [sys.executable, str(ROOT / "bench" / "processes.py"), "--bundle", str(bundle_path),
-               "--runs", "1", "--warmup", "0.3", "--seconds", "1", "--clients", "8"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = bench_report("processes.py", "--bundle", str(bundle_path), "--runs", "1",
+                          "--warmup", "0.3", "--seconds", "1", "--clients", "8", timeout=120)  # fmt: skip
     assert report["bench"] == "processes" and report["runs"] == 1
     one, several = report["one"], report["several"]
     assert (one["processes"], several["processes"]) == (1, 2) and several["reuse_port"]
