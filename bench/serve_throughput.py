@@ -5,7 +5,8 @@ server's `max_batch_size`, measured in the same run and alternated: prepared FP3
 the server (`pixels`) against `InferenceSession.run` + the bundle's postprocessing on a prepared
 batch; JPEG bytes sent to the server (`images`) against decode + preprocess + run + postprocess
 (masks resized back to the JPEG's size, points scaled to it) in one process. Each client sends one
-item per request, back to back, through the unmodified tritonclient (aio). Both sides get the same
+item per request, back to back, through the unmodified tritonclient (aio): gRPC, or with
+`--protocol http` the V2 HTTP API (binary data, each client its own connection). Both sides get the same
 parallelism: the baselines run in this process on the server's cores with its intra-op threads, and
 decode a batch's JPEGs on as many threads as the server decodes with. The server and the baselines
 run on the first half of the cores, the clients on the rest (`--no-pin`: anywhere). CPU µs per
@@ -14,6 +15,7 @@ one entry per task. Target: ratio >= 0.9 for both, with p50/p99 latency of the s
 
     python bench/serve_throughput.py [--tasks multilabel,segmentation,pose] [--runs 3] [--seconds 5]
     python bench/serve_throughput.py --bundle models/planet --bundle models/seg
+    python bench/serve_throughput.py --tasks multilabel --protocol http
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -35,6 +38,7 @@ import psutil
 # tritonclient registers the `inference.*` protobuf messages process-wide, as serving.wire does:
 # this process must never import serving.wire / v2 / server / tasks (serving.bundle is fine).
 import tritonclient.grpc.aio as triton
+import tritonclient.http.aio as triton_http
 
 from serving.bundle import Bundle, load_bundle, resolve_version
 from serving.bundle.pipeline import ImagePreprocess
@@ -85,18 +89,37 @@ def build_bundle(tmp: Path, size: int, task: str = "multilabel") -> Path:
 # --- the measurements ------------------------------------------------------------------------
 
 
+ClientInput = Any  # a tritonclient InferInput, gRPC or HTTP (tritonclient has no type hints)
+
+
+def client_input(protocol: str, name: str, array: np.ndarray, datatype: str) -> ClientInput:
+    """One request's input as that protocol's tritonclient sends it (HTTP: as binary data)."""
+    if protocol == "http":
+        tensor = triton_http.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array, binary_data=True)
+        return tensor
+    grpc_tensor = triton.InferInput(name, list(array.shape), datatype)
+    grpc_tensor.set_data_from_numpy(array)
+    return grpc_tensor
+
+
 def timed_server(
     server: Server,
     model: str,
-    inputs: Sequence[triton.InferInput],
-    clients: int,
-    warmup: float,
-    seconds: float,
+    inputs: Sequence[ClientInput],
+    args: argparse.Namespace,
 ) -> Window:
-    """`clients` clients, each on its own channel sending its own one-item request back to back."""
+    """`args.clients` clients, each on its own channel (or HTTP connection) sending its own
+    one-item request back to back."""
+    clients, warmup, seconds = args.clients, args.warmup, args.seconds
 
     async def run() -> Window:
-        channels = [triton.InferenceServerClient(server.address) for _ in range(clients)]
+        channels = [
+            triton_http.InferenceServerClient(server.http_address)
+            if args.protocol == "http"
+            else triton.InferenceServerClient(server.address)
+            for _ in range(clients)
+        ]
 
         def caller(k: int) -> Call:
             return lambda: channels[k].infer(model, [inputs[k % len(inputs)]])
@@ -129,14 +152,14 @@ def paired_windows(
     run: int,
     server: Server,
     model: str,
-    inputs: Sequence[triton.InferInput],
+    inputs: Sequence[ClientInput],
     raw: Callable[[int], int],
     args: argparse.Namespace,
 ) -> tuple[Window, Window]:
     """One window of the server and one of the local baseline; which goes first alternates with
     `run`, so a slow spell on the machine hurts both alike."""
     local = timed_local(raw, args.warmup, args.seconds, args.cores) if run % 2 else None
-    served = timed_server(server, model, inputs, args.clients, args.warmup, args.seconds)
+    served = timed_server(server, model, inputs, args)
     return served, local or timed_local(raw, args.warmup, args.seconds, args.cores)
 
 
@@ -193,14 +216,9 @@ def measure(
         return bs
 
     # What the clients send: one item per request, each client its own image.
-    fp32_inputs, jpeg_inputs = [], []
-    for i, jpeg in enumerate(jpegs):
-        tensor = triton.InferInput("pixels", [1, 3, size, size], "FP32")
-        tensor.set_data_from_numpy(np.ascontiguousarray(pixels[i : i + 1]))
-        fp32_inputs.append(tensor)
-        tensor = triton.InferInput("images", [1], "BYTES")
-        tensor.set_data_from_numpy(np.array([jpeg], dtype=object))
-        jpeg_inputs.append(tensor)
+    protocol = args.protocol
+    fp32_inputs = [client_input(protocol, "pixels", pixels[i : i + 1], "FP32") for i in range(len(jpegs))]
+    jpeg_inputs = [client_input(protocol, "images", np.array([j], dtype=object), "BYTES") for j in jpegs]
 
     env = bench_env(bs, args.max_queue_delay_us, args.threads, args.decode_threads)
     env["SERVE_CPU_GRAPH"] = "false" if args.no_cpu_graph else "true"
@@ -247,6 +265,7 @@ def main() -> None:
         "--decode-threads", type=int, help="JPEG decode threads, server and baseline (default: --threads)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and clients apart")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc", help="the clients' V2 API")
     parser.add_argument(
         "--model-size", type=int, default=64, help="input size of the bundles built without --bundle"
     )
@@ -287,7 +306,8 @@ def main() -> None:
             tasks[bundle.manifest.task]["graph"] = graph  # type: ignore[index]
 
     print(json.dumps({
-        "bench": "serve_throughput", "jpegs": jpeg_source, "jpeg_size": args.jpeg_size,
+        "bench": "serve_throughput", "protocol": args.protocol, "jpegs": jpeg_source,
+        "jpeg_size": args.jpeg_size,
         "jpeg_bytes_mean": round(statistics.mean(map(len, jpegs))),
         "clients": args.clients, "max_batch_size": args.max_batch_size,
         "max_queue_delay_us": args.max_queue_delay_us, "intra_op_threads": args.threads,

@@ -9,6 +9,11 @@ worker thread (zlib and brotli let go of the GIL while they work), in slices, an
 byte past `max_bytes`: a bomb costs at most the limit's worth of inflating, and the loop none. The
 limit holds for the body as sent and for what it inflates to. Compressed bodies stay on: Triton
 takes them and tritonclient sends them (`request_compression_algorithm`).
+
+Answers are compressed where the client accepts it and it pays (`compress_answer`): aiohttp's client
+(tritonclient's aio one) accepts gzip and deflate on every call, and deflating a few hundred bytes of
+JSON cost ~0.1 ms of the loop's time a request, twice what aiohttp spends on the whole request, to
+save no packet.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from aiohttp import web
 from serving.bundle.quoting import clip, shown
 from serving.server.error_status import RequestError
 
-__all__ = ["BodyReader", "InflatesPastLimitError", "inflate", "too_large"]
+__all__ = ["COMPRESS_FROM", "BodyReader", "InflatesPastLimitError", "compress_answer", "inflate", "too_large"]
 
 _SLICE = 1 << 20  # inflate this much at a time at most
+COMPRESS_FROM = 1024  # bytes: a smaller answer fits one packet whether compressed or not
 
 
 class InflatesPastLimitError(Exception):
@@ -71,6 +77,30 @@ class BodyReader:
             raise too_large(
                 self.max_bytes, f"{encoding}-encoded {len(body):,}-byte", "inflates past"
             ) from None
+
+
+def compress_answer(size: int, accept_encoding: str) -> bool:
+    """Whether an answer of `size` bytes goes compressed (where the client accepts a coding we have):
+    from `COMPRESS_FROM` bytes on, or when the client refuses it uncompressed."""
+    return size >= COMPRESS_FROM or identity_refused(accept_encoding)
+
+
+def identity_refused(accept_encoding: str) -> bool:
+    """An uncompressed answer is acceptable unless `identity;q=0`, or `*;q=0` without an entry for
+    identity, says otherwise (RFC 9110, 12.5.3). A weight that is not a number counts as 1."""
+    weights: dict[str, float] = {}
+    for entry in accept_encoding.split(","):
+        coding, *parameters = (part.strip() for part in entry.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 1.0
+        weights[coding.lower()] = weight
+    return weights.get("identity", weights.get("*", 1.0)) == 0
 
 
 def too_large(limit: int, size: str, verb: str = "is over") -> web.HTTPRequestEntityTooLarge:

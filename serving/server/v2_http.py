@@ -25,7 +25,7 @@ from aiohttp.typedefs import Handler
 from serving.bundle.quoting import clip, shown
 from serving.server import loop_errors
 from serving.server.error_status import CallError, RequestError, refusals, status_for
-from serving.server.http_bodies import BodyReader
+from serving.server.http_bodies import BodyReader, compress_answer
 from serving.server.http_connection import ConnectionLimits, Connections
 from serving.server.json_offload import JsonOffload
 from serving.server.v2_engine import V2Engine
@@ -203,7 +203,8 @@ class HttpFrontEnd:
         else:
             response = web.Response(body=content, content_type="application/octet-stream")
             response.headers[HEADER_LENGTH] = str(header_length)
-        response.enable_compression()  # only where the request's Accept-Encoding asks for it
+        if compress_answer(len(content), request.headers.get("Accept-Encoding", "")):
+            response.enable_compression()  # only where the request's Accept-Encoding asks for it
         return response
 
     async def _json_body(self, request: web.Request) -> dict[str, object]:

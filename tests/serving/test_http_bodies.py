@@ -1,5 +1,5 @@
 """Inflating a compressed request body: what it was, never more than the limit, and a body that is
-not what its encoding says is refused by name."""
+not what its encoding says is refused by name. Answers compressed only where it pays."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import brotli
 import pytest
 
 from serving.server.error_status import RequestError
-from serving.server.http_bodies import InflatesPastLimitError, inflate
+from serving.server.http_bodies import COMPRESS_FROM, InflatesPastLimitError, compress_answer, inflate
 
 TEXT = b'{"inputs": []}' * 1000
 ENCODED = {
@@ -51,3 +51,23 @@ def test_a_bomb_stops_at_the_limit() -> None:
     bomb = packer.process(zeros) + packer.flush() + (packer.process(zeros) + packer.flush()) * 63
     with pytest.raises(InflatesPastLimitError):
         inflate(bomb, "br", 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "refused"),
+    [
+        ("", False),
+        ("gzip, deflate", False),
+        ("gzip;q=1.0, identity; q=0.5, *;q=0", False),  # identity named: its own weight counts
+        ("gzip, identity;q=0", True),
+        ("deflate, *;q=0", True),
+        ("gzip, *;q=0.000", True),
+        ("gzip, IDENTITY;Q=0", True),
+        ("gzip;q=oops, *;q=0.1", False),
+    ],
+)
+def test_a_small_answer_is_compressed_only_where_uncompressed_is_refused(
+    accept_encoding: str, refused: bool
+) -> None:
+    assert compress_answer(COMPRESS_FROM - 1, accept_encoding) is refused
+    assert compress_answer(COMPRESS_FROM, accept_encoding)  # big enough: compressed if a coding is accepted

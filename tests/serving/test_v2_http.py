@@ -20,6 +20,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from serving.bundle import load_bundle
+from serving.server.http_bodies import COMPRESS_FROM
 from tests.serving.servers import ServerProcess, copy_bundle, running_server
 
 
@@ -360,13 +361,23 @@ def test_tritons_routes_that_are_not_implemented_say_so(client: triton.Inference
         assert "model_configuration" in refused.value.message()
 
 
-def test_gzip_is_what_the_compressed_answer_says(server: ServerProcess) -> None:
-    body = json.dumps({"inputs": [{"name": "texts", "shape": [1], "datatype": "BYTES", "data": ["dull"]}]})
-    status, headers, content = call(
-        server, "POST", "/v2/models/reviews/infer", body.encode(), **{"Accept-Encoding": "gzip"}
-    )
-    assert status == 200 and headers["Content-Encoding"] == "gzip"
-    assert json.loads(gzip.decompress(content))["model_name"] == "reviews"
+def test_an_answer_is_gzipped_where_asked_and_big_enough_to_pay(server: ServerProcess) -> None:
+    def infer(texts: list[str]) -> tuple[dict[str, str], bytes]:
+        inputs = [{"name": "texts", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]
+        body = json.dumps({"inputs": inputs}).encode()
+        status, headers, content = call(
+            server, "POST", "/v2/models/reviews/infer", body, **{"Accept-Encoding": "gzip"}
+        )
+        assert status == 200, content
+        return headers, content
+
+    headers, content = infer(["dull"])  # a few hundred bytes: one packet either way
+    assert "Content-Encoding" not in headers and len(content) < COMPRESS_FROM
+    assert json.loads(content)["model_name"] == "reviews"
+    headers, content = infer(["dull", "a fine film"] * 40)
+    assert headers["Content-Encoding"] == "gzip"
+    answer = gzip.decompress(content)
+    assert len(answer) >= COMPRESS_FROM and json.loads(answer)["outputs"][0]["shape"][0] == 80
 
 
 # Last, as it stops the module's server: a drain costs no second server start.
