@@ -12,8 +12,8 @@ takes them and tritonclient sends them (`request_compression_algorithm`).
 
 Answers are compressed where the client accepts it and it pays (`compress_answer`): aiohttp's client
 (tritonclient's aio one) accepts gzip and deflate on every call, and deflating a few hundred bytes of
-JSON cost ~0.1 ms of the loop's time a request, twice what aiohttp spends on the whole request, to
-save no packet.
+JSON took 1.8 % of a loaded server's CPU (~27 µs a request, half what aiohttp spends on a whole
+request) to save no packet.
 """
 
 from __future__ import annotations
