@@ -4,7 +4,8 @@ For each image task (multilabel tags, segmentation masks, pose points), two comp
 server's `max_batch_size`, measured in the same run and alternated: prepared FP32 tensors sent to
 the server (`pixels`) against `InferenceSession.run` + the bundle's postprocessing on a prepared
 batch; JPEG bytes sent to the server (`images`) against decode + preprocess + run + postprocess
-(masks resized back to the JPEG's size, points scaled to it) in one process. Each client sends one
+(masks resized back to the JPEG's size, points scaled to it) in one process, and beside it the
+same done one image at a time (`jpeg_one_per_run`: the runtime without a batcher). Each client sends one
 item per request, back to back, through the unmodified tritonclient (aio): gRPC, or with
 `--protocol http` the V2 HTTP API (binary data, each client its own connection). Both sides get the same
 parallelism: the baselines run in this process on the server's cores with its intra-op threads, and
@@ -182,6 +183,19 @@ def summary(server: list[Window], local: list[Window]) -> dict[str, object]:
     }
 
 
+def one_per_run(server: list[Window], unbatched: list[Window]) -> dict[str, object]:
+    """The JPEG server against the raw runtime run one image at a time (decode, run, answer): what
+    an in-process caller without a batcher gets. A second reference beside the batched one."""
+    served = statistics.median(w.items_s for w in server)
+    raw = statistics.median(w.items_s for w in unbatched)
+    return {
+        "raw_items_s": round(raw, 1),
+        "ratio": round(served / raw, 3),
+        "raw_cpu_us_per_item": span([w.server_us_per_item for w in unbatched], 0),
+        "raw_runs": [round(w.items_s, 1) for w in unbatched],
+    }
+
+
 def measure(
     bundle: Bundle, label: str, jpegs: list[bytes], args: argparse.Namespace, tmp: Path
 ) -> dict[str, object]:
@@ -215,6 +229,11 @@ def measure(
         post(outputs, jpeg_sizes)
         return bs
 
+    def raw_jpeg_one(k: int) -> int:  # the runtime as a naive caller uses it: one image per run
+        item, _ = preprocess.prepare_item(jpegs[k % len(jpegs)])
+        post(session.run(None, {input_name: item[None]})[0], jpeg_sizes[:1])
+        return 1
+
     # What the clients send: one item per request, each client its own image.
     protocol = args.protocol
     fp32_inputs = [client_input(protocol, "pixels", pixels[i : i + 1], "FP32") for i in range(len(jpegs))]
@@ -224,6 +243,7 @@ def measure(
     env["SERVE_CPU_GRAPH"] = "false" if args.no_cpu_graph else "true"
     models = repository(bundle, tmp / f"repository-{name}")
     results: dict[str, tuple[list[Window], list[Window]]] = {"fp32": ([], []), "jpeg": ([], [])}
+    unbatched: list[Window] = []
     kinds = (("fp32", fp32_inputs, raw_fp32), ("jpeg", jpeg_inputs, raw_jpeg))
     with (tmp / f"serve-kit-{name}.log").open("w+") as log:
         with args.cores.on_server_cores():
@@ -235,6 +255,7 @@ def measure(
                     window = paired_windows(run, server, name, inputs, raw, args)
                     served.append(window[0])
                     local.append(window[1])
+                unbatched.append(timed_local(raw_jpeg_one, args.warmup, args.seconds, args.cores))
         finally:
             code = server.stop()
             decoders.shutdown()
@@ -243,6 +264,7 @@ def measure(
     return {
         "bundle": label, "size": size, "labels": len(bundle.manifest.labels),
         "fp32": summary(*results["fp32"]), "jpeg": summary(*results["jpeg"]),
+        "jpeg_one_per_run": one_per_run(results["jpeg"][0], unbatched),
     }  # fmt: skip
 
 

@@ -23,3 +23,6 @@ def test_a_reduced_serve_throughput_run_reports_both_sides(bundle_path: Path, pr
         assert found["server_items_s"] > 0 and found["raw_items_s"] > 0, found
         assert found["ratio"] == pytest.approx(found["server_items_s"] / found["raw_items_s"], rel=0.01)
         assert found["server_cpu_us_per_item"]["median"] > 0 and found["server_mean_batch"] >= 1, found
+    one = task["jpeg_one_per_run"]  # the same JPEG windows against the runtime run one image at a time
+    assert one["raw_items_s"] > 0 and len(one["raw_runs"]) == 1
+    assert one["ratio"] == pytest.approx(task["jpeg"]["server_items_s"] / one["raw_items_s"], rel=0.01)
