@@ -49,7 +49,6 @@ import select
 import shutil
 import socket
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -192,20 +191,12 @@ def images_input(images: list[bytes]) -> triton.InferInput:
 
 def http_infer(images: list[bytes]) -> bytes:
     """A raw V2 HTTP infer request of encoded images, as binary data after a JSON header."""
-    element = b"".join(struct.pack("<I", len(image)) + image for image in images)
-    tensor = {
-        "name": "images",
-        "shape": [len(images)],
-        "datatype": "BYTES",
-        "parameters": {"binary_data_size": len(element)},
-    }
-    header = json.dumps({"inputs": [tensor]}).encode()
+    body, header_length = servers.v2_images_body(images)
     head = (
         f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\n"
-        f"Content-Length: {len(header) + len(element)}\r\n"
-        f"Inference-Header-Content-Length: {len(header)}\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n{servers.HEADER_LENGTH}: {header_length}\r\n\r\n"
     )
-    return head.encode() + header + element
+    return head.encode() + body
 
 
 def gzip_bomb(segments: int) -> bytes:

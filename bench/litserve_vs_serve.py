@@ -44,7 +44,6 @@ import re
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -67,14 +66,21 @@ from serving.bundle.pipeline import ImagePreprocess
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench")]
 from load import Window, drive, load_average, span, split_cores  # noqa: E402
-from servers import HttpClient, Server, bench_env, make_jpegs, repository  # noqa: E402
+from servers import (  # noqa: E402
+    HEADER_LENGTH,
+    HttpClient,
+    Server,
+    bench_env,
+    make_jpegs,
+    repository,
+    v2_images_body,
+)
 
-HEADER_LENGTH = "Inference-Header-Content-Length"  # V2 binary data: the JSON header's bytes
-GRAPH_LINE = "litserve graph: "
+GRAPH_LINE = "litserve graph: "  # what the LitServe worker prints once its runtime is loaded
 BATCH_LINE = re.compile(r"^litserve batch: (\d+)$", re.MULTILINE)  # one line per batch, as TorchServe's
-# serve_throughput's default; it is imported only to build a bundle (it imports tritonclient, which
-# LitServe's processes, importing this file, should not carry)
-DEFAULT_BUNDLE = Path("models/planet")  # what the LitServe worker prints once its runtime is loaded
+# serve_throughput's default, not imported from it: that module imports tritonclient, which LitServe's
+# processes (they import this file) should not carry; it is imported only to build a bundle
+DEFAULT_BUNDLE = Path("models/planet")
 
 
 # --- LitServe's side -------------------------------------------------------------------------
@@ -225,11 +231,8 @@ def serve_kit_side(model: str) -> Side:
     """V2 HTTP infer, the JPEG as binary data after a JSON header (Triton's binary-data extension)."""
 
     def request(jpeg: bytes) -> tuple[dict[str, str], bytes]:
-        element = struct.pack("<I", len(jpeg)) + jpeg  # a BYTES element: its length, then its bytes
-        tensor = {"name": "images", "shape": [1], "datatype": "BYTES"}
-        header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(element)}}]})
-        headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header.encode()))}
-        return headers, header.encode() + element
+        body, header_length = v2_images_body([jpeg])
+        return {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(header_length)}, body
 
     def outputs(found: Any) -> dict[str, list[Any]]:
         return {output["name"]: output["data"] for output in found["outputs"]}

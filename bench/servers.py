@@ -8,14 +8,17 @@ global pool, and each benchmark process chooses which one it holds.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -23,7 +26,16 @@ import numpy as np
 
 from serving.bundle import Bundle
 
-__all__ = ["FASHION_MNIST", "HttpClient", "Server", "bench_env", "make_jpegs", "repository"]
+__all__ = [
+    "FASHION_MNIST",
+    "HEADER_LENGTH",
+    "HttpClient",
+    "Server",
+    "bench_env",
+    "make_jpegs",
+    "repository",
+    "v2_images_body",
+]
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _LISTENING = re.compile(
@@ -144,6 +156,19 @@ def repository(bundle: Bundle, root: Path) -> Path:
     target = root / bundle.manifest.name / str(bundle.manifest.version)
     shutil.copytree(bundle.path, target)
     return root
+
+
+HEADER_LENGTH = "Inference-Header-Content-Length"  # V2 binary data: the JSON header's bytes
+
+
+def v2_images_body(images: Sequence[bytes]) -> tuple[bytes, int]:
+    """A V2 HTTP infer body of encoded images as one BYTES `images` tensor in binary data after its
+    JSON header (Triton's binary-data extension: each element its 4-byte length, then its bytes),
+    and the header's length, for `HEADER_LENGTH`."""
+    element = b"".join(struct.pack("<I", len(image)) + image for image in images)
+    tensor = {"name": "images", "shape": [len(images)], "datatype": "BYTES"}
+    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(element)}}]}).encode()
+    return header + element, len(header)
 
 
 class HttpClient:

@@ -19,6 +19,7 @@ request) to save no packet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import zlib
 from collections.abc import Callable
@@ -88,6 +89,8 @@ def compress_answer(size: int, accept_encoding: str) -> bool:
 def identity_refused(accept_encoding: str) -> bool:
     """An uncompressed answer is acceptable unless `identity;q=0`, or `*;q=0` without an entry for
     identity, says otherwise (RFC 9110, 12.5.3). A weight that is not a number counts as 1."""
+    if ";" not in accept_encoding:  # no weights (the common case, on every small answer): all are 1
+        return False
     weights: dict[str, float] = {}
     for entry in accept_encoding.split(","):
         coding, *parameters = (part.strip() for part in entry.split(";"))
@@ -95,10 +98,8 @@ def identity_refused(accept_encoding: str) -> bool:
         for parameter in parameters:
             name, _, value = parameter.partition("=")
             if name.strip().lower() == "q":
-                try:
+                with contextlib.suppress(ValueError):
                     weight = float(value)
-                except ValueError:
-                    weight = 1.0
         weights[coding.lower()] = weight
     return weights.get("identity", weights.get("*", 1.0)) == 0
 
